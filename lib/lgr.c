@@ -1,0 +1,61 @@
+/*
+ * lgr.c: result-code names, limit defaults and the reporting hook shared by every unit of the core.
+ */
+#include "lgr.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static lgr_log_fn *log_fn;
+static void *log_ud;
+
+const char *lgr_strerror(int rc)
+{
+	switch (rc) {
+	case LGR_OK: return "success";
+	case LGR_AGAIN: return "more input needed";
+	case LGR_ENOMEM: return "out of memory";
+	case LGR_EINVAL: return "invalid argument";
+	case LGR_EDECODE: return "malformed input";
+	case LGR_ETOOBIG: return "input exceeds the size limit";
+	case LGR_ELIMIT: return "input exceeds a count or nesting limit";
+	case LGR_EMISSING: return "a required field is missing";
+	case LGR_EUNSUPPORTED: return "no representation in the target form";
+	case LGR_EFULL: return "container full";
+	case LGR_EIO: return "input/output error";
+	default: return "unknown error";
+	}
+}
+
+void lgr_limits_resolve(struct lgr_limits *lim)
+{
+	if (lim->max_message == 0)
+		lim->max_message = LGR_LIMITS_DEFAULT_MESSAGE;
+	if (lim->max_tags == 0)
+		lim->max_tags = LGR_LIMITS_DEFAULT_TAGS;
+	if (lim->max_metrics == 0)
+		lim->max_metrics = LGR_LIMITS_DEFAULT_METRICS;
+	if (lim->max_batch == 0)
+		lim->max_batch = LGR_LIMITS_DEFAULT_BATCH;
+	if (lim->max_depth == 0)
+		lim->max_depth = LGR_LIMITS_DEFAULT_DEPTH;
+}
+
+void lgr_log_set(lgr_log_fn *fn, void *ud)
+{
+	log_fn = fn;
+	log_ud = ud;
+}
+
+void lgr_log(enum lgr_log_level level, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (log_fn == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log_fn(level, line, log_ud);
+}

@@ -1,0 +1,68 @@
+/*
+ * lgr.h: what every unit of the core shares: result codes, limits on untrusted input, and the reporting hook.
+ *
+ * The core never prints and never aborts. Fallible functions return LGR_OK (0), a negative LGR_E* code, or, in
+ * incremental code, LGR_AGAIN (positive) for "need more input". Whatever the core has to tell an operator goes
+ * through the hook that the glue (an rsyslog module, a test, a tool) installs with lgr_log_set().
+ */
+#ifndef LGR_H
+#define LGR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+	LGR_OK = 0,
+	LGR_AGAIN = 1,       /* incremental decoders: consumed everything, need more */
+	LGR_ENOMEM = -1,     /* allocation failed */
+	LGR_EINVAL = -2,     /* caller error: bad argument */
+	LGR_EDECODE = -3,    /* malformed input (protobuf, JSON, framing) */
+	LGR_ETOOBIG = -4,    /* input larger than a configured limit */
+	LGR_ELIMIT = -5,     /* too many of something (tags, metrics, envelopes, nesting) */
+	LGR_EMISSING = -6,   /* a required field is absent */
+	LGR_EUNSUPPORTED = -7, /* valid input that has no representation in the target form */
+	LGR_EFULL = -8,      /* a bounded container is full */
+	LGR_EIO = -9,        /* a system call failed; errno-style detail goes to the log hook */
+};
+
+/* A short English description of a result code; never NULL. */
+const char *lgr_strerror(int rc);
+
+/*
+ * Bounds applied to untrusted input before anything is allocated for it. Zero in any field means the default
+ * (LGR_LIMITS_DEFAULT_*). Counts are per envelope unless stated.
+ */
+struct lgr_limits {
+	size_t max_message;  /* bytes of one encoded message or datagram */
+	size_t max_tags;     /* tags + deprecated_tags entries */
+	size_t max_metrics;  /* gauge metrics */
+	size_t max_batch;    /* envelopes in one EnvelopeBatch */
+	unsigned max_depth;  /* nesting of length-delimited fields, unknown ones included */
+};
+
+#define LGR_LIMITS_DEFAULT_MESSAGE (10u * 1024 * 1024) /* the real agent and router accept 10 MiB */
+#define LGR_LIMITS_DEFAULT_TAGS 4096u
+#define LGR_LIMITS_DEFAULT_METRICS 4096u
+#define LGR_LIMITS_DEFAULT_BATCH 65536u
+#define LGR_LIMITS_DEFAULT_DEPTH 16u
+
+/* Fills every zero field of *lim with its default. */
+void lgr_limits_resolve(struct lgr_limits *lim);
+
+enum lgr_log_level {
+	LGR_LOG_ERR = 3,
+	LGR_LOG_WARNING = 4,
+	LGR_LOG_NOTICE = 5,
+	LGR_LOG_INFO = 6,
+	LGR_LOG_DEBUG = 7,
+};
+
+typedef void lgr_log_fn(enum lgr_log_level level, const char *msg, void *ud);
+
+/* Installs the reporting hook (NULL: discard). Not thread-safe: call before any other thread uses the core. */
+void lgr_log_set(lgr_log_fn *fn, void *ud);
+
+/* Formats and reports one line through the hook. Thread-safe; cheap when no hook is installed. */
+void lgr_log(enum lgr_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

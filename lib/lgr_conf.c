@@ -1,0 +1,1 @@
+/* lgr_conf.c: placeholder until the unit lands. */

@@ -1,0 +1,1 @@
+/* lgr_conf.h: placeholder. */

@@ -1,0 +1,1 @@
+/* lgr_crc64.h: placeholder. */

@@ -1,0 +1,1 @@
+/* lgr_env.c: placeholder until the unit lands. */

@@ -1,0 +1,1 @@
+/* lgr_json.c: placeholder until the unit lands. */

@@ -1,0 +1,1 @@
+/* lgr_json.h: placeholder. */

@@ -1,0 +1,1 @@
+/* lgr_pb.c: placeholder until the unit lands. */

@@ -1,0 +1,1 @@
+/* lgr_pb.h: placeholder. */

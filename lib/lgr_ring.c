@@ -1,0 +1,1 @@
+/* lgr_ring.c: placeholder until the unit lands. */

@@ -1,0 +1,1 @@
+/* lgr_ring.h: placeholder. */

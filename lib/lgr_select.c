@@ -1,0 +1,1 @@
+/* lgr_select.c: placeholder until the unit lands. */

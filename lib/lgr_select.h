@@ -1,0 +1,1 @@
+/* lgr_select.h: placeholder. */

@@ -1,0 +1,1 @@
+/* lgr_v1.c: placeholder until the unit lands. */

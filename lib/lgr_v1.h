@@ -1,0 +1,1 @@
+/* lgr_v1.h: placeholder. */

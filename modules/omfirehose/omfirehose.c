@@ -1,0 +1,3 @@
+/* placeholder */
+int modInit(void);
+int modInit(void) { return 0; }
