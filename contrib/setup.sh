@@ -6,7 +6,7 @@
 # Steps, each skipped when already done (a second run changes nothing):
 #   1. install the Debian packages the build, tests and benchmarks need (as root, or through sudo);
 #   2. obtain the rsyslog source matching the installed rsyslogd and configure it for its headers (the SDK);
-#   3. generate and run ./configure against that SDK, then build with make.
+#   3. generate ./configure, configure the project in build/ against that SDK, and build it there.
 #
 # Environment: LGR_SDK_DIR overrides where the SDK is kept (default ~/.cache/rsyslog-loggregator/sdk),
 # CONFIGURE_FLAGS adds flags to ./configure, MAKEFLAGS is honoured by make.
@@ -99,21 +99,23 @@ if [ ! -f "$sdk/.configured" ]; then
   touch "$sdk/.configured"
 fi
 
-# 3. The project itself.
+# 3. The project itself, built out of tree in build/ (sanitizer and fuzzing builds sit beside it).
 cd "$top"
-if [ ! -x configure ] || [ configure.ac -nt configure ]; then
+if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then
   say "generating ./configure"
-  autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+  autoreconf -fi >autoreconf.log 2>&1 || { cat autoreconf.log >&2; exit 1; }
+  rm -f autoreconf.log
 fi
-wanted="--with-rsyslog-sdk=$sdk ${CONFIGURE_FLAGS:-}"
-if [ ! -f config.status ] || [ "$(cat .setup-flags 2>/dev/null)" != "$wanted" ]; then
-  say "configuring the project"
+wanted="--with-rsyslog-sdk=$sdk --enable-werror ${CONFIGURE_FLAGS:-}"
+mkdir -p build
+if [ ! -f build/config.status ] || [ "$(cat build/.setup-flags 2>/dev/null)" != "$wanted" ] || [ configure -nt build/config.status ]; then
+  say "configuring the project in build/"
   # shellcheck disable=SC2086
-  ./configure $wanted >/dev/null
-  printf '%s' "$wanted" >.setup-flags
+  (cd build && ../configure $wanted >configure.out 2>&1) || { tail -n 30 build/configure.out >&2; exit 1; }
+  printf '%s' "$wanted" >build/.setup-flags
 fi
 if [ $build -eq 1 ]; then
-  say "building"
-  make -s -j"$(nproc)" >/dev/null
-  say "built: $(find modules -name '*.so' -path '*/.libs/*' | sort | tr '\n' ' ')"
+  say "building in build/"
+  make -C build -s -j"$(nproc)" >/dev/null
+  say "modules: $(find build/modules -name '*.so' -path '*/.libs/*' | sort | tr '\n' ' ')"
 fi

@@ -1,0 +1,160 @@
+/*
+ * glue.h: the rsyslog glue the three modules share: the core's reporting hook forwarded to rsyslog's log, and a
+ * configuration table (lgr_conf) turned into rsyslog's parameter block and fed from rsyslog's parsed values.
+ *
+ * Header-only on purpose: every module is one shared object that must export only modInit, and including these
+ * few static functions keeps each module self-contained without another source file per module. Include it
+ * after rsyslog's headers (rsyslog's "config.h" first, then "rsyslog.h", "errmsg.h", "debug.h", "rainerscript.h").
+ */
+#ifndef LGR_MODULES_GLUE_H
+#define LGR_MODULES_GLUE_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lgr.h"
+#include "lgr_conf.h"
+
+/* Room for one configuration message (lgr_conf messages quote at most 64 bytes of a value). */
+#define GLUE_ERR_MAX 640
+
+/*
+ * The core's log hook: ud is the module name. Debug lines go to rsyslog's debug output only; the others become
+ * rsyslog internal messages of the same severity (errors mark the config unclean, so `rsyslogd -N1` fails).
+ */
+static void __attribute__((unused)) glue_log(enum lgr_log_level level, const char *msg, void *ud)
+{
+	const char *mod = ud;
+
+	if (level >= LGR_LOG_DEBUG) {
+		DBGPRINTF("%s: %s\n", mod, msg);
+		return;
+	}
+	LogMsg(0, level <= LGR_LOG_ERR ? RS_RET_ERR : NO_ERRCODE, (int)level, "%s: %s", mod, msg);
+}
+
+/*
+ * Fills descr (t->nparams entries) and blk from a table: arrays as eCmdHdlrArray, strings as eCmdHdlrString (they
+ * may hold blanks), every other type as eCmdHdlrGetWord; lgr_conf parses and checks them all, and reports
+ * missing required parameters itself, so no rsyslog flag is set.
+ */
+static void __attribute__((unused))
+glue_paramblk_init(const struct lgr_conf_table *t, struct cnfparamdescr *descr, struct cnfparamblk *blk)
+{
+	size_t i;
+
+	for (i = 0; i < t->nparams; i++) {
+		descr[i].name = t->params[i].name;
+		descr[i].flags = 0;
+		if (t->params[i].type == LGR_CONF_ARRAY)
+			descr[i].type = eCmdHdlrArray;
+		else if (t->params[i].type == LGR_CONF_STRING)
+			descr[i].type = eCmdHdlrString;
+		else
+			descr[i].type = eCmdHdlrGetWord;
+	}
+	blk->version = CNFPARAMBLK_VERSION;
+	blk->nParams = (unsigned short)t->nparams;
+	blk->descr = descr;
+}
+
+/* Sets one parameter from rsyslog's parsed value (a string, or an array of strings). */
+static int __attribute__((unused)) glue_set_one(const struct lgr_conf_table *t, void *obj,
+	const struct lgr_conf_param *p, const struct svar *val, char *err, size_t errlen)
+{
+	const char **items = NULL;
+	char *text = NULL;
+	int n = 0, i, rc;
+
+	if (val->datatype == 'A') {
+		n = val->d.ar->nmemb;
+		items = calloc(n > 0 ? (size_t)n : 1, sizeof(*items));
+		if (items == NULL) {
+			rc = lgr_conf_error(t, err, errlen, LGR_ENOMEM, "parameter '%s': out of memory", p->name);
+			goto out;
+		}
+		for (i = 0; i < n; i++) {
+			items[i] = es_str2cstr(val->d.ar->arr[i], NULL);
+			if (items[i] == NULL) {
+				rc = lgr_conf_error(
+					t, err, errlen, LGR_ENOMEM, "parameter '%s': out of memory", p->name);
+				goto out;
+			}
+		}
+		rc = lgr_conf_set_array(t, obj, p->name, items, (size_t)n, err, errlen);
+	} else if (val->datatype == 'S') {
+		text = es_str2cstr(val->d.estr, NULL);
+		if (text == NULL) {
+			rc = lgr_conf_error(t, err, errlen, LGR_ENOMEM, "parameter '%s': out of memory", p->name);
+			goto out;
+		}
+		rc = lgr_conf_set(t, obj, p->name, text, err, errlen);
+	} else {
+		rc = lgr_conf_error(t, err, errlen, LGR_EINVAL, "parameter '%s': unexpected value type", p->name);
+	}
+out:
+	if (items != NULL) {
+		for (i = 0; i < n; i++)
+			free((char *)items[i]);
+		free(items);
+	}
+	free(text);
+	return rc;
+}
+
+/*
+ * Configures obj (zeroed) from rsyslog's values for a block built by glue_paramblk_init(): defaults, each value
+ * given, then the required and cross-field checks. On error err holds the message naming the parameter; obj
+ * must be released with lgr_conf_free() in every case.
+ */
+static int __attribute__((unused)) glue_conf_load(const struct lgr_conf_table *t, const struct cnfparamblk *blk,
+	const struct cnfparamvals *pvals, void *obj, char *err, size_t errlen)
+{
+	int i, rc;
+
+	rc = lgr_conf_defaults(t, obj, err, errlen);
+	if (rc != LGR_OK)
+		goto out;
+	for (i = 0; i < blk->nParams; i++) {
+		if (!pvals[i].bUsed)
+			continue;
+		rc = glue_set_one(t, obj, &t->params[i], &pvals[i].val, err, errlen);
+		if (rc != LGR_OK)
+			goto out;
+	}
+	rc = lgr_conf_finish(t, obj, err, errlen);
+out:
+	return rc;
+}
+
+/* Writes the configuration to rsyslog's debug output, one parameter per line (strings and arrays shown). */
+static void __attribute__((unused)) glue_conf_debug(const struct lgr_conf_table *t, const void *obj)
+{
+	size_t i, j;
+
+	if (!Debug)
+		return;
+	for (i = 0; i < t->nparams; i++) {
+		const struct lgr_conf_param *p = &t->params[i];
+		const void *f = (const char *)obj + p->offset;
+
+		switch (p->type) {
+		case LGR_CONF_STRING:
+			dbgprintf("%s: %s='%s'\n", t->name, p->name, *(char *const *)f ? *(char *const *)f : "(unset)");
+			break;
+		case LGR_CONF_BOOL: dbgprintf("%s: %s=%s\n", t->name, p->name, *(const bool *)f ? "on" : "off"); break;
+		case LGR_CONF_INT:
+		case LGR_CONF_DURATION: dbgprintf("%s: %s=%lld\n", t->name, p->name, *(const long long *)f); break;
+		case LGR_CONF_SIZE: dbgprintf("%s: %s=%zu\n", t->name, p->name, *(const size_t *)f); break;
+		case LGR_CONF_PORT: dbgprintf("%s: %s=%d\n", t->name, p->name, *(const int *)f); break;
+		case LGR_CONF_ENUM: dbgprintf("%s: %s=%s\n", t->name, p->name, p->words[*(const int *)f]); break;
+		case LGR_CONF_ARRAY:
+			for (j = 0; j < ((const struct lgr_conf_strv *)f)->n; j++)
+				dbgprintf("%s: %s[%zu]='%s'\n", t->name, p->name, j,
+					((const struct lgr_conf_strv *)f)->v[j]);
+			break;
+		}
+	}
+}
+
+#endif

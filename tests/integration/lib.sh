@@ -1,0 +1,232 @@
+# shellcheck shell=bash disable=SC2016,SC2034 # configs hold literal $properties; variables are for the tests
+# shellcheck disable=SC2119,SC2317 # lgr_init takes no script arguments; checks run through lgr_wait_for
+# lib.sh: harness for integration tests that run a private Debian rsyslogd with the built modules.
+#
+# Sourced by tests/integration/*.sh (bash). A test calls lgr_init first, writes its config with lgr_conf_write,
+# starts the daemon with lgr_start (which validates the config with -N1 first), waits for conditions with
+# lgr_wait_for (bounded polling, never a fixed sleep), and ends with lgr_stop and lgr_pass. On exit, whatever
+# happened, the daemon it started is killed and the private work dir removed (LGR_KEEP=1 keeps it).
+#
+# Environment (set by `make check`; defaults work from a built tree):
+#   LGR_TOP_SRCDIR, LGR_TOP_BUILDDIR   source and build trees (default: two levels above this file)
+#   RSYSLOGD                            the daemon (default /usr/sbin/rsyslogd)
+#   LGR_RSYSLOG_SDK                     the configured rsyslog source the modules were built against
+#   LGR_VALGRIND=1                      run rsyslogd under valgrind; any error or definite leak fails the test
+#   LGR_TIMEOUT                         seconds each wait may take (default 30; multiplied by 5 under valgrind)
+#   LGR_KEEP=1                          keep the work dir for inspection
+#
+# Exit codes of a test: 0 pass, 1 fail, 77 skip (only when something needed cannot run at all here).
+
+lgr_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${LGR_TOP_SRCDIR:=$(cd "$lgr_here/../.." && pwd)}"
+: "${LGR_TOP_BUILDDIR:=$LGR_TOP_SRCDIR}"
+: "${RSYSLOGD:=/usr/sbin/rsyslogd}"
+: "${LGR_VALGRIND:=0}"
+: "${LGR_TIMEOUT:=30}"
+: "${LGR_KEEP:=0}"
+
+LGR_TEST=$(basename "$0" .sh)
+LGR_WORK=
+LGR_PORT=
+LGR_PID=
+LGR_PIDFILE=
+
+lgr_say() { printf '%s: %s\n' "$LGR_TEST" "$*"; }
+lgr_check() { printf '%s: checking %s\n' "$LGR_TEST" "$*"; }
+
+# Prints the end of every log the test produced, so a failure in `make check` can be diagnosed from its .log.
+lgr_dump_logs() {
+	local f
+	[ -n "$LGR_WORK" ] && [ -d "$LGR_WORK" ] || return 0
+	for f in "$LGR_WORK"/rsyslogd.out "$LGR_WORK"/internal.log "$LGR_WORK"/valgrind.log; do
+		[ -s "$f" ] || continue
+		printf -- '----- %s (last 60 lines)\n' "${f##*/}"
+		tail -n 60 "$f"
+	done
+	printf -- '-----\n'
+}
+
+lgr_fail() {
+	printf '%s: FAIL: %s\n' "$LGR_TEST" "$*" >&2
+	lgr_dump_logs >&2
+	exit 1
+}
+
+lgr_skip() {
+	printf '%s: SKIP: %s\n' "$LGR_TEST" "$*"
+	exit 77
+}
+
+lgr_pass() {
+	lgr_say "PASS"
+	exit 0
+}
+
+lgr_cleanup() {
+	local rc=$?
+	if [ -n "$LGR_PID" ] && kill -0 "$LGR_PID" 2>/dev/null; then
+		kill -KILL "$LGR_PID" 2>/dev/null
+		wait "$LGR_PID" 2>/dev/null
+	fi
+	LGR_PID=
+	if [ -n "$LGR_WORK" ] && [ -d "$LGR_WORK" ]; then
+		if [ "$LGR_KEEP" = 1 ]; then
+			printf '%s: work dir kept: %s\n' "$LGR_TEST" "$LGR_WORK" >&2
+		else
+			rm -rf "$LGR_WORK"
+		fi
+	fi
+	exit "$rc"
+}
+
+# Seconds a wait may take.
+lgr_timeout() {
+	if [ "$LGR_VALGRIND" = 1 ]; then echo $((LGR_TIMEOUT * 5)); else echo "$LGR_TIMEOUT"; fi
+}
+
+# lgr_module NAME: the path of a built module, e.g. lgr_module omfirehose.
+lgr_module() {
+	printf '%s/modules/%s/.libs/%s.so\n' "$LGR_TOP_BUILDDIR" "$1" "$1"
+}
+
+# lgr_init [--no-modules]: makes the work dir, installs the cleanup, checks that the daemon and (unless told
+# otherwise) the three built modules are there.
+lgr_init() {
+	local m
+	trap lgr_cleanup EXIT
+	trap 'exit 1' INT TERM HUP
+	[ -x "$RSYSLOGD" ] || lgr_skip "no rsyslogd at $RSYSLOGD"
+	if [ "${1:-}" != --no-modules ]; then
+		for m in imloggregator omdoppler omfirehose; do
+			[ -f "$(lgr_module "$m")" ] || lgr_fail "module $m is not built ($(lgr_module "$m"))"
+		done
+	fi
+	if [ "$LGR_VALGRIND" = 1 ]; then
+		command -v valgrind >/dev/null || lgr_skip "LGR_VALGRIND=1 but valgrind is not installed"
+	fi
+	LGR_WORK=$(mktemp -d "${TMPDIR:-/tmp}/lgr-$LGR_TEST.XXXXXX") || lgr_fail "cannot make a work dir"
+	LGR_PIDFILE=$LGR_WORK/rsyslogd.pid
+}
+
+# lgr_conf_write FILE: writes FILE from stdin, after a preamble that keeps the daemon private: its own work
+# directory, internal messages processed (so module errors reach a file) and written to $LGR_WORK/internal.log
+# before anything else sees them.
+lgr_conf_write() {
+	{
+		printf 'global(workDirectory="%s" processInternalMessages="on")\n' "$LGR_WORK"
+		printf 'if $programname == "rsyslogd" or $programname == "rsyslogd-pstats" then {\n'
+		printf '\tif $programname == "rsyslogd" then action(type="omfile" file="%s/internal.log")\n' "$LGR_WORK"
+		printf '\tstop\n}\n'
+		cat
+	} >"$1"
+}
+
+# lgr_n1 CONF: runs `rsyslogd -N1 -f CONF` and returns its status, its output in LGR_N1_OUT. Under LGR_VALGRIND=1
+# the run is under valgrind too (config parsing and its error paths must not leak), and a valgrind report fails
+# the test whatever rsyslogd's verdict.
+lgr_n1() {
+	local rc vlog
+	if [ "$LGR_VALGRIND" = 1 ]; then
+		vlog=$(mktemp "$LGR_WORK/valgrind-n1.XXXXXX")
+		LGR_N1_OUT=$(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+			--suppressions="$lgr_here/valgrind.supp" --log-file="$vlog" "$RSYSLOGD" -N1 -f "$1" 2>&1)
+		rc=$?
+		if ! lgr_valgrind_clean "$vlog"; then
+			cat "$vlog" >&2
+			lgr_fail "valgrind reported errors in rsyslogd -N1 -f $1"
+		fi
+	else
+		LGR_N1_OUT=$("$RSYSLOGD" -N1 -f "$1" 2>&1)
+		rc=$?
+	fi
+	return "$rc"
+}
+
+# lgr_validate CONF: rsyslogd -N1 must accept CONF.
+lgr_validate() {
+	lgr_n1 "$1" || { printf '%s\n' "$LGR_N1_OUT" >&2; lgr_fail "rsyslogd -N1 rejects $1"; }
+}
+
+# lgr_wait_for WHAT CMD...: polls CMD until it succeeds, at most lgr_timeout seconds; fails the test with WHAT
+# otherwise. Also fails at once if the daemon died meanwhile.
+lgr_wait_for() {
+	local what=$1 deadline
+	shift
+	deadline=$((SECONDS + $(lgr_timeout)))
+	while ! "$@"; do
+		if [ -n "$LGR_PID" ] && ! kill -0 "$LGR_PID" 2>/dev/null; then
+			lgr_fail "rsyslogd exited while waiting for $what"
+		fi
+		[ "$SECONDS" -lt "$deadline" ] || lgr_fail "timed out after $(lgr_timeout)s waiting for $what"
+		sleep 0.05
+	done
+}
+
+lgr_nonempty() { [ -s "$1" ]; }
+
+# lgr_wait_port FILE: waits until FILE (a listenPortFileName) holds a port number and sets LGR_PORT to it. Not
+# for use in $(...): a failure must end the test, not a subshell.
+lgr_wait_port() {
+	lgr_wait_for "a port number in $1" lgr_has_port "$1"
+	LGR_PORT=$(tr -d ' \n' <"$1")
+}
+lgr_has_port() { [ -s "$1" ] && grep -Eqx '[[:space:]]*[1-9][0-9]*[[:space:]]*' "$1"; }
+
+# lgr_start CONF: validates CONF, starts a private rsyslogd in the foreground mode (in the background of this
+# shell) and waits until it wrote its pid file.
+lgr_start() {
+	local conf=$1
+	lgr_validate "$conf"
+	rm -f "$LGR_PIDFILE"
+	if [ "$LGR_VALGRIND" = 1 ]; then
+		valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+			--suppressions="$lgr_here/valgrind.supp" --log-file="$LGR_WORK/valgrind.log" \
+			"$RSYSLOGD" -n -f "$conf" -i "$LGR_PIDFILE" >"$LGR_WORK/rsyslogd.out" 2>&1 &
+	else
+		"$RSYSLOGD" -n -f "$conf" -i "$LGR_PIDFILE" >"$LGR_WORK/rsyslogd.out" 2>&1 &
+	fi
+	LGR_PID=$!
+	lgr_wait_for "rsyslogd to write its pid file" lgr_nonempty "$LGR_PIDFILE"
+	[ "$(cat "$LGR_PIDFILE")" = "$LGR_PID" ] || lgr_fail "pid file holds $(cat "$LGR_PIDFILE"), expected $LGR_PID"
+}
+
+lgr_gone() { ! kill -0 "$LGR_PID" 2>/dev/null; }
+
+# lgr_stop: SIGTERM, a bounded wait for the exit, then the exit status (and, under valgrind, its report) must be
+# clean.
+lgr_stop() {
+	local rc
+	[ -n "$LGR_PID" ] || lgr_fail "lgr_stop without a running rsyslogd"
+	kill -TERM "$LGR_PID" 2>/dev/null || lgr_fail "rsyslogd was not running at stop"
+	lgr_wait_for "rsyslogd to exit after SIGTERM" lgr_gone
+	wait "$LGR_PID"
+	rc=$?
+	LGR_PID=
+	if [ "$LGR_VALGRIND" = 1 ]; then
+		lgr_valgrind_clean || lgr_fail "valgrind reported errors (exit $rc)"
+	fi
+	[ "$rc" -eq 0 ] || lgr_fail "rsyslogd exited with status $rc"
+}
+
+# lgr_valgrind_clean [LOG]: valgrind's verdict in LOG (default the daemon's): no errors, no definite leaks.
+lgr_valgrind_clean() {
+	local log=${1:-$LGR_WORK/valgrind.log}
+	[ -s "$log" ] || return 1
+	grep -q 'ERROR SUMMARY: 0 errors' "$log" || return 1
+	! grep -Eq 'definitely lost: [1-9]' "$log"
+}
+
+# lgr_send_tcp PORT LINE...: sends each LINE plus a newline over one TCP connection to 127.0.0.1:PORT.
+lgr_send_tcp() {
+	local port=$1
+	shift
+	exec 3<>"/dev/tcp/127.0.0.1/$port" || lgr_fail "cannot connect to 127.0.0.1:$port"
+	printf '%s\n' "$@" >&3
+	exec 3>&-
+}
+
+# lgr_count FILE PATTERN: lines of FILE matching the extended regex PATTERN (0 when FILE is absent).
+lgr_count() {
+	[ -f "$1" ] || { echo 0; return; }
+	grep -Ec -- "$2" "$1"
+}
