@@ -99,6 +99,13 @@ if [ ! -f "$sdk/.configured" ]; then
   touch "$sdk/.configured"
 fi
 
+# The independent gRPC peer of the interop tests (@grpc/grpc-js from npm), pinned by its package-lock.json.
+peer=$top/tests/tools/grpc-peer
+if [ ! -d "$peer/node_modules/@grpc/grpc-js" ] || [ "$peer/package-lock.json" -nt "$peer/node_modules" ]; then
+  say "installing the grpc-js test peer"
+  (cd "$peer" && npm ci --no-audit --no-fund >/dev/null 2>&1) || { echo "setup: npm ci in $peer failed" >&2; exit 1; }
+fi
+
 # 3. The project itself, built out of tree in build/ (sanitizer and fuzzing builds sit beside it).
 cd "$top"
 if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then

@@ -43,6 +43,7 @@ void lgr_grpc_reader_cleanup(struct lgr_grpc_reader *r)
 {
 	free(r->buf);
 	r->buf = NULL;
+	r->cap = 0;
 	r->prefix_have = 0;
 	r->need = 0;
 	r->have = 0;
@@ -61,6 +62,30 @@ static int take_prefix(struct lgr_grpc_reader *r, const uint8_t *p)
 		return LGR_ETOOBIG;
 	r->need = len;
 	r->have = 0;
+	return LGR_OK;
+}
+
+/*
+ * Makes room for at least want bytes of the message being collected. The buffer grows with the bytes that
+ * actually arrive, never straight to the declared length: a peer that declares 10 MiB and sends 5 bytes pins
+ * little memory, whatever the number of streams it opens.
+ */
+static int reserve(struct lgr_grpc_reader *r, size_t want)
+{
+	size_t cap = r->cap > 0 ? r->cap : 4096;
+	uint8_t *p;
+
+	if (want <= r->cap)
+		return LGR_OK;
+	while (cap < want)
+		cap = cap > SIZE_MAX / 2 ? want : cap * 2;
+	if (cap > r->need)
+		cap = r->need;
+	p = realloc(r->buf, cap);
+	if (p == NULL)
+		return LGR_ENOMEM;
+	r->buf = p;
+	r->cap = cap;
 	return LGR_OK;
 }
 
@@ -106,18 +131,14 @@ int lgr_grpc_reader_feed(struct lgr_grpc_reader *r, const uint8_t *data, size_t 
 				if (rc != LGR_OK)
 					goto out;
 			}
-			if (r->need > 0) {
-				r->buf = malloc(r->need);
-				if (r->buf == NULL) {
-					rc = LGR_ENOMEM;
-					goto out;
-				}
-			}
 		}
 		n = r->need - r->have;
 		if (n > len)
 			n = len;
 		if (n > 0) {
+			rc = reserve(r, r->have + n);
+			if (rc != LGR_OK)
+				goto out;
 			memcpy(r->buf + r->have, data, n);
 			r->have += n;
 			data += n;
@@ -128,6 +149,7 @@ int lgr_grpc_reader_feed(struct lgr_grpc_reader *r, const uint8_t *data, size_t 
 			size_t msg_len = r->need;
 
 			r->buf = NULL;
+			r->cap = 0;
 			r->prefix_have = 0;
 			r->need = 0;
 			r->have = 0;

@@ -54,6 +54,7 @@ struct lgr_grpc_reader {
 	uint8_t prefix[LGR_GRPC_PREFIX];
 	size_t prefix_have; /* bytes of prefix collected */
 	uint8_t *buf;       /* the message being collected, when it spans feeds */
+	size_t cap;         /* allocated size of buf: grows with the bytes received, up to need */
 	size_t need;        /* its declared length */
 	size_t have;        /* bytes of it collected */
 	bool failed;        /* a previous feed failed: the stream is unusable */
@@ -64,8 +65,8 @@ void lgr_grpc_reader_cleanup(struct lgr_grpc_reader *r);
 
 /*
  * Consumes all of data, calling fn for each message completed. A message contained whole in data is passed
- * without a copy; one split across feeds is collected in a buffer allocated at its declared length only once the
- * length has been checked.
+ * without a copy; one split across feeds is collected in a buffer that grows with the bytes received (never
+ * beyond the declared length, which is checked first), so declared but unsent bytes cost no memory.
  * Returns LGR_OK; LGR_ETOOBIG when a message declares more than max_message (answer RESOURCE_EXHAUSTED);
  * LGR_EUNSUPPORTED when a message is flagged compressed (no compression is negotiated: answer INTERNAL);
  * LGR_EDECODE for a flag byte other than 0 or 1; LGR_ENOMEM; or fn's non-zero value. After any failure the

@@ -1212,25 +1212,31 @@ struct pctx {
 static int copy_text(struct pctx *c, const char *s, size_t n, char **out)
 {
 	char *p;
+	int rc = LGR_OK;
 
 	if (n > c->budget)
-		return LGR_ETOOBIG;
-	if (memchr(s, '\0', n) != NULL)
-		return LGR_EUNSUPPORTED;
-	if (!utf8_valid(s, n))
-		return LGR_EDECODE;
-	c->budget -= n;
+		rc = LGR_ETOOBIG;
+	else if (memchr(s, '\0', n) != NULL)
+		rc = LGR_EUNSUPPORTED;
+	else if (!utf8_valid(s, n))
+		rc = LGR_EDECODE;
+	if (rc != LGR_OK)
+		goto out;
 	if (n == 0) {
 		*out = (char *)protobuf_c_empty_string; /* the descriptors' default: free_unpacked leaves it alone */
-		return LGR_OK;
+		goto out;
 	}
 	p = malloc(n + 1);
-	if (p == NULL)
-		return LGR_ENOMEM;
+	if (p == NULL) {
+		rc = LGR_ENOMEM;
+		goto out;
+	}
 	memcpy(p, s, n);
 	p[n] = '\0';
 	*out = p;
-	return LGR_OK;
+	c->budget -= n;
+out:
+	return rc;
 }
 
 static int get_string(struct pctx *c, struct json_object *v, char **out)
@@ -1238,6 +1244,14 @@ static int get_string(struct pctx *c, struct json_object *v, char **out)
 	if (!json_object_is_type(v, json_type_string))
 		return LGR_EDECODE;
 	return copy_text(c, json_object_get_string(v), (size_t)json_object_get_string_len(v), out);
+}
+
+/* A json-c string equals lit, NULs included (a caller's tree may hold "NaN\0x"). */
+static bool string_is(struct json_object *v, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return (size_t)json_object_get_string_len(v) == n && memcmp(json_object_get_string(v), lit, n) == 0;
 }
 
 /* A JSON number's parts: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
@@ -1306,31 +1320,37 @@ static int parse_integer(const char *s, size_t n, bool *neg, uint64_t *mag)
 	size_t total, first, last, pos;
 	int64_t top, low;
 	uint64_t m = 0;
+	int rc = LGR_EDECODE;
 
-	if (!number_syntax(s, n, &num))
-		return LGR_EDECODE;
-	*neg = num.neg;
+	*neg = false;
 	*mag = 0;
+	if (!number_syntax(s, n, &num))
+		goto out;
 	total = num.ilen + num.flen;
 	for (first = 0; first < total && digit_at(&num, first) == 0; first++)
 		;
-	if (first == total)
-		return LGR_OK;
+	if (first == total) { /* zero, whatever its exponent */
+		rc = LGR_OK;
+		goto out;
+	}
 	for (last = total - 1; digit_at(&num, last) == 0; last--)
 		;
-	/* digit at pos weighs 10^(ilen - 1 - pos + exp) */
+	/* the digit at pos weighs 10^(ilen - 1 - pos + exp); integers need the last nonzero one at 10^0 or above */
 	top = (int64_t)num.ilen - 1 - (int64_t)first + num.exp;
 	low = (int64_t)num.ilen - 1 - (int64_t)last + num.exp;
 	if (low < 0 || top > 19)
-		return LGR_EDECODE;
+		goto out;
 	for (pos = first; pos <= last; pos++)
 		if (__builtin_mul_overflow(m, 10, &m) || __builtin_add_overflow(m, (uint64_t)digit_at(&num, pos), &m))
-			return LGR_EDECODE;
+			goto out;
 	for (; low > 0; low--)
 		if (__builtin_mul_overflow(m, 10, &m))
-			return LGR_EDECODE;
+			goto out;
+	*neg = num.neg;
 	*mag = m;
-	return LGR_OK;
+	rc = LGR_OK;
+out:
+	return rc;
 }
 
 /* An integer field given as a JSON number or a string holding one. */
@@ -1365,12 +1385,11 @@ static int get_int64(struct json_object *v, int64_t *out)
 	bool neg;
 	int rc = get_integer(v, &neg, &mag);
 
-	if (rc != LGR_OK)
-		return rc;
-	if (neg ? mag > (uint64_t)INT64_MAX + 1 : mag > (uint64_t)INT64_MAX)
-		return LGR_EDECODE;
-	*out = neg ? (int64_t)(0 - mag) : (int64_t)mag;
-	return LGR_OK;
+	if (rc == LGR_OK && (neg ? mag > (uint64_t)INT64_MAX + 1 : mag > (uint64_t)INT64_MAX))
+		rc = LGR_EDECODE;
+	if (rc == LGR_OK)
+		*out = neg ? (int64_t)(0 - mag) : (int64_t)mag;
+	return rc;
 }
 
 static int get_uint64(struct json_object *v, uint64_t *out)
@@ -1379,12 +1398,11 @@ static int get_uint64(struct json_object *v, uint64_t *out)
 	bool neg;
 	int rc = get_integer(v, &neg, &mag);
 
-	if (rc != LGR_OK)
-		return rc;
-	if (neg && mag != 0)
-		return LGR_EDECODE;
-	*out = mag;
-	return LGR_OK;
+	if (rc == LGR_OK && neg && mag != 0)
+		rc = LGR_EDECODE;
+	if (rc == LGR_OK)
+		*out = mag;
+	return rc;
 }
 
 /* A double field: a number, or a string holding a number, "NaN", "Infinity" or "-Infinity". */
@@ -1392,67 +1410,63 @@ static int get_double(struct json_object *v, double *out)
 {
 	struct number num;
 	const char *s;
-	size_t n;
-	double d;
+	double d = 0;
+	int rc = LGR_OK;
 
 	switch (json_object_get_type(v)) {
-	case json_type_int: *out = json_object_get_double(v); return LGR_OK;
+	case json_type_int: d = json_object_get_double(v); break;
 	case json_type_double:
 		/* the text, because json-c also reads bare NaN, Infinity and "1.", which JSON does not have */
 		s = json_object_get_string(v);
 		d = json_object_get_double(v);
 		if (!number_syntax(s, strlen(s), &num) || !isfinite(d))
-			return LGR_EDECODE;
-		*out = d;
-		return LGR_OK;
+			rc = LGR_EDECODE;
+		break;
 	case json_type_string:
-		s = json_object_get_string(v);
-		n = (size_t)json_object_get_string_len(v);
-		if (strcmp(s, "NaN") == 0) {
-			*out = NAN;
-			return LGR_OK;
+		if (string_is(v, "NaN")) {
+			d = NAN;
+		} else if (string_is(v, "Infinity")) {
+			d = INFINITY;
+		} else if (string_is(v, "-Infinity")) {
+			d = -INFINITY;
+		} else if (number_syntax(json_object_get_string(v), (size_t)json_object_get_string_len(v), &num)) {
+			d = strtod(json_object_get_string(v), NULL);
+			if (!isfinite(d)) /* beyond the double range: protojson refuses it too */
+				rc = LGR_EDECODE;
+		} else {
+			rc = LGR_EDECODE;
 		}
-		if (strcmp(s, "Infinity") == 0 || strcmp(s, "-Infinity") == 0) {
-			*out = s[0] == '-' ? -INFINITY : INFINITY;
-			return LGR_OK;
-		}
-		if (!number_syntax(s, n, &num))
-			return LGR_EDECODE;
-		d = strtod(s, NULL);
-		if (!isfinite(d)) /* beyond the double range: protojson refuses it too */
-			return LGR_EDECODE;
-		*out = d;
-		return LGR_OK;
-	default: return LGR_EDECODE;
+		break;
+	default: rc = LGR_EDECODE; break;
 	}
+	if (rc == LGR_OK)
+		*out = d;
+	return rc;
 }
 
 static int get_log_type(struct json_object *v, Loggregator__V2__Log__Type *out)
 {
-	const char *s;
-	int64_t i;
-	int rc;
+	int64_t i = 0;
+	int rc = LGR_OK;
 
 	if (json_object_is_type(v, json_type_string)) {
-		s = json_object_get_string(v);
-		if (strcmp(s, "OUT") == 0)
-			*out = LOGGREGATOR__V2__LOG__TYPE__OUT;
-		else if (strcmp(s, "ERR") == 0)
-			*out = LOGGREGATOR__V2__LOG__TYPE__ERR;
+		if (string_is(v, "OUT"))
+			i = LOGGREGATOR__V2__LOG__TYPE__OUT;
+		else if (string_is(v, "ERR"))
+			i = LOGGREGATOR__V2__LOG__TYPE__ERR;
 		else
-			return LGR_EDECODE;
-		return LGR_OK;
+			rc = LGR_EDECODE;
+	} else if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
+		/* a number, also one this schema has no name for: proto3 enums are open */
+		rc = get_int64(v, &i);
+		if (rc == LGR_OK && (i < INT32_MIN || i > INT32_MAX))
+			rc = LGR_EDECODE;
+	} else {
+		rc = LGR_EDECODE;
 	}
-	/* a number, also one this schema has no name for: proto3 enums are open */
-	if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
-		return LGR_EDECODE;
-	rc = get_int64(v, &i);
-	if (rc != LGR_OK)
-		return rc;
-	if (i < INT32_MIN || i > INT32_MAX)
-		return LGR_EDECODE;
-	*out = (Loggregator__V2__Log__Type)i;
-	return LGR_OK;
+	if (rc == LGR_OK)
+		*out = (Loggregator__V2__Log__Type)i;
+	return rc;
 }
 
 static signed char b64_value(unsigned char c, bool url)
@@ -1481,11 +1495,14 @@ static int get_bytes(struct pctx *c, struct json_object *v, ProtobufCBinaryData 
 	uint32_t acc = 0;
 	unsigned bits = 0;
 	signed char d;
-	uint8_t *p;
+	uint8_t *p = NULL;
 	bool url;
+	int rc = LGR_OK;
 
-	if (!json_object_is_type(v, json_type_string))
-		return LGR_EDECODE;
+	if (!json_object_is_type(v, json_type_string)) {
+		rc = LGR_EDECODE;
+		goto out;
+	}
 	s = (const unsigned char *)json_object_get_string(v);
 	n = (size_t)json_object_get_string_len(v);
 	url = memchr(s, '-', n) != NULL || memchr(s, '_', n) != NULL;
@@ -1493,21 +1510,27 @@ static int get_bytes(struct pctx *c, struct json_object *v, ProtobufCBinaryData 
 	if (n % 4 == 0)
 		while (body > 0 && n - body < 2 && s[body - 1] == '=')
 			body--;
-	if (body % 4 == 1)
-		return LGR_EDECODE;
+	if (body % 4 == 1) {
+		rc = LGR_EDECODE;
+		goto out;
+	}
 	len = body / 4 * 3 + (body % 4 == 0 ? 0 : body % 4 - 1);
-	if (len > c->budget)
-		return LGR_ETOOBIG;
-	if (len == 0)
-		return body == 0 ? LGR_OK : LGR_EDECODE;
+	if (len > c->budget) {
+		rc = LGR_ETOOBIG;
+		goto out;
+	}
+	if (len == 0) /* then body is 0 too */
+		goto out;
 	p = malloc(len);
-	if (p == NULL)
-		return LGR_ENOMEM;
+	if (p == NULL) {
+		rc = LGR_ENOMEM;
+		goto out;
+	}
 	for (i = 0; i < body; i++) {
 		d = b64_value(s[i], url);
 		if (d < 0) {
-			free(p);
-			return LGR_EDECODE;
+			rc = LGR_EDECODE;
+			goto out;
 		}
 		acc = acc << 6 | (uint32_t)d;
 		bits += 6;
@@ -1520,7 +1543,10 @@ static int get_bytes(struct pctx *c, struct json_object *v, ProtobufCBinaryData 
 	c->budget -= len;
 	out->data = p;
 	out->len = len;
-	return LGR_OK;
+	p = NULL; /* ownership transferred */
+out:
+	free(p);
+	return rc;
 }
 
 /* --- JSON objects -> messages ------------------------------------------------------------------------------------- */
@@ -1546,8 +1572,10 @@ static int walk(
 	const char *key;
 	int rc = LGR_OK;
 
-	if (!json_object_is_type(obj, json_type_object))
-		return LGR_EDECODE;
+	if (!json_object_is_type(obj, json_type_object)) {
+		rc = LGR_EDECODE;
+		goto out;
+	}
 	it = json_object_iter_begin(obj);
 	end = json_object_iter_end(obj);
 	for (; rc == LGR_OK && !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
@@ -1570,6 +1598,7 @@ static int walk(
 		if (val != NULL)
 			rc = fn(c, i, val, msg);
 	}
+out:
 	return rc;
 }
 
@@ -1585,6 +1614,14 @@ static int value_field(struct pctx *c, unsigned idx, struct json_object *val, vo
 	switch (idx) {
 	case 0:
 		rc = get_string(c, val, &m->text);
+		/*
+		 * An empty text still sets the member, but protobuf-c does not encode a oneof string that is the
+		 * descriptor's default pointer: it needs a string of its own.
+		 */
+		if (rc == LGR_OK && m->text == protobuf_c_empty_string) {
+			m->text = strdup("");
+			rc = m->text != NULL ? LGR_OK : LGR_ENOMEM;
+		}
 		if (rc == LGR_OK)
 			m->data_case = LOGGREGATOR__V2__VALUE__DATA_TEXT;
 		return rc;
@@ -1649,38 +1686,44 @@ static int get_metrics(struct pctx *c, struct json_object *val, Loggregator__V2_
 	struct json_object_iterator it, end;
 	Loggregator__V2__Gauge__MetricsEntry *e;
 	const char *key;
-	size_t n;
+	size_t n = 0;
 	int rc = LGR_OK;
 
 	if (!json_object_is_type(val, json_type_object))
-		return LGR_EDECODE;
-	n = (size_t)json_object_object_length(val);
-	if (n > c->lim.max_metrics)
-		return LGR_ELIMIT;
-	if (n == 0)
-		return LGR_OK;
+		rc = LGR_EDECODE;
+	else if ((n = (size_t)json_object_object_length(val)) > c->lim.max_metrics)
+		rc = LGR_ELIMIT;
+	if (rc != LGR_OK || n == 0)
+		goto out;
 	m->metrics = malloc(n * sizeof(*m->metrics));
-	if (m->metrics == NULL)
-		return LGR_ENOMEM;
+	if (m->metrics == NULL) {
+		rc = LGR_ENOMEM;
+		goto out;
+	}
 	it = json_object_iter_begin(val);
 	end = json_object_iter_end(val);
 	for (; rc == LGR_OK && !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
 		e = malloc(sizeof(*e));
-		if (e == NULL)
-			return LGR_ENOMEM;
+		if (e == NULL) {
+			rc = LGR_ENOMEM;
+			goto out;
+		}
 		loggregator__v2__gauge__metrics_entry__init(e);
 		m->metrics[m->n_metrics++] = e; /* from here on freed with the envelope */
 		key = json_object_iter_peek_name(&it);
 		rc = copy_text(c, key, strlen(key), &e->key);
 		if (rc != LGR_OK)
-			break;
+			goto out;
 		e->value = malloc(sizeof(*e->value));
-		if (e->value == NULL)
-			return LGR_ENOMEM;
+		if (e->value == NULL) {
+			rc = LGR_ENOMEM;
+			goto out;
+		}
 		loggregator__v2__gauge_value__init(e->value);
 		/* null is no GaugeValue: protojson refuses it in a map */
 		rc = walk(c, json_object_iter_peek_value(&it), gauge_value_fields, 2, gauge_value_field, e->value);
 	}
+out:
 	return rc;
 }
 
@@ -1721,55 +1764,61 @@ static int get_tags(struct pctx *c, struct json_object *val, Loggregator__V2__En
 	struct json_object_iterator it, end;
 	Loggregator__V2__Envelope__DeprecatedTagsEntry *d;
 	Loggregator__V2__Envelope__TagsEntry *t;
-	struct json_object *v;
 	const char *key;
-	size_t n;
+	size_t n = 0;
 	int rc = LGR_OK;
 
 	if (!json_object_is_type(val, json_type_object))
-		return LGR_EDECODE;
-	n = (size_t)json_object_object_length(val);
-	if (n > c->lim.max_tags - c->ntags)
-		return LGR_ELIMIT;
+		rc = LGR_EDECODE;
+	else if ((n = (size_t)json_object_object_length(val)) > c->lim.max_tags - c->ntags)
+		rc = LGR_ELIMIT;
+	if (rc != LGR_OK || n == 0)
+		goto out;
 	c->ntags += n;
-	if (n == 0)
-		return LGR_OK;
 	if (deprecated)
 		pb->deprecated_tags = malloc(n * sizeof(*pb->deprecated_tags));
 	else
 		pb->tags = malloc(n * sizeof(*pb->tags));
-	if (deprecated ? pb->deprecated_tags == NULL : pb->tags == NULL)
-		return LGR_ENOMEM;
+	if (deprecated ? pb->deprecated_tags == NULL : pb->tags == NULL) {
+		rc = LGR_ENOMEM;
+		goto out;
+	}
 	it = json_object_iter_begin(val);
 	end = json_object_iter_end(val);
 	for (; rc == LGR_OK && !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
 		key = json_object_iter_peek_name(&it);
-		v = json_object_iter_peek_value(&it);
-		if (deprecated) {
-			d = malloc(sizeof(*d));
-			if (d == NULL)
-				return LGR_ENOMEM;
-			loggregator__v2__envelope__deprecated_tags_entry__init(d);
-			pb->deprecated_tags[pb->n_deprecated_tags++] = d; /* from here on freed with the envelope */
-			rc = copy_text(c, key, strlen(key), &d->key);
-			if (rc != LGR_OK)
-				break;
-			d->value = malloc(sizeof(*d->value));
-			if (d->value == NULL)
-				return LGR_ENOMEM;
-			loggregator__v2__value__init(d->value);
-			rc = walk(c, v, value_fields, 3, value_field, d->value);
-		} else {
+		if (!deprecated) {
 			t = malloc(sizeof(*t));
-			if (t == NULL)
-				return LGR_ENOMEM;
+			if (t == NULL) {
+				rc = LGR_ENOMEM;
+				goto out;
+			}
 			loggregator__v2__envelope__tags_entry__init(t);
-			pb->tags[pb->n_tags++] = t;
+			pb->tags[pb->n_tags++] = t; /* from here on freed with the envelope */
 			rc = copy_text(c, key, strlen(key), &t->key);
-			if (rc == LGR_OK)
-				rc = get_string(c, v, &t->value); /* v NULL (null) is refused: not a string */
+			if (rc == LGR_OK) /* a null value is refused: it is not a string */
+				rc = get_string(c, json_object_iter_peek_value(&it), &t->value);
+			continue;
 		}
+		d = malloc(sizeof(*d));
+		if (d == NULL) {
+			rc = LGR_ENOMEM;
+			goto out;
+		}
+		loggregator__v2__envelope__deprecated_tags_entry__init(d);
+		pb->deprecated_tags[pb->n_deprecated_tags++] = d;
+		rc = copy_text(c, key, strlen(key), &d->key);
+		if (rc != LGR_OK)
+			goto out;
+		d->value = malloc(sizeof(*d->value));
+		if (d->value == NULL) {
+			rc = LGR_ENOMEM;
+			goto out;
+		}
+		loggregator__v2__value__init(d->value);
+		rc = walk(c, json_object_iter_peek_value(&it), value_fields, 3, value_field, d->value);
 	}
+out:
 	return rc;
 }
 
@@ -1799,48 +1848,52 @@ static const struct field env_fields[] = {
 	[F_EVENT] = {"event", NULL},
 };
 
-/* The oneof member: allocated and attached before it is filled, so that a failure frees it with the envelope. */
+/* The oneof member. */
 static int get_message(struct pctx *c, unsigned idx, struct json_object *val, Loggregator__V2__Envelope *pb)
 {
-	if (pb->message_case != LOGGREGATOR__V2__ENVELOPE__MESSAGE__NOT_SET)
-		return LGR_EDECODE; /* two members of the oneof */
-	switch (idx) {
-	case F_LOG:
-		pb->log = malloc(sizeof(*pb->log));
-		if (pb->log == NULL)
-			return LGR_ENOMEM;
-		loggregator__v2__log__init(pb->log);
-		pb->message_case = LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG;
-		return walk(c, val, log_fields, 2, log_field, pb->log);
-	case F_COUNTER:
-		pb->counter = malloc(sizeof(*pb->counter));
-		if (pb->counter == NULL)
-			return LGR_ENOMEM;
-		loggregator__v2__counter__init(pb->counter);
-		pb->message_case = LOGGREGATOR__V2__ENVELOPE__MESSAGE_COUNTER;
-		return walk(c, val, counter_fields, 3, counter_field, pb->counter);
-	case F_GAUGE:
-		pb->gauge = malloc(sizeof(*pb->gauge));
-		if (pb->gauge == NULL)
-			return LGR_ENOMEM;
-		loggregator__v2__gauge__init(pb->gauge);
-		pb->message_case = LOGGREGATOR__V2__ENVELOPE__MESSAGE_GAUGE;
-		return walk(c, val, gauge_fields, 1, gauge_field, pb->gauge);
-	case F_TIMER:
-		pb->timer = malloc(sizeof(*pb->timer));
-		if (pb->timer == NULL)
-			return LGR_ENOMEM;
-		loggregator__v2__timer__init(pb->timer);
-		pb->message_case = LOGGREGATOR__V2__ENVELOPE__MESSAGE_TIMER;
-		return walk(c, val, timer_fields, 3, timer_field, pb->timer);
-	default:
-		pb->event = malloc(sizeof(*pb->event));
-		if (pb->event == NULL)
-			return LGR_ENOMEM;
-		loggregator__v2__event__init(pb->event);
-		pb->message_case = LOGGREGATOR__V2__ENVELOPE__MESSAGE_EVENT;
-		return walk(c, val, event_fields, 2, event_field, pb->event);
+	static const struct {
+		const ProtobufCMessageDescriptor *desc;
+		Loggregator__V2__Envelope__MessageCase which;
+		const struct field *fields;
+		unsigned nfields;
+		field_fn *fn;
+	} members[] = {
+		[F_LOG - F_LOG] = {&loggregator__v2__log__descriptor, LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG,
+			log_fields, 2, log_field},
+		[F_COUNTER - F_LOG] = {&loggregator__v2__counter__descriptor,
+			LOGGREGATOR__V2__ENVELOPE__MESSAGE_COUNTER, counter_fields, 3, counter_field},
+		[F_GAUGE - F_LOG] = {&loggregator__v2__gauge__descriptor, LOGGREGATOR__V2__ENVELOPE__MESSAGE_GAUGE,
+			gauge_fields, 1, gauge_field},
+		[F_TIMER - F_LOG] = {&loggregator__v2__timer__descriptor, LOGGREGATOR__V2__ENVELOPE__MESSAGE_TIMER,
+			timer_fields, 3, timer_field},
+		[F_EVENT - F_LOG] = {&loggregator__v2__event__descriptor, LOGGREGATOR__V2__ENVELOPE__MESSAGE_EVENT,
+			event_fields, 2, event_field},
+	};
+	ProtobufCMessage *msg;
+	int rc = LGR_OK;
+
+	if (pb->message_case != LOGGREGATOR__V2__ENVELOPE__MESSAGE__NOT_SET) {
+		rc = LGR_EDECODE; /* two members of the oneof */
+		goto out;
 	}
+	msg = malloc(members[idx - F_LOG].desc->sizeof_message);
+	if (msg == NULL) {
+		rc = LGR_ENOMEM;
+		goto out;
+	}
+	protobuf_c_message_init(members[idx - F_LOG].desc, msg);
+	switch (members[idx - F_LOG].which) {
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG: pb->log = (Loggregator__V2__Log *)msg; break;
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_COUNTER: pb->counter = (Loggregator__V2__Counter *)msg; break;
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_GAUGE: pb->gauge = (Loggregator__V2__Gauge *)msg; break;
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_TIMER: pb->timer = (Loggregator__V2__Timer *)msg; break;
+	default: pb->event = (Loggregator__V2__Event *)msg; break;
+	}
+	/* attached before it is filled, so that a failure frees it with the envelope */
+	pb->message_case = members[idx - F_LOG].which;
+	rc = walk(c, val, members[idx - F_LOG].fields, members[idx - F_LOG].nfields, members[idx - F_LOG].fn, msg);
+out:
+	return rc;
 }
 
 static int env_field(struct pctx *c, unsigned idx, struct json_object *val, void *msg)
@@ -1864,18 +1917,23 @@ static int envelope_from_object(struct pctx *c, struct json_object *obj, struct 
 
 	*out = NULL;
 	pb = malloc(sizeof(*pb));
-	if (pb == NULL)
-		return LGR_ENOMEM;
+	if (pb == NULL) {
+		rc = LGR_ENOMEM;
+		goto out;
+	}
 	loggregator__v2__envelope__init(pb);
 	c->ntags = 0;
 	rc = walk(c, obj, env_fields, sizeof(env_fields) / sizeof(env_fields[0]), env_field, pb);
-	if (rc != LGR_OK) {
-		protobuf_c_message_free_unpacked(&pb->base, NULL);
-		return rc;
-	}
+	if (rc != LGR_OK)
+		goto out;
 	*out = lgr_env_take(pb);
 	pb = NULL; /* ownership transferred, even on failure */
-	return *out != NULL ? LGR_OK : LGR_ENOMEM;
+	if (*out == NULL)
+		rc = LGR_ENOMEM;
+out:
+	if (pb != NULL)
+		protobuf_c_message_free_unpacked(&pb->base, NULL);
+	return rc;
 }
 
 static const struct field batch_fields[] = {{"batch", NULL}};

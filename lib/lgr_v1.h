@@ -39,8 +39,9 @@ int lgr_v1_decode(const uint8_t *buf, size_t len, const struct lgr_limits *lim, 
 /*
  * Encodes env into a malloc'd buffer (*out, owned by the caller; *out_len bytes). The envelope must be decodable
  * again: origin set, eventType one of the six, its message present and, for HttpStartStop, requestId present.
- * A NULL required string is encoded as "". Returns LGR_OK, LGR_EMISSING, LGR_EUNSUPPORTED (unknown eventType),
- * LGR_EINVAL (NULL argument) or LGR_ENOMEM; *out is NULL on error.
+ * A NULL required string is encoded as ""; unknown fields kept by lgr_v1_decode are written back. Returns LGR_OK,
+ * LGR_EMISSING, LGR_EUNSUPPORTED (unknown eventType), LGR_EINVAL (a NULL argument or tags entry) or LGR_ENOMEM;
+ * *out is NULL on error.
  */
 int lgr_v1_encode(const Events__Envelope *env, uint8_t **out, size_t *out_len);
 

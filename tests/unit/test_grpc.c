@@ -183,3 +183,18 @@ Test(grpc_status, messages_are_percent_encoded_and_truncated_safely)
 	cr_assert_eq(lgr_grpc_message_encode(out, 1, "x"), 1);
 	cr_assert_str_eq(out, "");
 }
+
+Test(grpc_reader, a_large_declared_length_costs_memory_only_for_the_bytes_that_arrive)
+{
+	uint8_t frame[LGR_GRPC_PREFIX + 10] = {0};
+	struct lgr_grpc_reader r;
+	struct seen s = {0};
+
+	lgr_grpc_prefix(frame, 1024 * 1024);
+	lgr_grpc_reader_init(&r, 10 * 1024 * 1024);
+	cr_assert_eq(lgr_grpc_reader_feed(&r, frame, sizeof(frame), collect, &s), LGR_OK);
+	cr_assert_leq(r.cap, 4096);
+	cr_assert_eq(r.have, 10);
+	cr_assert(lgr_grpc_reader_partial(&r));
+	lgr_grpc_reader_cleanup(&r);
+}

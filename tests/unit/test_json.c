@@ -1106,6 +1106,14 @@ Test(json_parse, a_json_c_tree_built_by_a_program_is_read_like_text)
 	cr_assert_eq(env->pb->gauge->metrics[0]->value->value, 0.1);
 	lgr_env_unref(env);
 
+	/* its strings may hold NULs, which text input cannot: "NaN\0x" is not "NaN" */
+	json_object_object_add(v, "value", json_object_new_string_len("NaN\0x", 5));
+	cr_assert_eq(lgr_json_from_object(o, NULL, 0, &env), LGR_EDECODE);
+	json_object_object_add(v, "value", json_object_new_string("NaN"));
+	json_object_object_add(o, "instance_id", json_object_new_string_len("a\0b", 3));
+	cr_assert_eq(lgr_json_from_object(o, NULL, 0, &env), LGR_EUNSUPPORTED);
+	json_object_object_del(o, "instance_id");
+
 	/* strings of a caller's tree are checked: invalid UTF-8 is refused, not passed on */
 	json_object_object_add(o, "source_id", json_object_new_string("\xff"));
 	cr_assert_eq(lgr_json_from_object(o, NULL, 0, &env), LGR_EDECODE);
@@ -1375,4 +1383,30 @@ Test(json_api, null_arguments_are_caller_errors)
 	cr_assert_eq(lgr_json_from_object(NULL, NULL, 0, &out), LGR_EINVAL);
 	cr_assert_eq(lgr_json_batch_from_object(NULL, NULL, 0, collect, NULL), LGR_EINVAL);
 	lgr_env_unref(env);
+}
+
+/* What the parser builds by hand must encode like any other envelope: e.g. an empty text still sets the oneof. */
+Test(json_parse, parsed_envelopes_survive_the_protobuf_codec)
+{
+	static const char *const texts[] = {
+		"{\"deprecated_tags\":{\"t\":{\"text\":\"\"},\"e\":{}},\"log\":{}}",
+		"{\"timestamp\":\"-1\",\"source_id\":\"s\",\"tags\":{\"a\":\"\"},\"gauge\":{\"metrics\":{\"m\":{}}}}",
+		"{\"counter\":{}}",
+		"{\"timer\":{\"name\":\"\",\"start\":\"1\"}}",
+		"{\"event\":{\"body\":\"b\"}}",
+	};
+	struct lgr_env *env, *back;
+	const uint8_t *wire;
+	size_t i, len;
+
+	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		env = parse_ok(texts[i]);
+		cr_assert_eq(lgr_env_encode(env, &wire, &len), LGR_OK);
+		cr_assert_eq(lgr_env_decode(wire, len, NULL, &back), LGR_OK);
+		cr_assert(lgr_env_equal(env, back), "%s", texts[i]);
+		if (i == 0)
+			cr_assert_eq(lgr_env_dtag(back, "t")->data_case, LOGGREGATOR__V2__VALUE__DATA_TEXT);
+		lgr_env_unref(back);
+		lgr_env_unref(env);
+	}
 }

@@ -1,7 +1,9 @@
 /*
  * test_v1.c: the v1 (dropsonde) unit (lgr_v1): decoding the real traffic controller's bytes and hand-made ones,
  * limits and malformed input, encoding, every v1 -> v2 and v2 -> v1 conversion field by field (checked against the
- * real agent's and traffic controller's output in tests/vectors), round trips and the UDP ingress defaults.
+ * real agent's and traffic controller's output in tests/vectors), round trips, the UDP ingress defaults, and a
+ * failure of every allocation in turn. Under valgrind, run with --soname-synonyms=somalloc=nouserintercepts so that
+ * the allocation failures are injected (and their paths leak-checked) there too.
  */
 #include <criterion/criterion.h>
 #include <json-c/json.h>
