@@ -71,11 +71,11 @@ if [ $quick -eq 0 ]; then
     run_check build-asan "asan+ubsan"
 
   echo "test: step 4: libFuzzer targets (build-fuzz/)"
-  if contrib/fuzz.sh --seconds "${LGR_FUZZ_SECONDS:-10}" >build-fuzz.out 2>&1; then
+  if contrib/fuzz.sh --seconds "${LGR_FUZZ_SECONDS:-10}" >build/fuzz.out 2>&1; then
     passed=$((passed + 1))
-    sed -n 's/^fuzz: /test:   /p' build-fuzz.out
+    sed -n 's/^fuzz: /test:   /p' build/fuzz.out
   else
-    tail -n 30 build-fuzz.out
+    tail -n 30 build/fuzz.out
     failed=$((failed + 1)); failures+=("fuzz")
   fi
 
