@@ -13,16 +13,16 @@
 
 enum {
 	LGR_OK = 0,
-	LGR_AGAIN = 1,       /* incremental decoders: consumed everything, need more */
-	LGR_ENOMEM = -1,     /* allocation failed */
-	LGR_EINVAL = -2,     /* caller error: bad argument */
-	LGR_EDECODE = -3,    /* malformed input (protobuf, JSON, framing) */
-	LGR_ETOOBIG = -4,    /* input larger than a configured limit */
-	LGR_ELIMIT = -5,     /* too many of something (tags, metrics, envelopes, nesting) */
-	LGR_EMISSING = -6,   /* a required field is absent */
+	LGR_AGAIN = 1,	       /* incremental decoders: consumed everything, need more */
+	LGR_ENOMEM = -1,       /* allocation failed */
+	LGR_EINVAL = -2,       /* caller error: bad argument */
+	LGR_EDECODE = -3,      /* malformed input (protobuf, JSON, framing) */
+	LGR_ETOOBIG = -4,      /* input larger than a configured limit */
+	LGR_ELIMIT = -5,       /* too many of something (tags, metrics, envelopes, nesting) */
+	LGR_EMISSING = -6,     /* a required field is absent */
 	LGR_EUNSUPPORTED = -7, /* valid input that has no representation in the target form */
-	LGR_EFULL = -8,      /* a bounded container is full */
-	LGR_EIO = -9,        /* a system call failed; errno-style detail goes to the log hook */
+	LGR_EFULL = -8,	       /* a bounded container is full */
+	LGR_EIO = -9,	       /* a system call failed; errno-style detail goes to the log hook */
 };
 
 /* A short English description of a result code; never NULL. */
@@ -33,18 +33,18 @@ const char *lgr_strerror(int rc);
  * (LGR_LIMITS_DEFAULT_*). Counts are per envelope unless stated.
  */
 struct lgr_limits {
-	size_t max_message;  /* bytes of one encoded message or datagram */
-	size_t max_tags;     /* tags + deprecated_tags entries */
-	size_t max_metrics;  /* gauge metrics */
-	size_t max_batch;    /* envelopes in one EnvelopeBatch */
-	unsigned max_depth;  /* nesting of length-delimited fields, unknown ones included */
+	size_t max_message; /* bytes of one encoded message or datagram */
+	size_t max_tags;    /* tags + deprecated_tags entries */
+	size_t max_metrics; /* gauge metrics */
+	size_t max_batch;   /* envelopes in one EnvelopeBatch */
+	unsigned max_depth; /* nesting of length-delimited fields, unknown ones included */
 };
 
 #define LGR_LIMITS_DEFAULT_MESSAGE (10u * 1024 * 1024) /* the real agent and router accept 10 MiB */
-#define LGR_LIMITS_DEFAULT_TAGS 4096u
+#define LGR_LIMITS_DEFAULT_TAGS	   4096u
 #define LGR_LIMITS_DEFAULT_METRICS 4096u
-#define LGR_LIMITS_DEFAULT_BATCH 65536u
-#define LGR_LIMITS_DEFAULT_DEPTH 16u
+#define LGR_LIMITS_DEFAULT_BATCH   65536u
+#define LGR_LIMITS_DEFAULT_DEPTH   16u
 
 /* Fills every zero field of *lim with its default. */
 void lgr_limits_resolve(struct lgr_limits *lim);

@@ -32,8 +32,8 @@ enum lgr_env_type {
 struct lgr_env {
 	Loggregator__V2__Envelope *pb; /* owned; never NULL */
 	/* private below */
-	int refs;                      /* atomic */
-	uint8_t *wire;                 /* cached encoding; set once, atomically */
+	int refs;      /* atomic */
+	uint8_t *wire; /* cached encoding; set once, atomically */
 	size_t wire_len;
 };
 

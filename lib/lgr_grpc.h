@@ -53,11 +53,11 @@ struct lgr_grpc_reader {
 	size_t max_message; /* largest accepted message */
 	uint8_t prefix[LGR_GRPC_PREFIX];
 	size_t prefix_have; /* bytes of prefix collected */
-	uint8_t *buf;       /* the message being collected, when it spans feeds */
-	size_t cap;         /* allocated size of buf: grows with the bytes received, up to need */
-	size_t need;        /* its declared length */
-	size_t have;        /* bytes of it collected */
-	bool failed;        /* a previous feed failed: the stream is unusable */
+	uint8_t *buf;	    /* the message being collected, when it spans feeds */
+	size_t cap;	    /* allocated size of buf: grows with the bytes received, up to need */
+	size_t need;	    /* its declared length */
+	size_t have;	    /* bytes of it collected */
+	bool failed;	    /* a previous feed failed: the stream is unusable */
 };
 
 void lgr_grpc_reader_init(struct lgr_grpc_reader *r, size_t max_message);

@@ -190,7 +190,8 @@ SSL *lgr_tls_client_ssl(SSL_CTX *ctx, const char *server_name)
 	if (ssl == NULL)
 		return NULL;
 	if (server_name != NULL && server_name[0] != '\0') {
-		/* The name is checked against DNS SANs only: Go ignores the CN, so a CN-only certificate fails here too. */
+		/* The name is checked against DNS SANs only: Go ignores the CN, so a CN-only certificate fails here
+		 * too. */
 		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 		if (SSL_set1_host(ssl, server_name) != 1 || SSL_set_tlsext_host_name(ssl, server_name) != 1) {
 			SSL_free(ssl);

@@ -40,7 +40,8 @@ static void make_pki(void)
 	sh("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.crt -days 2 "
 	   "-subj /CN=client -addext subjectAltName=DNS:client 2>/dev/null",
 		pki);
-	sh("cd %s && openssl req -newkey rsa:2048 -nodes -keyout cnonly.key -out cnonly.csr -subj /CN=doppler 2>/dev/null"
+	sh("cd %s && openssl req -newkey rsa:2048 -nodes -keyout cnonly.key -out cnonly.csr -subj /CN=doppler "
+	   "2>/dev/null"
 	   " && openssl x509 -req -in cnonly.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out cnonly.crt -days 2 "
 	   "2>/dev/null",
 		pki);
@@ -167,7 +168,7 @@ Test(tls, a_tls12_client_gets_an_ecdhe_rsa_gcm_cipher)
 	cr_assert(o.ok);
 	cr_assert_eq(o.version, TLS1_2_VERSION);
 	cr_assert(strcmp(o.cipher, "ECDHE-RSA-AES128-GCM-SHA256") == 0 ||
-			strcmp(o.cipher, "ECDHE-RSA-AES256-GCM-SHA384") == 0,
+			  strcmp(o.cipher, "ECDHE-RSA-AES256-GCM-SHA384") == 0,
 		"cipher %s", o.cipher);
 	SSL_CTX_free(s);
 	SSL_CTX_free(c);
