@@ -78,7 +78,7 @@ if [ ! -f "$sdk/.configured" ]; then
     done
   fi
   [ -n "$pick" ] || { echo "setup: no rsyslog source for upstream version $upstream in apt (have: ${versions[*]})" >&2; exit 1; }
-  say "fetching rsyslog source $pick for rsyslogd $installed"
+  say "fetching the rsyslog $upstream source for rsyslogd $installed"
   rm -rf "$sdk" "$sdk_root/dl"
   mkdir -p "$sdk_root/dl"
   dl_ok=0
@@ -86,6 +86,7 @@ if [ ! -f "$sdk/.configured" ]; then
     vu=${attempt%-*}; vu=${vu#*:}
     [ "$vu" = "$upstream" ] || continue
     if (cd "$sdk_root/dl" && apt-get source -qq --download-only "rsyslog=$attempt" >/dev/null 2>&1); then
+      say "using the source of rsyslog $attempt"
       dl_ok=1; break
     fi
   done
