@@ -1,0 +1,6 @@
+#include <criterion/criterion.h>
+
+Test(agent, placeholder)
+{
+	cr_assert(1);
+}
