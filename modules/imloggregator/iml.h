@@ -1,0 +1,4 @@
+/* iml.h: being written */
+#ifndef IML_H
+#define IML_H
+#endif
