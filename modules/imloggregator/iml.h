@@ -1,4 +1,79 @@
-/* iml.h: being written */
+/*
+ * iml.h: the parts of imloggregator beside its rsyslog glue.
+ *
+ * iml_net (iml_net.c) is the network side of one input instance: a gRPC listener (v2 Ingress Sender, BatchSender,
+ * Send and v1 DopplerIngestor/Pusher) or a UDP socket for v1 dropsonde datagrams. It decodes what arrives, applies
+ * the agent's rules when configured, and pushes one iml_item per envelope into the instance's drop-oldest ring.
+ * It never includes rsyslog headers and never waits for rsyslog: the ring is the only hand-over.
+ *
+ * iml_msg (iml_msg.c) turns one envelope into one rsyslog message (the mapping of config.md); it runs on the
+ * instance's submitter thread.
+ *
+ * Threads: an iml_net and everything it owns belong to the thread running its event_base (the input thread).
+ * The invalid counter may be read from any thread. Items in the ring are handed from the loop thread to the
+ * submitter; their envelopes are immutable from the moment they are pushed.
+ */
 #ifndef IML_H
 #define IML_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "lgr_agent.h"
+#include "lgr_env.h"
+#include "lgr_ring.h"
+#include "lgr_v1.h"
+
+struct event_base;
+
+#define IML_IP_MAX 48 /* an IPv6 address in text, with its NUL */
+
+/* What the ring carries: an envelope and the address it came from (for %fromhost-ip%). */
+struct iml_item {
+	struct lgr_env *env; /* one reference, owned by the item */
+	char ip[IML_IP_MAX];
+};
+
+/* Frees an item (the ring's drop callback; ud unused). */
+void iml_item_free(void *item, void *ud);
+
+enum iml_net_kind {
+	IML_NET_GRPC,
+	IML_NET_UDP,
+};
+
+struct iml_net_conf {
+	const char *name; /* prefix of log lines, e.g. "imloggregator(grpc/127.0.0.1:3458)" */
+	enum iml_net_kind kind;
+	const char *address;			   /* numeric listen address */
+	int port;				   /* 0: an ephemeral port */
+	SSL_CTX *ssl_ctx;			   /* gRPC: borrowed, must outlive the iml_net; NULL: h2c */
+	const char *const *permitted_peers;	   /* gRPC over TLS: NULL-terminated client names, or NULL for any */
+	size_t max_message;			   /* largest gRPC message or datagram */
+	struct lgr_agent *agent;		   /* NULL: router role; borrowed, used on the loop thread only */
+	const struct lgr_v1_defaults *v1_defaults; /* UDP: the agent's deployment/job/index/ip; may be NULL */
+	struct lgr_ring *ring;			   /* borrowed */
+	uint64_t *invalid; /* borrowed: incremented atomically for each message or datagram refused */
+};
+
+struct iml_net;
+
+/* Binds and listens. LGR_OK; LGR_EINVAL; LGR_EIO (bind failed, reported through lgr_log); LGR_ENOMEM. */
+int iml_net_new(struct event_base *base, const struct iml_net_conf *conf, struct iml_net **out);
+
+/* The bound port. */
+uint16_t iml_net_port(const struct iml_net *net);
+
+/*
+ * Stops accepting: a gRPC listener sends GOAWAY, lets open calls run for grace_ms and then ends them; a UDP socket
+ * reads what is queued and closes. done runs on the loop thread when nothing is open any more.
+ */
+void iml_net_shutdown(struct iml_net *net, unsigned grace_ms, void (*done)(void *ud), void *ud);
+
+/* Closes everything at once and frees. NULL is a no-op. */
+void iml_net_free(struct iml_net *net);
+
 #endif

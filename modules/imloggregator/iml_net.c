@@ -1,2 +1,477 @@
-/* being written */
+/*
+ * iml_net.c: the network side of one imloggregator instance (see iml.h): gRPC routes or a UDP socket, decoding,
+ * the agent's rules, and the push into the instance's ring.
+ *
+ * Every call and datagram is handled to the end on the loop thread: decode, convert, push. Nothing here waits; a
+ * full ring drops its oldest item (counted by the ring), so a sender is never slowed by rsyslog.
+ *
+ * Malformed input ends only the call that carried it (INVALID_ARGUMENT), after the envelopes of its earlier
+ * messages were accepted; it is counted in `invalid` and logged, at most LOG_BURST lines per LOG_WINDOW seconds.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+
 #include "iml.h"
+#include "lgr.h"
+#include "lgr_grpc.h"
+#include "lgr_h2.h"
+#include "lgr_pb.h"
+#include "lgr_tls.h"
+
+#define LOG_WINDOW 10 /* seconds */
+#define LOG_BURST  5  /* lines per window */
+#define UDP_READS  64 /* datagrams per readiness callback, so one busy socket cannot starve the loop */
+#define UDP_BUF	   65536
+
+enum call_kind {
+	CALL_SENDER, /* stream of Envelope */
+	CALL_BATCH,  /* stream of EnvelopeBatch */
+	CALL_SEND,   /* unary EnvelopeBatch */
+	CALL_PUSHER, /* stream of EnvelopeData (v1) */
+};
+
+struct iml_net {
+	struct iml_net_conf conf;
+	char *name;
+	struct lgr_limits lim;
+	struct lgr_h2_server *srv;
+	struct lgr_h2_route routes[4];
+	/* UDP */
+	int fd;
+	struct event *udp_ev;
+	uint8_t *udp_buf;
+	/* the log limiter */
+	time_t log_window;
+	unsigned log_lines;
+	uint64_t log_suppressed;
+};
+
+/* One accepted gRPC call. */
+struct call {
+	struct iml_net *net;
+	enum call_kind kind;
+	bool ended; /* finished with an error */
+	char ip[IML_IP_MAX];
+};
+
+static const char *const paths[] = {
+	[CALL_SENDER] = "/loggregator.v2.Ingress/Sender",
+	[CALL_BATCH] = "/loggregator.v2.Ingress/BatchSender",
+	[CALL_SEND] = "/loggregator.v2.Ingress/Send",
+	[CALL_PUSHER] = "/plumbing.DopplerIngestor/Pusher",
+};
+
+void iml_item_free(void *item, void *ud)
+{
+	struct iml_item *it = item;
+
+	(void)ud;
+	if (it == NULL)
+		return;
+	lgr_env_unref(it->env);
+	free(it);
+}
+
+/* Logs a refusal, at most LOG_BURST lines per LOG_WINDOW seconds; the first line after a quiet spell says how many
+ * were left out. */
+static void __attribute__((format(printf, 2, 3))) log_refusal(struct iml_net *net, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	time_t now = time(NULL);
+
+	if (now - net->log_window >= LOG_WINDOW) {
+		net->log_window = now;
+		net->log_lines = 0;
+	}
+	if (net->log_lines >= LOG_BURST) {
+		net->log_suppressed++;
+		return;
+	}
+	net->log_lines++;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (net->log_suppressed > 0) {
+		lgr_log(LGR_LOG_WARNING, "%s: %s (%llu similar lines suppressed before this one)", net->name, line,
+			(unsigned long long)net->log_suppressed);
+		net->log_suppressed = 0;
+	} else {
+		lgr_log(LGR_LOG_WARNING, "%s: %s", net->name, line);
+	}
+}
+
+static void count_invalid(struct iml_net *net)
+{
+	__atomic_add_fetch(net->conf.invalid, 1, __ATOMIC_RELAXED);
+}
+
+/* Takes ownership of env: the agent's rules, then into the ring. */
+static void accept_env(struct iml_net *net, struct lgr_env *env, const char *ip)
+{
+	struct iml_item *it;
+
+	if (net->conf.agent != NULL && lgr_agent_apply(net->conf.agent, env) != LGR_OK) {
+		log_refusal(net, "out of memory applying the agent's rules; envelope dropped");
+		goto fail;
+	}
+	it = malloc(sizeof(*it));
+	if (it == NULL) {
+		log_refusal(net, "out of memory; envelope dropped");
+		goto fail;
+	}
+	it->env = env;
+	snprintf(it->ip, sizeof(it->ip), "%s", ip);
+	lgr_ring_push(net->conf.ring, it); /* ownership transferred; a full ring frees its oldest item */
+	return;
+fail:
+	count_invalid(net);
+	lgr_env_unref(env);
+}
+
+/* ---- v1 ------------------------------------------------------------------------------------------------------ */
+
+/* One marshalled v1 Envelope (a datagram or an EnvelopeData payload) into the ring. */
+static int accept_v1(struct iml_net *net, const uint8_t *buf, size_t len, const char *ip, bool udp)
+{
+	Events__Envelope *v1 = NULL;
+	struct lgr_env *env = NULL;
+	int rc;
+
+	rc = lgr_v1_decode(buf, len, &net->lim, &v1);
+	if (rc == LGR_OK && udp && net->conf.v1_defaults != NULL)
+		rc = lgr_v1_apply_defaults(v1, net->conf.v1_defaults);
+	if (rc == LGR_OK)
+		rc = lgr_v1_to_v2(v1, &env);
+	lgr_v1_free(v1);
+	if (rc == LGR_OK)
+		accept_env(net, env, ip);
+	return rc;
+}
+
+/* EnvelopeData {payload = 1 bytes}: the last payload field wins, as protobuf merges singular fields. */
+static int accept_envelope_data(struct iml_net *net, const uint8_t *msg, size_t len, const char *ip)
+{
+	struct lgr_pb_field f;
+	const uint8_t *payload = NULL;
+	size_t pos = 0, plen = 0;
+	int rc;
+
+	while (pos < len) {
+		rc = lgr_pb_field_next(msg, len, &pos, &f);
+		if (rc != LGR_OK)
+			return rc;
+		if (f.number == 1) {
+			if (f.wire != LGR_PB_LEN)
+				return LGR_EDECODE;
+			payload = f.data;
+			plen = f.len;
+		}
+	}
+	if (payload == NULL)
+		return LGR_EMISSING;
+	return accept_v1(net, payload, plen, ip, false);
+}
+
+/* ---- gRPC ---------------------------------------------------------------------------------------------------- */
+
+static void ip_of_peer(const char *peer, char *ip, size_t len)
+{
+	const char *end;
+	size_t n;
+
+	if (peer[0] == '[') { /* "[v6]:port" */
+		peer++;
+		end = strchr(peer, ']');
+	} else {
+		end = strrchr(peer, ':');
+	}
+	n = end != NULL ? (size_t)(end - peer) : strlen(peer);
+	if (n >= len)
+		n = len - 1;
+	memcpy(ip, peer, n);
+	ip[n] = '\0';
+}
+
+static int batch_sink(struct lgr_env *env, void *ud)
+{
+	struct call *c = ud;
+
+	accept_env(c->net, env, c->ip);
+	return 0;
+}
+
+static int on_open(struct lgr_h2_stream *s, void *ud)
+{
+	struct iml_net *net = ud;
+	const char *path = lgr_h2_stream_path(s);
+	struct call *c;
+	SSL *ssl;
+	size_t i;
+
+	ssl = lgr_h2_stream_ssl(s);
+	if (ssl != NULL && net->conf.permitted_peers != NULL &&
+		!lgr_tls_peer_permitted(ssl, net->conf.permitted_peers)) {
+		count_invalid(net);
+		log_refusal(net, "%s: client certificate names no permitted peer", lgr_h2_stream_peer(s));
+		lgr_h2_stream_finish(s, LGR_GRPC_PERMISSION_DENIED, "client not permitted");
+		return LGR_GRPC_PERMISSION_DENIED;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return LGR_GRPC_RESOURCE_EXHAUSTED;
+	c->net = net;
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		if (strcmp(path, paths[i]) == 0)
+			c->kind = (enum call_kind)i;
+	}
+	ip_of_peer(lgr_h2_stream_peer(s), c->ip, sizeof(c->ip));
+	lgr_h2_stream_set_data(s, c);
+	return LGR_GRPC_OK;
+}
+
+static void on_message(struct lgr_h2_stream *s, const uint8_t *msg, size_t len, void *ud)
+{
+	struct iml_net *net = ud;
+	struct call *c = lgr_h2_stream_data(s);
+	struct lgr_env *env = NULL;
+	int rc;
+
+	if (c->ended)
+		return;
+	switch (c->kind) {
+	case CALL_SENDER:
+		rc = lgr_env_decode(msg, len, &net->lim, &env);
+		if (rc == LGR_OK)
+			accept_env(net, env, c->ip);
+		break;
+	case CALL_BATCH:
+	case CALL_SEND: rc = lgr_env_decode_batch(msg, len, &net->lim, batch_sink, c); break;
+	case CALL_PUSHER: rc = accept_envelope_data(net, msg, len, c->ip); break;
+	default: rc = LGR_EINVAL; break;
+	}
+	if (rc == LGR_OK)
+		return;
+	count_invalid(net);
+	log_refusal(net, "%s: %s: %zu-byte message refused: %s", lgr_h2_stream_peer(s), paths[c->kind], len,
+		lgr_strerror(rc));
+	c->ended = true;
+	lgr_h2_stream_finish(s, rc == LGR_ENOMEM ? LGR_GRPC_RESOURCE_EXHAUSTED : LGR_GRPC_INVALID_ARGUMENT,
+		rc == LGR_ENOMEM ? "out of memory" : lgr_strerror(rc));
+}
+
+/* The client sent everything: one empty response message (IngressResponse, BatchSenderResponse, SendResponse,
+ * PushResponse are all empty) and status OK. */
+static void on_half_close(struct lgr_h2_stream *s, void *ud)
+{
+	struct call *c = lgr_h2_stream_data(s);
+
+	(void)ud;
+	if (c->ended)
+		return;
+	c->ended = true;
+	lgr_h2_stream_send(s, NULL, 0);
+	lgr_h2_stream_finish(s, LGR_GRPC_OK, NULL);
+}
+
+static void on_close(struct lgr_h2_stream *s, bool reset, void *ud)
+{
+	(void)reset;
+	(void)ud;
+	free(lgr_h2_stream_data(s));
+	lgr_h2_stream_set_data(s, NULL);
+}
+
+static const struct lgr_h2_handlers handlers = {
+	.on_open = on_open,
+	.on_message = on_message,
+	.on_half_close = on_half_close,
+	.on_close = on_close,
+};
+
+static int grpc_new(struct iml_net *net, struct event_base *base)
+{
+	struct lgr_h2_server_config cfg = {0};
+	size_t i;
+
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		net->routes[i].path = paths[i];
+		net->routes[i].handlers = &handlers;
+		net->routes[i].ud = net;
+	}
+	cfg.address = net->conf.address;
+	cfg.port = (uint16_t)net->conf.port;
+	cfg.ssl_ctx = net->conf.ssl_ctx;
+	cfg.routes = net->routes;
+	cfg.nroutes = sizeof(paths) / sizeof(paths[0]);
+	cfg.max_message = net->conf.max_message;
+	cfg.name = net->name;
+	return lgr_h2_server_new(base, &cfg, &net->srv);
+}
+
+/* ---- UDP ----------------------------------------------------------------------------------------------------- */
+
+static void udp_read(evutil_socket_t fd, short what, void *ud)
+{
+	struct iml_net *net = ud;
+	struct sockaddr_storage from;
+	char ip[IML_IP_MAX];
+	struct iovec iov;
+	struct msghdr mh;
+	ssize_t n;
+	int i, rc;
+
+	(void)what;
+	for (i = 0; i < UDP_READS; i++) {
+		memset(&mh, 0, sizeof(mh));
+		iov.iov_base = net->udp_buf;
+		iov.iov_len = UDP_BUF;
+		mh.msg_name = &from;
+		mh.msg_namelen = sizeof(from);
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_TRUNC);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_refusal(net, "reading a datagram: %s", strerror(errno));
+			break;
+		}
+		ip[0] = '\0';
+		if (from.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&from)->sin_addr, ip, sizeof(ip));
+		else if (from.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&from)->sin6_addr, ip, sizeof(ip));
+		if ((size_t)n > net->conf.max_message || (mh.msg_flags & MSG_TRUNC) != 0) {
+			count_invalid(net);
+			log_refusal(net, "%s: %zd-byte datagram refused: larger than maxMessageSize (%zu)", ip, n,
+				net->conf.max_message);
+			continue;
+		}
+		rc = accept_v1(net, net->udp_buf, (size_t)n, ip, true);
+		if (rc != LGR_OK) {
+			count_invalid(net);
+			log_refusal(net, "%s: %zd-byte datagram refused: %s", ip, n, lgr_strerror(rc));
+		}
+	}
+}
+
+static int udp_new(struct iml_net *net, struct event_base *base)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	int rc = LGR_EIO, rcvbuf = 4 << 20;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, net->conf.address, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		ss.ss_family = AF_INET;
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)net->conf.port);
+		sslen = sizeof(struct sockaddr_in);
+	} else if (inet_pton(AF_INET6, net->conf.address, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		ss.ss_family = AF_INET6;
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)net->conf.port);
+		sslen = sizeof(struct sockaddr_in6);
+	} else {
+		lgr_log(LGR_LOG_ERR, "%s: bad listen address %s (a numeric IPv4 or IPv6 address is needed)", net->name,
+			net->conf.address);
+		rc = LGR_EINVAL;
+		goto out;
+	}
+	net->fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (net->fd < 0 || bind(net->fd, (struct sockaddr *)&ss, sslen) != 0) {
+		lgr_log(LGR_LOG_ERR, "%s: cannot bind UDP %s port %d: %s", net->name, net->conf.address, net->conf.port,
+			strerror(errno));
+		goto out;
+	}
+	/* A larger kernel buffer absorbs bursts while the loop is busy; the kernel caps it at rmem_max. */
+	setsockopt(net->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	net->udp_buf = malloc(UDP_BUF);
+	net->udp_ev = event_new(base, net->fd, EV_READ | EV_PERSIST, udp_read, net);
+	if (net->udp_buf == NULL || net->udp_ev == NULL || event_add(net->udp_ev, NULL) != 0) {
+		rc = LGR_ENOMEM;
+		goto out;
+	}
+	rc = LGR_OK;
+out:
+	return rc;
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------------------------- */
+
+int iml_net_new(struct event_base *base, const struct iml_net_conf *conf, struct iml_net **out)
+{
+	struct iml_net *net;
+	int rc = LGR_ENOMEM;
+
+	*out = NULL;
+	net = calloc(1, sizeof(*net));
+	if (net == NULL)
+		goto out;
+	net->conf = *conf;
+	net->fd = -1;
+	net->name = strdup(conf->name != NULL ? conf->name : "imloggregator");
+	if (net->name == NULL)
+		goto out;
+	net->lim.max_message = conf->max_message;
+	lgr_limits_resolve(&net->lim);
+	net->conf.max_message = net->lim.max_message;
+	rc = conf->kind == IML_NET_UDP ? udp_new(net, base) : grpc_new(net, base);
+out:
+	if (rc != LGR_OK)
+		iml_net_free(net);
+	else
+		*out = net;
+	return rc;
+}
+
+uint16_t iml_net_port(const struct iml_net *net)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (net->srv != NULL)
+		return lgr_h2_server_port(net->srv);
+	if (net->fd < 0 || getsockname(net->fd, (struct sockaddr *)&ss, &len) != 0)
+		return 0;
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+void iml_net_shutdown(struct iml_net *net, unsigned grace_ms, void (*done)(void *ud), void *ud)
+{
+	if (net->srv != NULL) {
+		lgr_h2_server_shutdown(net->srv, grace_ms, done, ud);
+		return;
+	}
+	/* UDP: what the kernel holds now was accepted by the network; take it, then stop. */
+	if (net->udp_ev != NULL) {
+		udp_read(net->fd, EV_READ, net);
+		event_del(net->udp_ev);
+	}
+	if (done != NULL)
+		done(ud);
+}
+
+void iml_net_free(struct iml_net *net)
+{
+	if (net == NULL)
+		return;
+	lgr_h2_server_free(net->srv);
+	if (net->udp_ev != NULL)
+		event_free(net->udp_ev);
+	if (net->fd >= 0)
+		close(net->fd);
+	free(net->udp_buf);
+	free(net->name);
+	free(net);
+}

@@ -2,23 +2,34 @@
  * imloggregator.c: rsyslog input module for Loggregator envelopes: gRPC v2 Ingress and v1 Pusher listeners, v1
  * dropsonde UDP datagrams, and subscriptions to routers' Egress (see doc and config.md for the parameters).
  *
- * This file is the rsyslog glue: the parameter table, config load and check, counters, and the input thread's
- * lifecycle. The network side lands in a later change; until then the input thread only waits, without
- * polling, for rsyslog to stop it.
+ * This file is the rsyslog glue: the parameter table, config load and check, counters, the input thread and the
+ * submitters. The network side is iml_net.c, the message mapping iml_msg.c.
  *
  * Threads: rsyslog runs config load, check and activation on its main thread and runInput on one input thread
- * for all instances; the instance list is immutable once activated.
+ * for all instances; the instance list is immutable once activated. The input thread runs one event loop for every
+ * instance's listener (decoding, the agent's rules, the push into the instance's drop-oldest ring). Each instance
+ * has a submitter thread that pops envelopes from its ring, builds the messages and hands them to rsyslog with
+ * multiSubmitMsg2: only the submitter ever waits for rsyslog's queue, and while it waits the ring drops its oldest
+ * envelopes (counted), so senders never wait. impstats reads the ring's exact counters through a read notifier.
+ *
+ * Shutdown: rsyslog sets the thread's stop flag and sends SIGTTIN, which the input thread keeps blocked and reads
+ * from a signalfd in its loop. Every listener then stops accepting, open calls get a short grace to finish, and
+ * each submitter hands everything still in its ring to rsyslog before it exits, within rsyslog's input shutdown
+ * timeout, so nothing a sender saw acknowledged is lost.
  */
 #include "../common/rsconfig.h" /* rsyslog's config.h, first */
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
 
 #include "rsyslog.h"
 #include "dirty.h"
@@ -30,9 +41,17 @@
 #include "ruleset.h"
 #include "statsobj.h"
 #include "rainerscript.h"
+#include "prop.h"
+#include "datetime.h"
+#include "msg.h"
 
 #include "lgr.h"
+#include "lgr_agent.h"
 #include "lgr_conf.h"
+#include "lgr_ring.h"
+#include "lgr_tls.h"
+#include "iml.h"
+#include "iml_msg.h"
 #include "../common/glue.h"
 
 MODULE_TYPE_INPUT
@@ -40,11 +59,13 @@ MODULE_TYPE_NOKEEP
 MODULE_CNFNAME("imloggregator")
 
 DEF_IMOD_STATIC_DATA
-DEFobjCurrIf(glbl) DEFobjCurrIf(ruleset) DEFobjCurrIf(statsobj)
+DEFobjCurrIf(glbl) DEFobjCurrIf(ruleset) DEFobjCurrIf(statsobj) DEFobjCurrIf(prop) DEFobjCurrIf(datetime)
 
 #define MODNAME	      "imloggregator"
 #define IML_PORT_GRPC 3458 /* the real agent's ports */
 #define IML_PORT_UDP  3457
+#define SUBMIT_BATCH  1024 /* envelopes per multiSubmitMsg2 */
+#define GRACE_MS      300  /* open calls may finish this long at shutdown (rsyslog allows inputs 1 s in all) */
 
 	enum iml_protocol {
 		IML_GRPC,
@@ -255,7 +276,20 @@ static struct cnfparamblk inppblk;
 struct instanceConf_s {
 	struct iml_conf conf;
 	ruleset_t *bind_ruleset; /* NULL: the default ruleset */
+	SSL_CTX *ssl_ctx;	 /* gRPC with TLS: made at check time, so -N1 reports unusable certificates */
+	struct lgr_ring *ring;	 /* network -> submitter; from activation to freeCnf */
+	struct lgr_agent *agent; /* role agent: used by the input thread only */
+	char *v1_deployment, *v1_job, *v1_index, *v1_ip;
+	struct lgr_v1_defaults v1_defaults;
+	struct iml_net *net; /* input thread only */
+	pthread_t submitter;
+	bool submitter_running;
+	bool stop;	  /* atomic: the submitter drains the ring and exits */
+	uint64_t invalid; /* atomic, written by the input thread */
+	/* impstats: counters updated from the ring's exact figures when impstats reads them */
 	statsobj_t *stats;
+	pthread_mutex_t stats_mut;
+	uint64_t seen_pushed, seen_dropped, seen_invalid;
 	STATSCOUNTER_DEF(ctr_ingress, mut_ctr_ingress)
 	STATSCOUNTER_DEF(ctr_dropped, mut_ctr_dropped)
 	STATSCOUNTER_DEF(ctr_invalid, mut_ctr_invalid)
@@ -269,13 +303,23 @@ struct modConfData_s {
 
 static modConfData_t *loadModConf; /* the config being loaded */
 static modConfData_t *runModConf;  /* the config being run */
+static prop_t *input_name;	   /* "imloggregator", %inputname% of every message */
 
 static void inst_free(instanceConf_t *inst)
 {
 	if (inst == NULL)
 		return;
-	if (inst->stats != NULL)
+	if (inst->stats != NULL) {
 		statsobj.Destruct(&inst->stats);
+		pthread_mutex_destroy(&inst->stats_mut);
+	}
+	lgr_ring_free(inst->ring);
+	lgr_agent_free(inst->agent);
+	SSL_CTX_free(inst->ssl_ctx);
+	free(inst->v1_deployment);
+	free(inst->v1_job);
+	free(inst->v1_index);
+	free(inst->v1_ip);
 	lgr_conf_free(&iml_table, &inst->conf);
 	free(inst);
 }
@@ -291,12 +335,36 @@ static void inst_name(const instanceConf_t *inst, char *buf, size_t len)
 		snprintf(buf, len, MODNAME "(%s/%s:%d)", protocols[c->protocol], c->address, c->port);
 }
 
+/*
+ * impstats is about to read the counters: add what the ring and the network counted since the last read. Adding
+ * deltas (never storing totals) keeps impstats' resetCounters working.
+ */
+static void stats_read(statsobj_t *stats, void *ud)
+{
+	instanceConf_t *inst = ud;
+	struct lgr_ring_stats st;
+	uint64_t invalid;
+
+	(void)stats;
+	lgr_ring_stats(inst->ring, &st);
+	invalid = __atomic_load_n(&inst->invalid, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&inst->stats_mut);
+	STATSCOUNTER_ADD(inst->ctr_ingress, inst->mut_ctr_ingress, st.pushed - inst->seen_pushed);
+	STATSCOUNTER_ADD(inst->ctr_dropped, inst->mut_ctr_dropped, st.dropped - inst->seen_dropped);
+	STATSCOUNTER_ADD(inst->ctr_invalid, inst->mut_ctr_invalid, invalid - inst->seen_invalid);
+	inst->seen_pushed = st.pushed;
+	inst->seen_dropped = st.dropped;
+	inst->seen_invalid = invalid;
+	pthread_mutex_unlock(&inst->stats_mut);
+}
+
 static rsRetVal inst_stats_init(instanceConf_t *inst)
 {
 	char name[256];
 	DEFiRet;
 
 	inst_name(inst, name, sizeof(name));
+	pthread_mutex_init(&inst->stats_mut, NULL);
 	CHKiRet(statsobj.Construct(&inst->stats));
 	CHKiRet(statsobj.SetName(inst->stats, (uchar *)name));
 	CHKiRet(statsobj.SetOrigin(inst->stats, (uchar *)MODNAME));
@@ -309,31 +377,301 @@ static rsRetVal inst_stats_init(instanceConf_t *inst)
 	STATSCOUNTER_INIT(inst->ctr_invalid, inst->mut_ctr_invalid);
 	CHKiRet(statsobj.AddCounter(
 		inst->stats, (uchar *)"invalid", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &inst->ctr_invalid));
+	CHKiRet(statsobj.SetReadNotifier(inst->stats, stats_read, inst));
 	CHKiRet(statsobj.ConstructFinalize(inst->stats));
 finalize_it:
 	RETiRet;
 }
 
-/*
- * Waits until rsyslog asks the input thread to stop. rsyslog sets bShallStop and then sends SIGTTIN once; keeping
- * SIGTTIN blocked except inside ppoll() makes that race-free: a signal that arrives while the flag is checked
- * stays pending and ends the next ppoll() at once.
- */
-static void wait_for_stop(thrdInfo_t *thrd)
+/* The TLS context of a gRPC listener; errors name the instance and the file at fault. */
+static rsRetVal inst_tls_init(instanceConf_t *inst)
 {
-	sigset_t ttin, during_wait;
+	static const char *const alpn[] = {"h2", NULL};
+	struct lgr_tls_config tc = {0};
+	char err[512], name[256];
+	DEFiRet;
 
-	sigemptyset(&ttin);
-	sigaddset(&ttin, SIGTTIN);
-	pthread_sigmask(SIG_BLOCK, &ttin, &during_wait);
-	sigdelset(&during_wait, SIGTTIN);
-	while (!__atomic_load_n(&thrd->bShallStop, __ATOMIC_ACQUIRE) && !glbl.GetGlobalInputTermState()) {
-		if (ppoll(NULL, 0, NULL, &during_wait) < 0 && errno != EINTR) {
-			LogError(errno, RS_RET_ERR, MODNAME ": waiting for shutdown failed");
-			break;
+	if (inst->conf.protocol != IML_GRPC || !inst->conf.tls || inst->ssl_ctx != NULL)
+		FINALIZE;
+	tc.ca_file = inst->conf.tls_cacert;
+	tc.cert_file = inst->conf.tls_mycert;
+	tc.key_file = inst->conf.tls_myprivkey;
+	tc.require_client_cert = true;
+	tc.alpn = alpn;
+	if (lgr_tls_server_ctx(&tc, &inst->ssl_ctx, err, sizeof(err)) != LGR_OK) {
+		inst_name(inst, name, sizeof(name));
+		LogError(0, RS_RET_CONF_PARAM_INVLD, "%s: TLS: %s", name, err);
+		ABORT_FINALIZE(RS_RET_CONF_PARAM_INVLD);
+	}
+finalize_it:
+	RETiRet;
+}
+
+/* The agent's v1 defaults (deployment, job, index, ip) come from defaultTags of the same names. */
+static rsRetVal inst_v1_defaults(instanceConf_t *inst)
+{
+	static const char *const keys[] = {"deployment", "job", "index", "ip"};
+	char **slots[] = {&inst->v1_deployment, &inst->v1_job, &inst->v1_index, &inst->v1_ip};
+	const struct lgr_conf_strv *tags = &inst->conf.default_tags;
+	size_t i, k, klen;
+	DEFiRet;
+
+	for (i = 0; i < tags->n; i++) {
+		for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			klen = strlen(keys[k]);
+			if (strncmp(tags->v[i], keys[k], klen) == 0 && tags->v[i][klen] == ':') {
+				free(*slots[k]);
+				CHKmalloc(*slots[k] = strdup(tags->v[i] + klen + 1));
+			}
 		}
 	}
+	inst->v1_defaults.deployment = inst->v1_deployment;
+	inst->v1_defaults.job = inst->v1_job;
+	inst->v1_defaults.index = inst->v1_index;
+	inst->v1_defaults.ip = inst->v1_ip;
+finalize_it:
+	RETiRet;
+}
+
+static rsRetVal inst_activate(instanceConf_t *inst)
+{
+	struct lgr_ring_conf rc = {0};
+	struct lgr_agent_conf ac = {0};
+	DEFiRet;
+
+	rc.capacity = (size_t)inst->conf.buffer_size;
+	rc.drop = iml_item_free;
+	if (lgr_ring_new(&rc, &inst->ring) != LGR_OK)
+		ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
+	if (inst->conf.role == IML_AGENT) {
+		ac.default_tags = (const char *const *)inst->conf.default_tags.v;
+		ac.ndefault_tags = inst->conf.default_tags.n;
+		if (lgr_agent_new(&ac, &inst->agent) != LGR_OK)
+			ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
+		CHKiRet(inst_v1_defaults(inst));
+	}
+	CHKiRet(inst_stats_init(inst));
+finalize_it:
+	RETiRet;
+}
+
+/* ---- the submitters ---------------------------------------------------------------------------------------- */
+
+/* Pops envelopes, turns them into messages, hands them to rsyslog; at stop, empties the ring first. */
+static void *submitter_main(void *arg)
+{
+	instanceConf_t *inst = arg;
+	void *items[SUBMIT_BATCH];
+	smsg_t *msgs[SUBMIT_BATCH];
+	multi_submit_t ms = {.maxElem = SUBMIT_BATCH, .nElem = 0, .ppMsgs = msgs};
+	struct iml_msg_ctx ctx = {0};
+	struct syslogTime now;
+	time_t now_tt;
+	size_t n, i;
+	smsg_t *msg;
+
+	ctx.ruleset = inst->bind_ruleset;
+	ctx.input_name = input_name;
+	ctx.hostname = glblGetLocalHostName();
+	ctx.hostname_len = ctx.hostname != NULL ? (int)strlen((const char *)ctx.hostname) : 0;
+	for (;;) {
+		n = lgr_ring_pop_wait(inst->ring, items, SUBMIT_BATCH, -1);
+		if (n == 0) {
+			if (__atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE) && lgr_ring_wait(inst->ring, 0) == 0)
+				break;
+			continue;
+		}
+		datetime.getCurrTime(&now, &now_tt, TIME_IN_LOCALTIME);
+		for (i = 0; i < n; i++) {
+			if (iml_msg_build(&ctx, items[i], &now, now_tt, &msg) == RS_RET_OK)
+				ms.ppMsgs[ms.nElem++] = msg;
+			else
+				LogError(0, RS_RET_OUT_OF_MEMORY,
+					MODNAME ": out of memory building a message; "
+						"envelope lost");
+			iml_item_free(items[i], NULL);
+		}
+		if (ms.nElem > 0)
+			multiSubmitMsg2(&ms); /* takes the messages, whatever it returns */
+	}
+	if (ctx.from != NULL)
+		prop.Destruct(&ctx.from);
+	if (ctx.from_ip != NULL)
+		prop.Destruct(&ctx.from_ip);
+	return NULL;
+}
+
+static void submitter_start(instanceConf_t *inst)
+{
+	int rc;
+
+	__atomic_store_n(&inst->stop, false, __ATOMIC_RELEASE);
+	rc = pthread_create(&inst->submitter, NULL, submitter_main, inst);
+	if (rc != 0)
+		LogError(rc, RS_RET_ERR, MODNAME ": cannot start a submitter thread");
+	inst->submitter_running = rc == 0;
+}
+
+static void submitter_stop(instanceConf_t *inst)
+{
+	if (!inst->submitter_running)
+		return;
+	__atomic_store_n(&inst->stop, true, __ATOMIC_RELEASE);
+	lgr_ring_wake(inst->ring);
+	pthread_join(inst->submitter, NULL);
+	inst->submitter_running = false;
+}
+
+/* ---- the input thread -------------------------------------------------------------------------------------- */
+
+struct run {
+	struct event_base *base;
+	thrdInfo_t *thrd;
+	int sigfd;
+	struct event *sig_ev;
+	unsigned open; /* listeners not yet shut down */
+	bool stopping;
+};
+
+static void write_port_file(instanceConf_t *inst, uint16_t port)
+{
+	FILE *f;
+
+	if (inst->conf.port_file == NULL)
+		return;
+	f = fopen(inst->conf.port_file, "w");
+	if (f == NULL || fprintf(f, "%u\n", (unsigned)port) < 0 || fclose(f) != 0) {
+		LogError(
+			errno, RS_RET_IO_ERROR, MODNAME ": cannot write listenPortFileName '%s'", inst->conf.port_file);
+		if (f != NULL)
+			fclose(f);
+	}
+}
+
+static void listener_done(void *ud)
+{
+	struct run *run = ud;
+
+	if (--run->open == 0)
+		event_base_loopexit(run->base, NULL);
+}
+
+static void begin_stop(struct run *run)
+{
+	instanceConf_t *inst;
+
+	if (run->stopping)
+		return;
+	run->stopping = true;
+	event_del(run->sig_ev);
+	run->open = 1; /* held until every listener has been told, so none can end the loop early */
+	for (inst = runModConf->root; inst != NULL; inst = inst->next) {
+		if (inst->net == NULL)
+			continue;
+		run->open++;
+		iml_net_shutdown(inst->net, GRACE_MS, listener_done, run);
+	}
+	listener_done(run);
+}
+
+static bool stop_requested(struct run *run)
+{
+	return __atomic_load_n(&run->thrd->bShallStop, __ATOMIC_ACQUIRE) || glbl.GetGlobalInputTermState();
+}
+
+static void on_signal(evutil_socket_t fd, short what, void *ud)
+{
+	struct run *run = ud;
+	struct signalfd_siginfo si;
+
+	(void)what;
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		;
+	if (stop_requested(run))
+		begin_stop(run);
+}
+
+static void listeners_start(struct run *run)
+{
+	struct iml_net_conf nc;
+	instanceConf_t *inst;
+	char name[256];
+
+	for (inst = runModConf->root; inst != NULL; inst = inst->next) {
+		inst_name(inst, name, sizeof(name));
+		if (inst->conf.protocol == IML_SUBSCRIBE) {
+			LogError(0, RS_RET_NOT_IMPLEMENTED,
+				"%s: protocol=\"subscribe\" is not available in this version; input not started", name);
+			continue;
+		}
+		memset(&nc, 0, sizeof(nc));
+		nc.name = name;
+		nc.kind = inst->conf.protocol == IML_UDP ? IML_NET_UDP : IML_NET_GRPC;
+		nc.address = inst->conf.address;
+		nc.port = inst->conf.port;
+		nc.ssl_ctx = inst->ssl_ctx;
+		nc.permitted_peers = inst->conf.tls_permitted_peers.n > 0
+					     ? (const char *const *)inst->conf.tls_permitted_peers.v
+					     : NULL;
+		nc.max_message = inst->conf.max_message;
+		nc.agent = inst->agent;
+		nc.v1_defaults = inst->conf.role == IML_AGENT ? &inst->v1_defaults : NULL;
+		nc.ring = inst->ring;
+		nc.invalid = &inst->invalid;
+		if (iml_net_new(run->base, &nc, &inst->net) != LGR_OK) {
+			LogError(0, RS_RET_NO_LSTN_DEFINED, "%s: cannot listen; input not started", name);
+			continue;
+		}
+		submitter_start(inst);
+		write_port_file(inst, iml_net_port(inst->net));
+		DBGPRINTF(MODNAME ": %s listening on port %u\n", name, (unsigned)iml_net_port(inst->net));
+	}
+}
+
+static void listeners_free(void)
+{
+	instanceConf_t *inst;
+
+	for (inst = runModConf->root; inst != NULL; inst = inst->next) {
+		iml_net_free(inst->net);
+		inst->net = NULL;
+		submitter_stop(inst);
+	}
+}
+
+static rsRetVal run_input(thrdInfo_t *thrd)
+{
+	struct run run = {.thrd = thrd, .sigfd = -1};
+	sigset_t ttin;
+	DEFiRet;
+
+	/* SIGTTIN stays pending for this thread from now on, and is read from the signalfd in the loop. */
+	sigemptyset(&ttin);
+	sigaddset(&ttin, SIGTTIN);
+	pthread_sigmask(SIG_BLOCK, &ttin, NULL);
+	run.sigfd = signalfd(-1, &ttin, SFD_NONBLOCK | SFD_CLOEXEC);
+	run.base = event_base_new();
+	if (run.sigfd < 0 || run.base == NULL) {
+		LogError(errno, RS_RET_ERR, MODNAME ": cannot set up the event loop");
+		ABORT_FINALIZE(RS_RET_ERR);
+	}
+	run.sig_ev = event_new(run.base, run.sigfd, EV_READ | EV_PERSIST, on_signal, &run);
+	if (run.sig_ev == NULL || event_add(run.sig_ev, NULL) != 0)
+		ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
+	listeners_start(&run);
+	if (stop_requested(&run)) /* asked before the signal could reach the signalfd */
+		begin_stop(&run);
+	event_base_dispatch(run.base);
+finalize_it:
+	listeners_free();
+	if (run.sig_ev != NULL)
+		event_free(run.sig_ev);
+	if (run.base != NULL)
+		event_base_free(run.base);
+	if (run.sigfd >= 0)
+		close(run.sigfd);
 	pthread_sigmask(SIG_UNBLOCK, &ttin, NULL);
+	RETiRet;
 }
 
 /* rsyslog's entry points: its macros are not statements clang-format understands, so it keeps off them */
@@ -389,6 +727,11 @@ CODESTARTcheckCnf
 			iRet = r;
 		}
 	}
+	for (inst = pModConf->root; inst != NULL; inst = inst->next) {
+		r = inst_tls_init(inst);
+		if (r != RS_RET_OK)
+			iRet = r;
+	}
 	if (pModConf->root == NULL)
 		LogMsg(0, NO_ERRCODE, LOG_WARNING, MODNAME ": module loaded, but no input() uses it");
 ENDcheckCnf
@@ -398,7 +741,7 @@ BEGINactivateCnf
 CODESTARTactivateCnf
 	runModConf = pModConf;
 	for (inst = runModConf->root; inst != NULL; inst = inst->next) {
-		CHKiRet(inst_stats_init(inst));
+		CHKiRet(inst_activate(inst));
 		if (!inst->conf.tls && inst->conf.protocol != IML_UDP)
 			LogMsg(0, NO_ERRCODE, LOG_WARNING,
 				MODNAME ": tls=\"off\" on a %s input: plaintext, for tests and loopback only",
@@ -419,14 +762,8 @@ CODESTARTfreeCnf
 ENDfreeCnf
 
 BEGINrunInput
-	instanceConf_t *inst;
-	char name[256];
 CODESTARTrunInput
-	for (inst = runModConf->root; inst != NULL; inst = inst->next) {
-		inst_name(inst, name, sizeof(name));
-		DBGPRINTF(MODNAME ": %s configured; the network side is not part of this build yet\n", name);
-	}
-	wait_for_stop(pThrd);
+	iRet = run_input(pThrd);
 ENDrunInput
 
 BEGINwillRun
@@ -442,6 +779,10 @@ ENDafterRun
 BEGINmodExit
 CODESTARTmodExit
 	lgr_log_set(NULL, NULL);
+	if (input_name != NULL)
+		prop.Destruct(&input_name);
+	objRelease(datetime, CORE_COMPONENT);
+	objRelease(prop, CORE_COMPONENT);
 	objRelease(statsobj, CORE_COMPONENT);
 	objRelease(ruleset, CORE_COMPONENT);
 	objRelease(glbl, CORE_COMPONENT);
@@ -468,6 +809,9 @@ CODEmodInit_QueryRegCFSLineHdlr
 	CHKiRet(objUse(glbl, CORE_COMPONENT));
 	CHKiRet(objUse(ruleset, CORE_COMPONENT));
 	CHKiRet(objUse(statsobj, CORE_COMPONENT));
+	CHKiRet(objUse(prop, CORE_COMPONENT));
+	CHKiRet(objUse(datetime, CORE_COMPONENT));
+	CHKiRet(prop.CreateStringProp(&input_name, (const uchar *)MODNAME, sizeof(MODNAME) - 1));
 	glue_paramblk_init(&iml_table, inppdescr, &inppblk);
 	lgr_log_set(glue_log, (void *)MODNAME);
 ENDmodInit

@@ -1,0 +1,31 @@
+/*
+ * iml_msg.h: one envelope as one rsyslog message (config.md, "A message inside rsyslog"). Include after rsyslog's
+ * headers.
+ *
+ * Threads: an iml_msg_ctx belongs to one submitter thread; the envelope is only read.
+ */
+#ifndef IML_MSG_H
+#define IML_MSG_H
+
+#include "iml.h"
+
+/* The props are the caller's to release (prop.Destruct) when the context is done. */
+struct iml_msg_ctx {
+	ruleset_t *ruleset; /* NULL: the default ruleset */
+	prop_t *input_name; /* "imloggregator", shared */
+	const uchar *hostname;
+	int hostname_len;
+	prop_t *from;	 /* the last sender's address as %fromhost%, reused while it does not change */
+	prop_t *from_ip; /* the same as %fromhost-ip% */
+};
+
+/*
+ * Builds the message for it (the item stays the caller's): %msg% the log payload or a one-line summary, app-name
+ * source_id, procid instance_id, TAG source_id, timestamp the envelope's (received time when it is 0), severity
+ * err for ERR logs and info otherwise, facility user, $!loggregator the envelope's JSON form without the payload.
+ * now / now_tt: the reception time to stamp. RS_RET_OK and *out (refcount 1, the caller's), or an error.
+ */
+rsRetVal iml_msg_build(
+	struct iml_msg_ctx *ctx, const struct iml_item *it, const struct syslogTime *now, time_t now_tt, smsg_t **out);
+
+#endif
