@@ -239,6 +239,16 @@ static const struct lgr_h2_route *find_route(const struct lgr_h2_server *srv, co
 	return NULL;
 }
 
+/* The server itself ends the call with an error: the status goes out and the owner's on_refused hears of it. */
+static void refuse(struct lgr_h2_stream *s, const char *http_status, int status, const char *message)
+{
+	const struct lgr_h2_server_config *cfg = &s->conn->srv->cfg;
+
+	lgr_h2__stream_status(s, http_status, status, message);
+	if (cfg->on_refused != NULL)
+		cfg->on_refused(s->conn->c.peer, s->path_ok ? s->path : "(path too long)", status, message, cfg->ud);
+}
+
 static void request_ready(struct lgr_h2_stream *s)
 {
 	struct lgr_h2_server *srv = s->conn->srv;
@@ -248,11 +258,11 @@ static void request_ready(struct lgr_h2_stream *s)
 	if (s->finished) /* ended by the shutdown while its headers were still arriving */
 		return;
 	if (!s->post) {
-		lgr_h2__stream_status(s, "405", LGR_GRPC_INTERNAL, "method must be POST");
+		refuse(s, "405", LGR_GRPC_INTERNAL, "method must be POST");
 		return;
 	}
 	if (!s->grpc) {
-		lgr_h2__stream_status(s, "415", LGR_GRPC_INTERNAL, "content-type must be application/grpc");
+		refuse(s, "415", LGR_GRPC_INTERNAL, "content-type must be application/grpc");
 		return;
 	}
 	route = s->path_ok ? find_route(srv, s->path) : NULL;
@@ -260,7 +270,7 @@ static void request_ready(struct lgr_h2_stream *s)
 		char msg[LGR_H2_MAX_PATH + 32];
 
 		snprintf(msg, sizeof(msg), "unknown method %s", s->path_ok ? s->path : "(path too long)");
-		lgr_h2__stream_status(s, "200", LGR_GRPC_UNIMPLEMENTED, msg);
+		refuse(s, "200", LGR_GRPC_UNIMPLEMENTED, msg);
 		return;
 	}
 	s->route = route;
@@ -276,7 +286,7 @@ static void request_ended(struct lgr_h2_stream *s)
 	if (!s->accepted || s->finished || s->closed)
 		return;
 	if (lgr_grpc_reader_partial(&s->reader)) {
-		lgr_h2__stream_status(s, "200", LGR_GRPC_INTERNAL, "request ended inside a message");
+		refuse(s, "200", LGR_GRPC_INTERNAL, "request ended inside a message");
 		return;
 	}
 	if (handlers(s)->on_half_close != NULL)
@@ -322,14 +332,13 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 		char msg[96];
 
 		snprintf(msg, sizeof(msg), "grpc: received message larger than max (%zu bytes)", s->reader.max_message);
-		lgr_h2__stream_status(s, "200", LGR_GRPC_RESOURCE_EXHAUSTED, msg);
+		refuse(s, "200", LGR_GRPC_RESOURCE_EXHAUSTED, msg);
 	} else if (rc == LGR_EUNSUPPORTED) {
-		lgr_h2__stream_status(
-			s, "200", LGR_GRPC_INTERNAL, "grpc: compressed message but no compression was negotiated");
+		refuse(s, "200", LGR_GRPC_INTERNAL, "grpc: compressed message but no compression was negotiated");
 	} else if (rc == LGR_EDECODE) {
-		lgr_h2__stream_status(s, "200", LGR_GRPC_INTERNAL, "grpc: malformed message prefix");
+		refuse(s, "200", LGR_GRPC_INTERNAL, "grpc: malformed message prefix");
 	} else if (rc == LGR_ENOMEM) {
-		lgr_h2__stream_status(s, "200", LGR_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		refuse(s, "200", LGR_GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
 	return 0;
 }

@@ -292,6 +292,19 @@ static void on_close(struct lgr_h2_stream *s, bool reset, void *ud)
 	lgr_h2_stream_set_data(s, NULL);
 }
 
+/* The transport refused a call or lost a connection to an error (see lgr_h2_server_config.on_refused). */
+static void on_refused(const char *peer, const char *path, int status, const char *why, void *ud)
+{
+	struct iml_net *net = ud;
+
+	count_invalid(net);
+	if (path == NULL)
+		log_refusal(net, "%s: connection refused: %s", peer, why);
+	else
+		log_refusal(net, "%s: %s: call refused with status %d (%s): %s", peer, path, status,
+			lgr_grpc_status_name(status), why);
+}
+
 static const struct lgr_h2_handlers handlers = {
 	.on_open = on_open,
 	.on_message = on_message,
@@ -316,6 +329,8 @@ static int grpc_new(struct iml_net *net, struct event_base *base)
 	cfg.nroutes = sizeof(paths) / sizeof(paths[0]);
 	cfg.max_message = net->conf.max_message;
 	cfg.name = net->name;
+	cfg.on_refused = on_refused;
+	cfg.ud = net;
 	return lgr_h2_server_new(base, &cfg, &net->srv);
 }
 
