@@ -104,6 +104,15 @@ struct lgr_h2_server_config {
 	unsigned keepalive_ms; /* ping interval (LGR_H2_NEVER: none); unanswered for keepalive_timeout_ms: closed */
 	unsigned keepalive_timeout_ms;
 	const char *name; /* prefix of log lines, e.g. "imloggregator"; NULL: "h2 server" */
+	/*
+	 * Optional: told of each call the server ends on its own with an error status (a method other than POST, a
+	 * content-type other than gRPC, an unknown path, a message over max_message, compressed, or cut off by the end
+	 * of the request: path, status and message as sent) and of each connection lost to an error (a refused TLS
+	 * handshake, a protocol error, a timeout: path NULL, status -1, the reason). Such connections are then left
+	 * to the hook to log. Runs on the loop thread; must not call back into the server.
+	 */
+	void (*on_refused)(const char *peer, const char *path, int status, const char *why, void *ud);
+	void *ud; /* for on_refused */
 };
 
 /*
@@ -111,6 +120,16 @@ struct lgr_h2_server_config {
  * reported through lgr_log), LGR_ENOMEM.
  */
 int lgr_h2_server_new(struct event_base *base, const struct lgr_h2_server_config *cfg, struct lgr_h2_server **out);
+
+/*
+ * Serves fd, a connected stream socket obtained elsewhere (a socketpair, a connection accepted by another
+ * listener), exactly as an accepted connection: TLS or h2c as configured, counted against max_connections, under
+ * the handshake deadline. The server takes fd in every case, made non-blocking, and closes it on failure or when
+ * the connection ends. peer names the client in log lines and lgr_h2_stream_peer() (NULL: "?"; truncated).
+ * Returns LGR_OK; LGR_EFULL (max_connections open: refused as the listener refuses); LGR_EINVAL (fd negative, or
+ * the server is shutting down or being freed); LGR_EIO (fd cannot be made non-blocking); LGR_ENOMEM.
+ */
+int lgr_h2_server_adopt(struct lgr_h2_server *srv, int fd, const char *peer);
 
 /* The bound port (useful with port 0). */
 uint16_t lgr_h2_server_port(const struct lgr_h2_server *srv);

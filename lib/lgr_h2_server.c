@@ -1,6 +1,6 @@
 /*
- * lgr_h2_server.c: the gRPC server half of lgr_h2: listener, connection limits, connections, graceful shutdown.
- * The calls it receives are lgr_h2_stream.c. See lgr_h2.h for the contract.
+ * lgr_h2_server.c: the gRPC server half of lgr_h2: listener and adopted sockets, connection limits, connections,
+ * graceful shutdown. The calls it receives are lgr_h2_stream.c. See lgr_h2.h for the contract.
  */
 #include "lgr_h2.h"
 
@@ -72,7 +72,10 @@ static void conn_down(struct lgr_h2__conn *c)
 	struct lgr_h2__srv_conn *sc = (struct lgr_h2__srv_conn *)c;
 	struct lgr_h2_server *srv = sc->srv;
 
-	lgr_log(c->level, "%s: %s: %s", srv->name, c->peer, c->why);
+	if (srv->cfg.on_refused != NULL && c->level <= LGR_LOG_WARNING)
+		srv->cfg.on_refused(c->peer, NULL, -1, c->why, srv->cfg.ud);
+	else
+		lgr_log(c->level, "%s: %s: %s", srv->name, c->peer, c->why);
 	for (struct lgr_h2_stream *s = sc->streams; s != NULL; s = s->next)
 		lgr_h2__stream_notify_close(s);
 	while (sc->streams != NULL)
@@ -116,17 +119,18 @@ static void peer_name(const struct sockaddr *sa, char *buf, size_t len)
 	}
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+/*
+ * A socket the listener accepted or lgr_h2_server_adopt() was given becomes a connection (TLS or h2c as
+ * configured, within max_connections, under the handshake deadline). fd is taken in every case: closed on failure.
+ */
+static int add_conn(struct lgr_h2_server *srv, evutil_socket_t fd, const char *peer)
 {
-	struct lgr_h2_server *srv = arg;
 	struct lgr_h2__srv_conn *sc = NULL;
 	struct bufferevent *bev = NULL;
 	SSL *ssl = NULL;
-	char peer[64];
 	int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+	int rc = LGR_EFULL;
 
-	srv->depth++;
-	peer_name(sa, peer, sizeof(peer));
 	if (srv->nconns >= srv->cfg.max_connections) {
 		time_t now = time(NULL);
 
@@ -138,6 +142,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		srv->refused_at = now;
 		goto out;
 	}
+	rc = LGR_ENOMEM;
 	sc = calloc(1, sizeof(*sc));
 	if (sc == NULL)
 		goto out;
@@ -167,6 +172,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (srv->cfg.ssl_ctx == NULL)
 		lgr_h2__conn_start(&sc->c);
 	sc = NULL;
+	rc = LGR_OK;
 out:
 	if (sc != NULL)
 		lgr_log(LGR_LOG_ERR, "%s: %s: cannot set up the connection", srv->name, peer);
@@ -177,7 +183,36 @@ out:
 	if (fd >= 0)
 		evutil_closesocket(fd);
 	free(sc);
+	return rc;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct lgr_h2_server *srv = arg;
+	char peer[64];
+
+	srv->depth++;
+	peer_name(sa, peer, sizeof(peer));
+	add_conn(srv, fd, peer);
 	srv_leave(srv);
+}
+
+int lgr_h2_server_adopt(struct lgr_h2_server *srv, int fd, const char *peer)
+{
+	if (fd < 0)
+		return LGR_EINVAL;
+	/* Past this point the listener would not accept either. */
+	if (srv->phase != LGR_H2__RUNNING || srv->freeing) {
+		evutil_closesocket(fd);
+		return LGR_EINVAL;
+	}
+	if (evutil_make_socket_nonblocking(fd) != 0) {
+		lgr_log(LGR_LOG_ERR, "%s: %s: cannot make the socket non-blocking", srv->name,
+			peer != NULL ? peer : "?");
+		evutil_closesocket(fd);
+		return LGR_EIO;
+	}
+	return add_conn(srv, fd, peer != NULL ? peer : "?");
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------------------------- */
