@@ -1,6 +1,9 @@
 /*
  * bench_codec.c: throughput of the v2 envelope codec (lgr_env): decode, encode without and with the cached
- * encoding, and 100-envelope batches both ways, for a typical log envelope and a gauge.
+ * encoding, and 100-envelope batches both ways; and of the libfastjson form rsyslog keeps an envelope in
+ * (lgr_fjson): building the tree as the input module does (without the payload, which becomes the message) and
+ * releasing it, and reading it back joined with the payload as the outputs do. One sample envelope of each type, with
+ * the tags the platform sets.
  *
  *   bench_codec [--count N]     (N: operations per figure, default 200000)
  *
@@ -15,16 +18,24 @@
 #include <string.h>
 #include <time.h>
 
+#define FJSON_NATIVE_API_ONLY 1 /* without libfastjson's json-c compatibility macros */
+#include <libfastjson/json.h>
+
 #include "lgr_env.h"
+#include "lgr_fjson.h"
 
 #define BATCH_SIZE 100
 
-/* What every measurement works on: one sample envelope, its encoding, and a batch of BATCH_SIZE copies. */
+/*
+ * What every measurement works on: one sample envelope, its encoding, its libfastjson tree, and a batch of BATCH_SIZE
+ * copies.
+ */
 struct sample {
 	const char *name;
 	struct lgr_env *env;
 	uint8_t *wire; /* the encoding of env (own copy) */
 	size_t wire_len;
+	struct fjson_object *tree; /* env as $!loggregator holds it: built with LGR_JSON_NO_PAYLOAD */
 	struct lgr_env *batch[BATCH_SIZE];
 	uint8_t *batch_wire; /* EnvelopeBatch of the BATCH_SIZE envelopes */
 	size_t batch_wire_len;
@@ -142,6 +153,46 @@ static int op_decode_batch(struct sample *s, unsigned long count, size_t *envelo
 	return rc;
 }
 
+/* The input module's conversion: the tree without the payload, built and released. */
+static int op_fjson_build(struct sample *s, unsigned long count, size_t *envelopes)
+{
+	unsigned long i;
+	int rc = LGR_OK;
+
+	*envelopes = 1;
+	for (i = 0; i < count && rc == LGR_OK; i++) {
+		struct fjson_object *tree;
+
+		rc = lgr_fjson_build(s->env, LGR_JSON_NO_PAYLOAD, &tree);
+		if (rc == LGR_OK) {
+			sink += (size_t)fjson_object_object_length(tree);
+			fjson_object_put(tree);
+		}
+	}
+	return rc;
+}
+
+/* The outputs' conversion: the tree read back, a log joined with its payload (the message), and released. */
+static int op_fjson_parse(struct sample *s, unsigned long count, size_t *envelopes)
+{
+	const Loggregator__V2__Log *log = lgr_env_type(s->env) == LGR_ENV_LOG ? s->env->pb->log : NULL;
+	unsigned long i;
+	int rc = LGR_OK;
+
+	*envelopes = 1;
+	for (i = 0; i < count && rc == LGR_OK; i++) {
+		struct lgr_env *env;
+
+		rc = lgr_fjson_parse(s->tree, log != NULL ? log->payload.data : NULL,
+			log != NULL ? log->payload.len : 0, NULL, 0, &env);
+		if (rc == LGR_OK) {
+			sink += env->pb->n_tags;
+			lgr_env_unref(env);
+		}
+	}
+	return rc;
+}
+
 struct op {
 	const char *name;
 	measure_fn *fn;
@@ -154,6 +205,8 @@ static const struct op ops[] = {
 	{"pb encode (cached)", op_encode_cached, 1},
 	{"pb encode batch of 100", op_encode_batch, BATCH_SIZE},
 	{"pb decode batch of 100", op_decode_batch, BATCH_SIZE},
+	{"fjson build + put", op_fjson_build, 1},
+	{"fjson parse (+ payload)", op_fjson_parse, 1},
 };
 
 /* --- samples -------------------------------------------------------------------------------------------------- */
@@ -204,6 +257,33 @@ static int sample_fill_gauge(struct lgr_env *env)
 	return rc;
 }
 
+static int sample_fill_counter(struct lgr_env *env)
+{
+	int rc = sample_common(env);
+
+	if (rc == LGR_OK)
+		rc = lgr_env_set_counter(env, "requests", 1, 81723);
+	return rc;
+}
+
+static int sample_fill_timer(struct lgr_env *env)
+{
+	int rc = sample_common(env);
+
+	if (rc == LGR_OK)
+		rc = lgr_env_set_timer(env, "http", 1795216617216508120, 1795216617228508120);
+	return rc;
+}
+
+static int sample_fill_event(struct lgr_env *env)
+{
+	int rc = sample_common(env);
+
+	if (rc == LGR_OK)
+		rc = lgr_env_set_event(env, "app crashed", "instance 3 exited with status 137 (out of memory)");
+	return rc;
+}
+
 static int sample_init(struct sample *s, const char *name, int (*fill)(struct lgr_env *))
 {
 	const uint8_t *data;
@@ -224,6 +304,9 @@ static int sample_init(struct sample *s, const char *name, int (*fill)(struct lg
 		goto out;
 	}
 	memcpy(s->wire, data, s->wire_len);
+	rc = lgr_fjson_build(s->env, LGR_JSON_NO_PAYLOAD, &s->tree);
+	if (rc != LGR_OK)
+		goto out;
 	for (i = 0; i < BATCH_SIZE; i++) {
 		s->batch[i] = lgr_env_new();
 		if (s->batch[i] == NULL) {
@@ -245,6 +328,7 @@ static void sample_cleanup(struct sample *s)
 	size_t i;
 
 	lgr_env_unref(s->env);
+	fjson_object_put(s->tree);
 	for (i = 0; i < BATCH_SIZE; i++)
 		lgr_env_unref(s->batch[i]);
 	free(s->wire);
@@ -269,7 +353,7 @@ static int run(const struct op *op, struct sample *s, unsigned long count)
 	ns = now_ns() - t0;
 	if (rc != LGR_OK)
 		goto out;
-	printf("%-26s %-6s %10lu %12.1f %14.0f", op->name, s->name, calls * per_call, ns / (double)(calls * per_call),
+	printf("%-26s %-7s %10lu %12.1f %14.0f", op->name, s->name, calls * per_call, ns / (double)(calls * per_call),
 		1e9 * (double)(calls * per_call) / ns);
 	if (per_call > 1)
 		printf("   (%.1f us per batch)", ns / (double)calls / 1e3);
@@ -301,7 +385,13 @@ static int parse_args(int argc, char **argv, unsigned long *count)
 
 int main(int argc, char **argv)
 {
-	struct sample samples[2];
+	static const struct {
+		const char *name;
+		int (*fill)(struct lgr_env *);
+	} kinds[] = {{"log", sample_fill_log}, {"counter", sample_fill_counter}, {"gauge", sample_fill_gauge},
+		{"timer", sample_fill_timer}, {"event", sample_fill_event}};
+	enum { NSAMPLES = sizeof(kinds) / sizeof(kinds[0]) };
+	struct sample samples[NSAMPLES];
 	unsigned long count = 200000;
 	size_t i, j;
 	int rc = 0;
@@ -310,18 +400,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s [--count N]\n", argv[0]);
 		return 2;
 	}
-	if (sample_init(&samples[0], "log", sample_fill_log) != LGR_OK ||
-		sample_init(&samples[1], "gauge", sample_fill_gauge) != LGR_OK) {
-		fprintf(stderr, "bench_codec: cannot build the sample envelopes\n");
-		return 1;
+	for (j = 0; j < NSAMPLES; j++) {
+		if (sample_init(&samples[j], kinds[j].name, kinds[j].fill) != LGR_OK) {
+			fprintf(stderr, "bench_codec: cannot build the sample envelopes\n");
+			return 1;
+		}
 	}
-	printf("v2 envelope codec, %lu envelopes per figure (log: %zu bytes encoded, gauge: %zu bytes)\n", count,
-		samples[0].wire_len, samples[1].wire_len);
-	printf("%-26s %-6s %10s %12s %14s\n", "operation", "type", "envelopes", "ns/envelope", "envelopes/s");
+	printf("v2 envelope codec, %lu envelopes per figure; bytes encoded:", count);
+	for (j = 0; j < NSAMPLES; j++)
+		printf(" %s %zu%s", samples[j].name, samples[j].wire_len, j + 1 < NSAMPLES ? "," : "\n");
+	printf("%-26s %-7s %10s %12s %14s\n", "operation", "type", "envelopes", "ns/envelope", "envelopes/s");
 	for (i = 0; i < sizeof(ops) / sizeof(ops[0]) && rc == 0; i++)
-		for (j = 0; j < 2 && rc == 0; j++)
+		for (j = 0; j < NSAMPLES && rc == 0; j++)
 			rc = run(&ops[i], &samples[j], count);
-	sample_cleanup(&samples[0]);
-	sample_cleanup(&samples[1]);
+	for (j = 0; j < NSAMPLES; j++)
+		sample_cleanup(&samples[j]);
 	return rc == 0 ? 0 : 1;
 }

@@ -1,22 +1,1520 @@
-/* lgr_fjson.c: placeholder, being written. */
+/*
+ * lgr_fjson.c: the JSON form of v2 envelopes as libfastjson trees, for rsyslog's message variables: a builder for the
+ * input module ($!loggregator) and a reader for the outputs, both working on the tree directly (no text in between).
+ *
+ * The builder produces what lgr_json_write() writes, node for node: every field of the set message, 64-bit integers
+ * as strings, doubles as double nodes carrying their shortest text (so libfastjson prints the gateway's numbers),
+ * NaN and the infinities as strings, invalid UTF-8 replaced by U+FFFD, a map key repeated on the wire written once
+ * with its last value. It is on the input's hot path, so it allocates only what the tree itself needs: literal keys
+ * are added as constants, every key is added as new (repeats are resolved beforehand, which also keeps the result
+ * independent of libfastjson's global case-(in)sensitivity switch that rsyslogd turns off), short strings live
+ * inside their node.
+ *
+ * The reader applies lgr_json_parse()'s rules (see lgr_json.c) to the nodes: names in both spellings, integers from
+ * strings or numbers, enums by name or number, null as the default, the same limits checked before allocating.
+ * Differences come only from what a tree can hold that text cannot (they are listed in lgr_fjson.h).
+ *
+ * libfastjson's internals: two things cannot be learnt through its public API, and this unit reads them from
+ * json_object_private.h, which libfastjson installs and whose layout has not changed since 0.99:
+ * - fjson_object_object_add_ex() returns nothing. When allocating a child page fails, the child is simply not added
+ *   (seen as an unchanged length); when copying the key fails, the child is added under a NULL key, which its
+ *   iterator cannot walk and its destructor skips. newest_key_missing() detects the second case so that the builder
+ *   returns LGR_ENOMEM instead of a tree that crashes whoever walks it.
+ * - a double node keeps the text it was parsed from (or built with). lgr_json reads integer fields from that text
+ *   exactly, as protojson does; fjson_object_get_string() would print it into a buffer cached in the node, i.e.
+ *   allocate and write to the caller's tree. double_source() reads it in place. rsyslog's own copies of a tree
+ *   (jsonDeepCopy) drop the text: such doubles are read by value.
+ */
+#define FJSON_NATIVE_API_ONLY 1 /* without libfastjson's json-c compatibility macros */
 #include "lgr_fjson.h"
+
+#include <float.h>
+#include <limits.h>
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libfastjson/json.h>
+#include <libfastjson/json_object_private.h>
+
+/* --- numbers in the C locale ------------------------------------------------------------------------------------ */
+
+/* snprintf and strtod follow LC_NUMERIC, which rsyslogd sets from the environment; uselocale() is per thread. */
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static locale_t c_locale;
+
+static void c_locale_init(void)
+{
+	c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+
+static locale_t c_locale_enter(void)
+{
+	pthread_once(&c_locale_once, c_locale_init);
+	return c_locale != (locale_t)0 ? uselocale(c_locale) : (locale_t)0;
+}
+
+static void c_locale_leave(locale_t old)
+{
+	if (old != (locale_t)0)
+		uselocale(old);
+}
+
+/* --- libfastjson internals (see the file header) ------------------------------------------------------------------ */
+
+/* After adding a child to obj, an object this unit made and never deleted from: did libfastjson lose its key? */
+static bool newest_key_missing(const struct fjson_object *obj)
+{
+	int n = obj->o.c_obj.nelem;
+
+	if (n == 0 || obj->o.c_obj.ndeleted != 0)
+		return false;
+	return obj->o.c_obj.lastpg->children[(n - 1) % FJSON_OBJECT_CHLD_PG_SIZE].k == NULL;
+}
+
+/* The text a double node was parsed from or built with; NULL when it has none (fjson_object_new_double). */
+static const char *double_source(const struct fjson_object *v)
+{
+	return v->o.c_double.source;
+}
+
+/* --- UTF-8 -------------------------------------------------------------------------------------------------------- */
+
+/* Length of the well-formed UTF-8 sequence that starts s[0..n) (Unicode 3-7: no overlongs, surrogates), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t len, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		lo = s[0] == 0xe0 ? 0xa0 : 0x80;
+		hi = s[0] == 0xed ? 0x9f : 0xbf;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		lo = s[0] == 0xf0 ? 0x90 : 0x80;
+		hi = s[0] == 0xf4 ? 0x8f : 0xbf;
+	} else {
+		return 0;
+	}
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+static bool utf8_valid(const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0, l;
+
+	while (i < n) {
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		l = utf8_seq(s + i, n - i);
+		if (l == 0)
+			return false;
+		i += l;
+	}
+	return true;
+}
+
+#define REPLACEMENT "\xef\xbf\xbd" /* U+FFFD */
+
+/* Writes s[0..n) with each byte outside a well-formed sequence replaced by U+FFFD (as Go does) to out, which has
+ * room for 3 * n + 1 bytes, NUL-terminated. Returns the length written. */
+static size_t utf8_fix(const char *str, size_t n, char *out)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0, o = 0, l;
+
+	while (i < n) {
+		l = utf8_seq(s + i, n - i);
+		if (l == 0) {
+			memcpy(out + o, REPLACEMENT, 3);
+			o += 3;
+			i++;
+		} else {
+			memcpy(out + o, s + i, l);
+			o += l;
+			i += l;
+		}
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/*
+ * Text as it will be written: s itself when it is valid UTF-8, else a fixed copy in stack (when it fits) or in a
+ * malloc'd *heap the caller frees. Returns LGR_OK or LGR_ENOMEM.
+ */
+#define FIX_STACK 256
+
+static int text_as_written(const char **s, size_t *n, char stack[FIX_STACK], char **heap)
+{
+	char *p = stack;
+
+	*heap = NULL;
+	if (utf8_valid(*s, *n))
+		return LGR_OK;
+	if (*n > (SIZE_MAX - 1) / 3)
+		return LGR_ENOMEM;
+	if (*n * 3 + 1 > FIX_STACK) {
+		p = *heap = malloc(*n * 3 + 1);
+		if (p == NULL)
+			return LGR_ENOMEM;
+	}
+	*n = utf8_fix(*s, *n, p);
+	*s = p;
+	return LGR_OK;
+}
+
+/*
+ * The next unit of a key as it will be written: the well-formed sequence at s, or U+FFFD standing for one invalid
+ * byte. Returns the input bytes it covers.
+ */
+static size_t key_unit(const unsigned char *s, size_t n, const unsigned char **unit, size_t *unit_len)
+{
+	size_t l = utf8_seq(s, n);
+
+	if (l == 0) {
+		*unit = (const unsigned char *)REPLACEMENT;
+		*unit_len = 3;
+		return 1;
+	}
+	*unit = s;
+	*unit_len = l;
+	return l;
+}
+
+/*
+ * Orders keys by their written form, in which every invalid byte reads as U+FFFD: keys that differ only in invalid
+ * bytes are the same JSON key. Equivalent to comparing the fixed strings bytewise, without making them.
+ */
+static int key_cmp(const char *a, const char *b)
+{
+	const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b, *ux, *uy;
+	size_t nx, ny, lx, ly, ulx, uly;
+	int c;
+
+	while (*x == *y && *x != 0 && *x < 0x80) { /* real keys are ASCII */
+		x++;
+		y++;
+	}
+	if (*x < 0x80 && *y < 0x80)
+		return (int)*x - (int)*y;
+	nx = strlen((const char *)x);
+	ny = strlen((const char *)y);
+	while (nx > 0 && ny > 0) {
+		lx = key_unit(x, nx, &ux, &ulx);
+		x += lx;
+		nx -= lx;
+		ly = key_unit(y, ny, &uy, &uly);
+		y += ly;
+		ny -= ly;
+		/* well-formed sequences are prefix-free: two units either match whole or differ within both */
+		c = memcmp(ux, uy, ulx < uly ? ulx : uly);
+		if (c != 0)
+			return c;
+	}
+	return nx > 0 ? 1 : ny > 0 ? -1 : 0;
+}
+
+/* --- numbers out -------------------------------------------------------------------------------------------------- */
+
+#define DOUBLE_TEXT_MAX 32
+#define INT_TEXT_MAX	24
+
+/* Decimal digits of mag, with a '-' when neg, at the end of t; returns where they start. */
+static char *int_text(uint64_t mag, bool neg, char t[INT_TEXT_MAX])
+{
+	char *p = t + INT_TEXT_MAX - 1;
+
+	*p = '\0';
+	do {
+		*--p = (char)('0' + mag % 10);
+		mag /= 10;
+	} while (mag != 0);
+	if (neg)
+		*--p = '-';
+	return p;
+}
+
+/*
+ * Gauges mostly carry values with a few decimals (12.5, 0.25): m / 10^k for the smallest k <= 4 that reads back as
+ * mag is its shortest text (m has at most 15 digits, so it is also what the 15-digit search below finds), written
+ * without snprintf and strtod. m is the integer nearest mag * 10^k: for mag < 1e11 any m that reads back is within
+ * 0.08 of the exact product and the computed product within 0.11 of it, so rounding cannot miss it. Returns false
+ * when there is no such k; else the text is in out (NUL-terminated) and its length in *len.
+ */
+static bool short_decimal(double mag, char *out, size_t *len)
+{
+	static const double scale[] = {1, 10, 100, 1000, 10000};
+	char t[INT_TEXT_MAX], *digits;
+	uint64_t m;
+	size_t n, k;
+
+	if (!(mag >= 1e-4 && mag < 1e11))
+		return false;
+	for (k = 1; k < sizeof(scale) / sizeof(scale[0]); k++) {
+		m = (uint64_t)(mag * scale[k] + 0.5);
+		if ((double)m / scale[k] == mag)
+			break;
+	}
+	if (k == sizeof(scale) / sizeof(scale[0]))
+		return false;
+	digits = int_text(m, false, t);
+	n = strlen(digits);
+	if (n <= k) { /* 0.000d */
+		memcpy(out, "0.0000", 2 + k - n);
+		memcpy(out + 2 + k - n, digits, n);
+		*len = 2 + k;
+	} else {
+		memcpy(out, digits, n - k);
+		out[n - k] = '.';
+		memcpy(out + n - k + 1, digits + n - k, k);
+		*len = n + 1;
+	}
+	out[*len] = '\0';
+	return true;
+}
+
+/*
+ * The shortest decimal that reads back as v (finite), laid out as protojson and lgr_json_write() lay it out: plain
+ * for 1e-6 <= |v| < 1e21, else d[.ddd]e±X. Digits: a normal double holds more than 15 significant decimal digits,
+ * so if any shorter decimal reads back as v, the 15-digit rounding of v is that decimal padded with zeros; 16 and
+ * 17 digits are tried next (17 always read back). Subnormals hold fewer digits: their search starts at 1. Two
+ * common cases skip the search: integers below 2^53 are their own shortest form, and so are short decimals
+ * (short_decimal). Returns the length written to out (NUL-terminated).
+ */
+static size_t format_double(double v, char out[DOUBLE_TEXT_MAX])
+{
+	char sci[DOUBLE_TEXT_MAX], digits[20], *p = out;
+	double mag = fabs(v);
+	size_t nd = 0, i;
+	int prec, e10;
+
+	if (signbit(v))
+		*p++ = '-';
+	if (mag == 0) {
+		*p++ = '0';
+		*p = '\0';
+		return (size_t)(p - out);
+	}
+	if (mag < 9007199254740992.0 && mag == (double)(uint64_t)mag) {
+		char t[INT_TEXT_MAX], *s = int_text((uint64_t)mag, false, t);
+
+		strcpy(p, s);
+		return (size_t)(p - out) + strlen(s);
+	}
+	if (short_decimal(mag, p, &nd))
+		return (size_t)(p - out) + nd;
+	for (prec = mag < DBL_MIN ? 1 : 15;; prec++) {
+		snprintf(sci, sizeof(sci), "%.*e", prec - 1, mag);
+		if (prec >= 17 || strtod(sci, NULL) == mag)
+			break;
+	}
+	/* sci is d.ddde±XX */
+	for (i = 0; sci[i] != 'e'; i++)
+		if (sci[i] != '.')
+			digits[nd++] = sci[i];
+	e10 = atoi(sci + i + 1);
+	while (nd > 1 && digits[nd - 1] == '0')
+		nd--;
+
+	if (mag < 1e-6 || mag >= 1e21) {
+		*p++ = digits[0];
+		if (nd > 1) {
+			*p++ = '.';
+			memcpy(p, digits + 1, nd - 1);
+			p += nd - 1;
+		}
+		p += snprintf(
+			p, DOUBLE_TEXT_MAX - (size_t)(p - out), "e%c%d", e10 < 0 ? '-' : '+', e10 < 0 ? -e10 : e10);
+	} else if (e10 >= 0) {
+		for (i = 0; i <= (size_t)e10; i++)
+			*p++ = i < nd ? digits[i] : '0';
+		if (nd > (size_t)e10 + 1) {
+			*p++ = '.';
+			memcpy(p, digits + e10 + 1, nd - (size_t)e10 - 1);
+			p += nd - (size_t)e10 - 1;
+		}
+	} else {
+		*p++ = '0';
+		*p++ = '.';
+		for (i = 1; i < (size_t)-e10; i++)
+			*p++ = '0';
+		memcpy(p, digits, nd);
+		p += nd;
+	}
+	*p = '\0';
+	return (size_t)(p - out);
+}
+
+/* --- the builder -------------------------------------------------------------------------------------------------- */
+
+static const char *str_or_empty(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
+/*
+ * Adds val under key, which obj must not hold yet; a literal key is used in place. Takes val in every case: on
+ * failure it is released, and obj must then only be released too. val NULL means making it failed.
+ */
+static int put(struct fjson_object *obj, const char *key, bool literal, struct fjson_object *val)
+{
+	int before;
+
+	if (val == NULL)
+		return LGR_ENOMEM;
+	before = fjson_object_object_length(obj);
+	fjson_object_object_add_ex(
+		obj, key, val, FJSON_OBJECT_ADD_KEY_IS_NEW | (literal ? FJSON_OBJECT_KEY_IS_CONSTANT : 0));
+	/* a child page could not be allocated (val was not taken), or the key copy failed (the destructor skips it) */
+	if (fjson_object_object_length(obj) == before || (!literal && newest_key_missing(obj))) {
+		fjson_object_put(val);
+		return LGR_ENOMEM;
+	}
+	return LGR_OK;
+}
+
+/* As put, for a key from the envelope: written with invalid UTF-8 replaced. */
+static int put_key(struct fjson_object *obj, const char *key, struct fjson_object *val)
+{
+	char stack[FIX_STACK], *heap;
+	size_t n = strlen(key);
+	int rc;
+
+	rc = text_as_written(&key, &n, stack, &heap);
+	if (rc == LGR_OK)
+		rc = put(obj, key, false, val);
+	else
+		fjson_object_put(val);
+	free(heap);
+	return rc;
+}
+
+/* A string node for s[0..n) as it will be written. */
+static int new_text(const char *s, size_t n, struct fjson_object **out)
+{
+	char stack[FIX_STACK], *heap;
+	int rc;
+
+	*out = NULL;
+	rc = text_as_written(&s, &n, stack, &heap);
+	if (rc == LGR_OK && n > INT_MAX)
+		rc = LGR_ETOOBIG;
+	if (rc == LGR_OK) {
+		*out = fjson_object_new_string_len(s, (int)n);
+		if (*out == NULL)
+			rc = LGR_ENOMEM;
+	}
+	free(heap);
+	return rc;
+}
+
+static int put_text(struct fjson_object *obj, const char *key, const char *s)
+{
+	struct fjson_object *v;
+	int rc;
+
+	s = str_or_empty(s);
+	rc = new_text(s, strlen(s), &v);
+	return rc == LGR_OK ? put(obj, key, true, v) : rc;
+}
+
+/* protojson writes 64-bit integers as strings: JavaScript numbers lose precision above 2^53. */
+static int put_int(struct fjson_object *obj, const char *key, uint64_t mag, bool neg)
+{
+	char t[INT_TEXT_MAX], *s = int_text(mag, neg, t);
+
+	return put(obj, key, true, fjson_object_new_string_len(s, (int)(t + INT_TEXT_MAX - 1 - s)));
+}
+
+static int put_i64(struct fjson_object *obj, const char *key, int64_t v)
+{
+	return put_int(obj, key, v < 0 ? 0 - (uint64_t)v : (uint64_t)v, v < 0);
+}
+
+/* A double: a number carrying its shortest text, or one of the strings protojson uses for the others. */
+static struct fjson_object *new_double(double v)
+{
+	char t[DOUBLE_TEXT_MAX];
+
+	if (isnan(v))
+		return fjson_object_new_string_len("NaN", 3);
+	if (isinf(v))
+		return v > 0 ? fjson_object_new_string_len("Infinity", 8) : fjson_object_new_string_len("-Infinity", 9);
+	format_double(v, t);
+	return fjson_object_new_double_s(v, t);
+}
+
+/* Adds an empty object under a literal key and hands it back (owned by obj). */
+static int put_obj(struct fjson_object *obj, const char *key, struct fjson_object **child)
+{
+	*child = fjson_object_new_object();
+	return put(obj, key, true, *child);
+}
+
+/* --- maps: the protobuf wire may repeat a key (the last wins); JSON holds each key once ------------------------- */
+
+enum map_kind { MAP_TAGS, MAP_DTAGS, MAP_METRICS };
+
+static const char *entry_key(const void *e, enum map_kind kind)
+{
+	switch (kind) {
+	case MAP_TAGS: return str_or_empty(((const Loggregator__V2__Envelope__TagsEntry *)e)->key);
+	case MAP_DTAGS: return str_or_empty(((const Loggregator__V2__Envelope__DeprecatedTagsEntry *)e)->key);
+	default: return str_or_empty(((const Loggregator__V2__Gauge__MetricsEntry *)e)->key);
+	}
+}
+
+/* Up to this many entries a pairwise scan is cheaper than sorting; real envelopes carry fewer than 20 tags. */
+#define MAP_SCAN_MAX 16
+
+struct key_pos {
+	const char *key;
+	size_t pos;
+};
+
+static int key_pos_cmp(const void *a, const void *b)
+{
+	const struct key_pos *x = a, *y = b;
+	int c = key_cmp(x->key, y->key);
+
+	if (c != 0)
+		return c;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/*
+ * Marks in shadowed[0..n) the entries a later entry with the same written key replaces. shadowed is stack (room for
+ * MAP_SCAN_MAX) or, for larger maps, a calloc'd array returned in *heap for the caller to free.
+ */
+static int find_shadowed(void *const *entries, size_t n, enum map_kind kind, bool *stack, bool **shadowed, bool **heap)
+{
+	struct key_pos *kp;
+	size_t i, j;
+
+	*heap = NULL;
+	*shadowed = stack;
+	if (n <= MAP_SCAN_MAX) {
+		for (i = 0; i < n; i++) {
+			stack[i] = false;
+			for (j = i + 1; j < n && !stack[i]; j++)
+				stack[i] = key_cmp(entry_key(entries[i], kind), entry_key(entries[j], kind)) == 0;
+		}
+		return LGR_OK;
+	}
+	kp = malloc(n * sizeof(*kp));
+	*shadowed = *heap = calloc(n, sizeof(**heap));
+	if (kp == NULL || *heap == NULL) {
+		free(kp);
+		return LGR_ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		kp[i].key = entry_key(entries[i], kind);
+		kp[i].pos = i;
+	}
+	qsort(kp, n, sizeof(*kp), key_pos_cmp);
+	for (i = 0; i + 1 < n; i++)
+		if (key_cmp(kp[i].key, kp[i + 1].key) == 0)
+			(*heap)[kp[i].pos] = true;
+	free(kp);
+	return LGR_OK;
+}
+
+/* {"text":..} | {"integer":".."} | {"decimal":..} | {} */
+static int new_value(const Loggregator__V2__Value *v, struct fjson_object **out)
+{
+	struct fjson_object *o = fjson_object_new_object();
+	int rc = LGR_OK;
+
+	*out = NULL;
+	if (o == NULL)
+		return LGR_ENOMEM;
+	switch (v != NULL ? v->data_case : LOGGREGATOR__V2__VALUE__DATA__NOT_SET) {
+	case LOGGREGATOR__V2__VALUE__DATA_TEXT: rc = put_text(o, "text", v->text); break;
+	case LOGGREGATOR__V2__VALUE__DATA_INTEGER: rc = put_i64(o, "integer", v->integer); break;
+	case LOGGREGATOR__V2__VALUE__DATA_DECIMAL: rc = put(o, "decimal", true, new_double(v->decimal)); break;
+	default: break;
+	}
+	if (rc != LGR_OK)
+		fjson_object_put(o);
+	else
+		*out = o;
+	return rc;
+}
+
+/* {"unit":"..","value":..} */
+static int new_gauge_value(const Loggregator__V2__GaugeValue *v, struct fjson_object **out)
+{
+	struct fjson_object *o = fjson_object_new_object();
+	int rc;
+
+	*out = NULL;
+	if (o == NULL)
+		return LGR_ENOMEM;
+	rc = put_text(o, "unit", v != NULL ? v->unit : NULL);
+	if (rc == LGR_OK)
+		rc = put(o, "value", true, new_double(v != NULL ? v->value : 0));
+	if (rc != LGR_OK)
+		fjson_object_put(o);
+	else
+		*out = o;
+	return rc;
+}
+
+static int new_entry_value(const void *e, enum map_kind kind, struct fjson_object **out)
+{
+	const char *s;
+
+	switch (kind) {
+	case MAP_TAGS:
+		s = str_or_empty(((const Loggregator__V2__Envelope__TagsEntry *)e)->value);
+		return new_text(s, strlen(s), out);
+	case MAP_DTAGS: return new_value(((const Loggregator__V2__Envelope__DeprecatedTagsEntry *)e)->value, out);
+	default: return new_gauge_value(((const Loggregator__V2__Gauge__MetricsEntry *)e)->value, out);
+	}
+}
+
+/* Adds the map of entries[0..n) under a literal key, each written key once, in the order of its last entry. */
+static int put_map(struct fjson_object *obj, const char *key, void *const *entries, size_t n, enum map_kind kind)
+{
+	bool stack[MAP_SCAN_MAX], *shadowed, *heap = NULL;
+	struct fjson_object *map, *val;
+	size_t i;
+	int rc;
+
+	rc = put_obj(obj, key, &map);
+	if (rc != LGR_OK || n == 0)
+		goto out;
+	rc = find_shadowed(entries, n, kind, stack, &shadowed, &heap);
+	for (i = 0; rc == LGR_OK && i < n; i++) {
+		if (shadowed[i])
+			continue;
+		rc = new_entry_value(entries[i], kind, &val);
+		if (rc == LGR_OK)
+			rc = put_key(map, entry_key(entries[i], kind), val);
+	}
+out:
+	free(heap);
+	return rc;
+}
+
+/* --- the message -------------------------------------------------------------------------------------------------- */
+
+static const char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Standard base64 with padding of s[0..n) to out, which has room for (n + 2) / 3 * 4 bytes. */
+static void b64_encode(const uint8_t *s, size_t n, char *out)
+{
+	size_t i;
+	uint32_t v;
+
+	for (i = 0; i + 3 <= n; i += 3) {
+		v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+		*out++ = b64_alphabet[v >> 18];
+		*out++ = b64_alphabet[(v >> 12) & 63];
+		*out++ = b64_alphabet[(v >> 6) & 63];
+		*out++ = b64_alphabet[v & 63];
+	}
+	if (i < n) {
+		v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
+		*out++ = b64_alphabet[v >> 18];
+		*out++ = b64_alphabet[(v >> 12) & 63];
+		*out++ = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
+		*out++ = '=';
+	}
+}
+
+#define B64_STACK 1024
+
+static int put_log(struct fjson_object *o, const Loggregator__V2__Log *m, unsigned flags)
+{
+	char stack[B64_STACK], *heap = NULL, *p = stack;
+	size_t n = m != NULL ? m->payload.len : 0, len;
+	int rc = LGR_OK;
+
+	if (!(flags & LGR_JSON_NO_PAYLOAD)) {
+		if (n > (size_t)INT_MAX / 4 * 3) {
+			rc = LGR_ETOOBIG;
+			goto out;
+		}
+		len = (n + 2) / 3 * 4;
+		if (len > sizeof(stack)) {
+			p = heap = malloc(len);
+			if (heap == NULL) {
+				rc = LGR_ENOMEM;
+				goto out;
+			}
+		}
+		b64_encode(m != NULL ? m->payload.data : NULL, n, p);
+		rc = put(o, "payload", true, fjson_object_new_string_len(p, (int)len));
+		if (rc != LGR_OK)
+			goto out;
+	}
+	if (m == NULL || m->type == LOGGREGATOR__V2__LOG__TYPE__OUT)
+		rc = put(o, "type", true, fjson_object_new_string_len("OUT", 3));
+	else if (m->type == LOGGREGATOR__V2__LOG__TYPE__ERR)
+		rc = put(o, "type", true, fjson_object_new_string_len("ERR", 3));
+	else /* an enum value this schema has no name for: protojson writes its number (an int32) */
+		rc = put(o, "type", true, fjson_object_new_int((int32_t)m->type));
+out:
+	free(heap);
+	return rc;
+}
+
+static int put_message(struct fjson_object *o, const Loggregator__V2__Envelope *pb, unsigned flags)
+{
+	const Loggregator__V2__Counter *c = pb->counter;
+	const Loggregator__V2__Timer *t = pb->timer;
+	const Loggregator__V2__Event *e = pb->event;
+	struct fjson_object *m;
+	int rc = LGR_OK;
+
+	switch (pb->message_case) {
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG:
+		rc = put_obj(o, "log", &m);
+		if (rc == LGR_OK)
+			rc = put_log(m, pb->log, flags);
+		break;
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_COUNTER:
+		rc = put_obj(o, "counter", &m);
+		if (rc == LGR_OK)
+			rc = put_text(m, "name", c != NULL ? c->name : NULL);
+		if (rc == LGR_OK)
+			rc = put_int(m, "delta", c != NULL ? c->delta : 0, false);
+		if (rc == LGR_OK)
+			rc = put_int(m, "total", c != NULL ? c->total : 0, false);
+		break;
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_GAUGE:
+		rc = put_obj(o, "gauge", &m);
+		if (rc == LGR_OK)
+			rc = put_map(m, "metrics", pb->gauge != NULL ? (void *const *)pb->gauge->metrics : NULL,
+				pb->gauge != NULL ? pb->gauge->n_metrics : 0, MAP_METRICS);
+		break;
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_TIMER:
+		rc = put_obj(o, "timer", &m);
+		if (rc == LGR_OK)
+			rc = put_text(m, "name", t != NULL ? t->name : NULL);
+		if (rc == LGR_OK)
+			rc = put_i64(m, "start", t != NULL ? t->start : 0);
+		if (rc == LGR_OK)
+			rc = put_i64(m, "stop", t != NULL ? t->stop : 0);
+		break;
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_EVENT:
+		rc = put_obj(o, "event", &m);
+		if (rc == LGR_OK)
+			rc = put_text(m, "title", e != NULL ? e->title : NULL);
+		if (rc == LGR_OK)
+			rc = put_text(m, "body", e != NULL ? e->body : NULL);
+		break;
+	default: break;
+	}
+	return rc;
+}
+
+static int build_envelope(const Loggregator__V2__Envelope *pb, unsigned flags, struct fjson_object **out)
+{
+	struct fjson_object *o = fjson_object_new_object();
+	int rc;
+
+	if (o == NULL)
+		return LGR_ENOMEM;
+	rc = put_i64(o, "timestamp", pb->timestamp);
+	if (rc == LGR_OK)
+		rc = put_text(o, "source_id", pb->source_id);
+	if (rc == LGR_OK)
+		rc = put_text(o, "instance_id", pb->instance_id);
+	if (rc == LGR_OK)
+		rc = put_map(
+			o, "deprecated_tags", (void *const *)pb->deprecated_tags, pb->n_deprecated_tags, MAP_DTAGS);
+	if (rc == LGR_OK)
+		rc = put_map(o, "tags", (void *const *)pb->tags, pb->n_tags, MAP_TAGS);
+	if (rc == LGR_OK)
+		rc = put_message(o, pb, flags);
+	if (rc != LGR_OK) {
+		fjson_object_put(o);
+		return rc;
+	}
+	*out = o;
+	return LGR_OK;
+}
 
 int lgr_fjson_build(const struct lgr_env *env, unsigned flags, struct fjson_object **out)
 {
-	(void)env;
-	(void)flags;
-	*out = NULL;
-	return LGR_EUNSUPPORTED;
+	locale_t old;
+	int rc;
+
+	if (out != NULL)
+		*out = NULL;
+	if (env == NULL || env->pb == NULL || out == NULL)
+		return LGR_EINVAL;
+	old = c_locale_enter();
+	rc = build_envelope(env->pb, flags, out);
+	c_locale_leave(old);
+	return rc;
+}
+
+/* --- the reader: values ------------------------------------------------------------------------------------------- */
+
+struct pctx {
+	struct lgr_limits lim; /* resolved */
+	unsigned flags;
+	size_t budget;	   /* bytes of strings (and the joined payload) still allowed: lim.max_message in all */
+	size_t ntags;	   /* tags and deprecated tags so far */
+	bool join_payload; /* the payload comes from the caller: the tree's log must not carry one */
+};
+
+static int copy_text(struct pctx *c, const char *s, size_t n, char **out)
+{
+	char *p;
+
+	if (n > c->budget)
+		return LGR_ETOOBIG;
+	if (memchr(s, '\0', n) != NULL)
+		return LGR_EUNSUPPORTED; /* envelope strings are NUL-terminated */
+	if (!utf8_valid(s, n))
+		return LGR_EDECODE;
+	if (n == 0) {
+		*out = (char *)protobuf_c_empty_string; /* the descriptors' default: free_unpacked leaves it alone */
+		return LGR_OK;
+	}
+	p = malloc(n + 1);
+	if (p == NULL)
+		return LGR_ENOMEM;
+	memcpy(p, s, n);
+	p[n] = '\0';
+	*out = p;
+	c->budget -= n;
+	return LGR_OK;
+}
+
+static int get_string(struct pctx *c, struct fjson_object *v, char **out)
+{
+	if (!fjson_object_is_type(v, fjson_type_string))
+		return LGR_EDECODE;
+	return copy_text(c, fjson_object_get_string(v), (size_t)fjson_object_get_string_len(v), out);
+}
+
+/* A string node equals lit, NULs included (a tree may hold "NaN\0x"). */
+static bool string_is(struct fjson_object *v, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return (size_t)fjson_object_get_string_len(v) == n && memcmp(fjson_object_get_string(v), lit, n) == 0;
+}
+
+/* A JSON number, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, as its digits (integer and fraction part) and the
+ * power of ten of the last digit. */
+struct number {
+	bool neg;
+	const char *ipart, *fpart;
+	size_t ilen, flen;
+	int64_t exp; /* the exponent as written, saturated far beyond any that could matter */
+};
+
+static bool is_digit(char ch)
+{
+	return ch >= '0' && ch <= '9';
+}
+
+static bool number_syntax(const char *s, size_t n, struct number *num)
+{
+	const char *end = s + n;
+	bool eneg = false;
+
+	memset(num, 0, sizeof(*num));
+	if (s < end && *s == '-') {
+		num->neg = true;
+		s++;
+	}
+	num->ipart = s;
+	if (s < end && *s == '0')
+		s++;
+	else if (s < end && *s >= '1' && *s <= '9')
+		while (s < end && is_digit(*s))
+			s++;
+	else
+		return false;
+	num->ilen = (size_t)(s - num->ipart);
+	if (s < end && *s == '.') {
+		num->fpart = ++s;
+		while (s < end && is_digit(*s))
+			s++;
+		num->flen = (size_t)(s - num->fpart);
+		if (num->flen == 0)
+			return false;
+	}
+	if (s < end && (*s == 'e' || *s == 'E')) {
+		s++;
+		if (s < end && (*s == '+' || *s == '-'))
+			eneg = *s++ == '-';
+		if (s == end || !is_digit(*s))
+			return false;
+		for (; s < end && is_digit(*s); s++)
+			if (num->exp < 1000000000000LL)
+				num->exp = num->exp * 10 + (*s - '0');
+		if (eneg)
+			num->exp = -num->exp;
+	}
+	return s == end;
+}
+
+static int nth_digit(const struct number *num, size_t i)
+{
+	return (i < num->ilen ? num->ipart[i] : num->fpart[i - num->ilen]) - '0';
+}
+
+/*
+ * The integer a JSON number's text denotes exactly, as protojson reads integer fields: "1e3" and "2.0" are
+ * integers, "1.5" is not. Returns LGR_OK with sign and magnitude, or LGR_EDECODE (not an integer, beyond 64 bits).
+ */
+static int parse_integer(const char *s, size_t n, bool *neg, uint64_t *mag)
+{
+	struct number num;
+	size_t first, last, total, i;
+	int64_t pow10; /* the power of ten of digit `last` */
+	uint64_t m = 0;
+
+	*neg = false;
+	*mag = 0;
+	if (!number_syntax(s, n, &num))
+		return LGR_EDECODE;
+	total = num.ilen + num.flen;
+	for (first = 0; first < total && nth_digit(&num, first) == 0; first++)
+		;
+	if (first == total)
+		return LGR_OK; /* zero, -0 and 0e99 included */
+	for (last = total - 1; nth_digit(&num, last) == 0; last--)
+		;
+	pow10 = (int64_t)num.ilen - 1 - (int64_t)last + num.exp;
+	if (pow10 < 0 || pow10 + (int64_t)(last - first) > 19) /* a fraction, or more than 20 digits */
+		return LGR_EDECODE;
+	for (i = first; i <= last; i++)
+		if (__builtin_mul_overflow(m, 10, &m) || __builtin_add_overflow(m, (uint64_t)nth_digit(&num, i), &m))
+			return LGR_EDECODE;
+	for (; pow10 > 0; pow10--)
+		if (__builtin_mul_overflow(m, 10, &m))
+			return LGR_EDECODE;
+	*neg = num.neg;
+	*mag = m;
+	return LGR_OK;
+}
+
+/* An integer field: an int node, a double node (its text when it has one, else its value), or a string. */
+static int get_integer(struct fjson_object *v, bool *neg, uint64_t *mag)
+{
+	const char *s;
+	int64_t i;
+	double d;
+
+	switch (fjson_object_get_type(v)) {
+	case fjson_type_int:
+		i = fjson_object_get_int64(v);
+		*neg = i < 0;
+		*mag = i < 0 ? 0 - (uint64_t)i : (uint64_t)i;
+		return LGR_OK;
+	case fjson_type_double:
+		s = double_source(v);
+		if (s != NULL)
+			return parse_integer(s, strlen(s), neg, mag);
+		d = fabs(fjson_object_get_double(v));
+		if (!(d < 18446744073709551616.0) || (double)(uint64_t)d != d) /* NaN, beyond 64 bits, a fraction */
+			return LGR_EDECODE;
+		*neg = fjson_object_get_double(v) < 0;
+		*mag = (uint64_t)d;
+		return LGR_OK;
+	case fjson_type_string:
+		return parse_integer(fjson_object_get_string(v), (size_t)fjson_object_get_string_len(v), neg, mag);
+	default: return LGR_EDECODE;
+	}
+}
+
+static int get_int64(struct fjson_object *v, int64_t *out)
+{
+	uint64_t mag;
+	bool neg;
+	int rc = get_integer(v, &neg, &mag);
+
+	if (rc == LGR_OK && mag > (uint64_t)INT64_MAX + (neg ? 1 : 0))
+		rc = LGR_EDECODE;
+	if (rc == LGR_OK)
+		*out = neg ? (int64_t)(0 - mag) : (int64_t)mag;
+	return rc;
+}
+
+static int get_uint64(struct fjson_object *v, uint64_t *out)
+{
+	uint64_t mag;
+	bool neg;
+	int rc = get_integer(v, &neg, &mag);
+
+	if (rc == LGR_OK && neg && mag != 0)
+		rc = LGR_EDECODE;
+	if (rc == LGR_OK)
+		*out = mag;
+	return rc;
+}
+
+/*
+ * A double field: a number (a double node's text, when it has one, must be JSON: libfastjson's own tokener also
+ * reads "1." and bare NaN), or a string holding a number, "NaN", "Infinity" or "-Infinity".
+ */
+static int get_double(struct fjson_object *v, double *out)
+{
+	struct number num;
+	const char *s;
+	double d;
+
+	switch (fjson_object_get_type(v)) {
+	case fjson_type_int: d = (double)fjson_object_get_int64(v); break;
+	case fjson_type_double:
+		s = double_source(v);
+		d = fjson_object_get_double(v);
+		if ((s != NULL && !number_syntax(s, strlen(s), &num)) || !isfinite(d))
+			return LGR_EDECODE;
+		break;
+	case fjson_type_string:
+		s = fjson_object_get_string(v);
+		if (string_is(v, "NaN")) {
+			d = NAN;
+		} else if (string_is(v, "Infinity")) {
+			d = INFINITY;
+		} else if (string_is(v, "-Infinity")) {
+			d = -INFINITY;
+		} else {
+			if (!number_syntax(s, (size_t)fjson_object_get_string_len(v), &num))
+				return LGR_EDECODE;
+			d = strtod(s, NULL);
+			if (!isfinite(d)) /* beyond the double range: protojson refuses it too */
+				return LGR_EDECODE;
+		}
+		break;
+	default: return LGR_EDECODE;
+	}
+	*out = d;
+	return LGR_OK;
+}
+
+static int get_log_type(struct fjson_object *v, Loggregator__V2__Log__Type *out)
+{
+	int64_t i = 0;
+	int rc = LGR_OK;
+
+	switch (fjson_object_get_type(v)) {
+	case fjson_type_string:
+		if (string_is(v, "OUT"))
+			i = LOGGREGATOR__V2__LOG__TYPE__OUT;
+		else if (string_is(v, "ERR"))
+			i = LOGGREGATOR__V2__LOG__TYPE__ERR;
+		else
+			rc = LGR_EDECODE;
+		break;
+	case fjson_type_int:
+	case fjson_type_double: /* a number, also one without a name here: proto3 enums are open */
+		rc = get_int64(v, &i);
+		if (rc == LGR_OK && (i < INT32_MIN || i > INT32_MAX))
+			rc = LGR_EDECODE;
+		break;
+	default: rc = LGR_EDECODE; break;
+	}
+	if (rc == LGR_OK)
+		*out = (Loggregator__V2__Log__Type)i;
+	return rc;
+}
+
+static int b64_digit(unsigned char ch, bool url)
+{
+	if (ch >= 'A' && ch <= 'Z')
+		return ch - 'A';
+	if (ch >= 'a' && ch <= 'z')
+		return ch - 'a' + 26;
+	if (ch >= '0' && ch <= '9')
+		return ch - '0' + 52;
+	if (ch == (url ? '-' : '+'))
+		return 62;
+	if (ch == (url ? '_' : '/'))
+		return 63;
+	return -1;
+}
+
+/*
+ * Bytes as protojson reads them: the URL-safe alphabet when '-' or '_' appears, else the standard one; padded when
+ * the length is a multiple of 4, unpadded otherwise; leftover bits need not be zero (Go's decoder is not strict).
+ * The decoded size is checked against the budget before the buffer is allocated.
+ */
+static int get_bytes(struct pctx *c, struct fjson_object *v, ProtobufCBinaryData *out)
+{
+	const unsigned char *s;
+	size_t n, body, len, i, o = 0;
+	uint32_t acc = 0;
+	unsigned bits = 0;
+	uint8_t *p;
+	bool url;
+	int d;
+
+	if (!fjson_object_is_type(v, fjson_type_string))
+		return LGR_EDECODE;
+	s = (const unsigned char *)fjson_object_get_string(v);
+	n = (size_t)fjson_object_get_string_len(v);
+	url = memchr(s, '-', n) != NULL || memchr(s, '_', n) != NULL;
+	body = n;
+	if (n % 4 == 0)
+		while (body > 0 && n - body < 2 && s[body - 1] == '=')
+			body--;
+	if (body % 4 == 1)
+		return LGR_EDECODE;
+	len = body / 4 * 3 + (body % 4 == 0 ? 0 : body % 4 - 1);
+	if (len > c->budget)
+		return LGR_ETOOBIG;
+	if (len == 0)
+		return LGR_OK;
+	p = malloc(len);
+	if (p == NULL)
+		return LGR_ENOMEM;
+	for (i = 0; i < body; i++) {
+		d = b64_digit(s[i], url);
+		if (d < 0) {
+			free(p);
+			return LGR_EDECODE;
+		}
+		acc = acc << 6 | (uint32_t)d;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			p[o++] = (uint8_t)(acc >> bits);
+		}
+	}
+	c->budget -= len;
+	out->data = p;
+	out->len = len;
+	return LGR_OK;
+}
+
+/* --- the reader: objects -> messages ------------------------------------------------------------------------------ */
+
+struct field {
+	const char *name;      /* the proto name, which the gateway writes */
+	const char *json_name; /* lowerCamelCase, which protojson also reads; NULL when the same */
+};
+
+typedef int field_fn(struct pctx *c, unsigned idx, struct fjson_object *val, void *msg);
+
+static bool key_is(const char *key, const char *name)
+{
+	return name != NULL && key[0] == name[0] && strcmp(key, name) == 0;
+}
+
+/*
+ * Walks the members of obj, which must be an object, and hands each known non-null one to fn with its index in
+ * fields. As protojson: an unknown key fails (unless LGR_JSON_DISCARD_UNKNOWN), a field named twice (under both
+ * spellings) fails, null leaves the default. Unknown members are not looked into.
+ */
+static int walk(
+	struct pctx *c, struct fjson_object *obj, const struct field *fields, unsigned nfields, field_fn *fn, void *msg)
+{
+	struct fjson_object_iterator it, end;
+	struct fjson_object *val;
+	unsigned seen = 0, i;
+	const char *key;
+	int rc = LGR_OK;
+
+	if (!fjson_object_is_type(obj, fjson_type_object))
+		return LGR_EDECODE;
+	it = fjson_object_iter_begin(obj);
+	end = fjson_object_iter_end(obj);
+	for (; rc == LGR_OK && !fjson_object_iter_equal(&it, &end); fjson_object_iter_next(&it)) {
+		key = fjson_object_iter_peek_name(&it);
+		val = fjson_object_iter_peek_value(&it);
+		for (i = 0; i < nfields; i++)
+			if (key_is(key, fields[i].name) || key_is(key, fields[i].json_name))
+				break;
+		if (i == nfields) {
+			if (!(c->flags & LGR_JSON_DISCARD_UNKNOWN))
+				rc = LGR_EDECODE;
+			continue;
+		}
+		if (seen & (1u << i)) {
+			rc = LGR_EDECODE;
+			continue;
+		}
+		seen |= 1u << i;
+		if (val != NULL)
+			rc = fn(c, i, val, msg);
+	}
+	return rc;
+}
+
+static const struct field value_fields[] = {{"text", NULL}, {"integer", NULL}, {"decimal", NULL}};
+
+static int value_field(struct pctx *c, unsigned idx, struct fjson_object *val, void *msg)
+{
+	Loggregator__V2__Value *m = msg;
+	int rc;
+
+	if (m->data_case != LOGGREGATOR__V2__VALUE__DATA__NOT_SET)
+		return LGR_EDECODE; /* two members of the oneof */
+	switch (idx) {
+	case 0:
+		rc = get_string(c, val, &m->text);
+		/* an empty text sets the member too, but protobuf-c does not encode a oneof string left at the
+		 * descriptor's default pointer: it needs a string of its own */
+		if (rc == LGR_OK && m->text == protobuf_c_empty_string) {
+			m->text = strdup("");
+			rc = m->text != NULL ? LGR_OK : LGR_ENOMEM;
+		}
+		if (rc == LGR_OK)
+			m->data_case = LOGGREGATOR__V2__VALUE__DATA_TEXT;
+		return rc;
+	case 1:
+		rc = get_int64(val, &m->integer);
+		if (rc == LGR_OK)
+			m->data_case = LOGGREGATOR__V2__VALUE__DATA_INTEGER;
+		return rc;
+	default:
+		rc = get_double(val, &m->decimal);
+		if (rc == LGR_OK)
+			m->data_case = LOGGREGATOR__V2__VALUE__DATA_DECIMAL;
+		return rc;
+	}
+}
+
+static const struct field log_fields[] = {{"payload", NULL}, {"type", NULL}};
+
+static int log_field(struct pctx *c, unsigned idx, struct fjson_object *val, void *msg)
+{
+	Loggregator__V2__Log *m = msg;
+
+	if (idx == 1)
+		return get_log_type(val, &m->type);
+	if (c->join_payload)
+		return LGR_EDECODE; /* the payload is the caller's: the tree must not carry another */
+	return get_bytes(c, val, &m->payload);
+}
+
+static const struct field counter_fields[] = {{"name", NULL}, {"delta", NULL}, {"total", NULL}};
+
+static int counter_field(struct pctx *c, unsigned idx, struct fjson_object *val, void *msg)
+{
+	Loggregator__V2__Counter *m = msg;
+
+	switch (idx) {
+	case 0: return get_string(c, val, &m->name);
+	case 1: return get_uint64(val, &m->delta);
+	default: return get_uint64(val, &m->total);
+	}
+}
+
+static const struct field gauge_value_fields[] = {{"unit", NULL}, {"value", NULL}};
+
+static int gauge_value_field(struct pctx *c, unsigned idx, struct fjson_object *val, void *msg)
+{
+	Loggregator__V2__GaugeValue *m = msg;
+	int rc;
+
+	if (idx == 0)
+		return get_string(c, val, &m->unit);
+	rc = get_double(val, &m->value);
+	/* -0 becomes +0, as lgr_env's decoder and setter make it: only +0 survives protobuf-c's encoding */
+	if (rc == LGR_OK && m->value == 0)
+		m->value = 0.0;
+	return rc;
+}
+
+static int get_metrics(struct pctx *c, struct fjson_object *val, Loggregator__V2__Gauge *m)
+{
+	struct fjson_object_iterator it, end;
+	Loggregator__V2__Gauge__MetricsEntry *e;
+	const char *key;
+	size_t n;
+	int rc = LGR_OK;
+
+	if (!fjson_object_is_type(val, fjson_type_object))
+		return LGR_EDECODE;
+	n = (size_t)fjson_object_object_length(val);
+	if (n > c->lim.max_metrics)
+		return LGR_ELIMIT;
+	if (n == 0)
+		return LGR_OK;
+	m->metrics = malloc(n * sizeof(*m->metrics));
+	if (m->metrics == NULL)
+		return LGR_ENOMEM;
+	it = fjson_object_iter_begin(val);
+	end = fjson_object_iter_end(val);
+	for (; rc == LGR_OK && !fjson_object_iter_equal(&it, &end); fjson_object_iter_next(&it)) {
+		e = malloc(sizeof(*e));
+		if (e == NULL)
+			return LGR_ENOMEM;
+		loggregator__v2__gauge__metrics_entry__init(e);
+		m->metrics[m->n_metrics++] = e; /* from here on freed with the envelope */
+		key = fjson_object_iter_peek_name(&it);
+		rc = copy_text(c, key, strlen(key), &e->key);
+		if (rc != LGR_OK)
+			return rc;
+		e->value = malloc(sizeof(*e->value));
+		if (e->value == NULL)
+			return LGR_ENOMEM;
+		loggregator__v2__gauge_value__init(e->value);
+		/* null is no GaugeValue: protojson refuses it in a map (walk refuses what is not an object) */
+		rc = walk(c, fjson_object_iter_peek_value(&it), gauge_value_fields, 2, gauge_value_field, e->value);
+	}
+	return rc;
+}
+
+static const struct field gauge_fields[] = {{"metrics", NULL}};
+
+static int gauge_field(struct pctx *c, unsigned idx, struct fjson_object *val, void *msg)
+{
+	return get_metrics(c, val, msg);
+}
+
+static const struct field timer_fields[] = {{"name", NULL}, {"start", NULL}, {"stop", NULL}};
+
+static int timer_field(struct pctx *c, unsigned idx, struct fjson_object *val, void *msg)
+{
+	Loggregator__V2__Timer *m = msg;
+
+	switch (idx) {
+	case 0: return get_string(c, val, &m->name);
+	case 1: return get_int64(val, &m->start);
+	default: return get_int64(val, &m->stop);
+	}
+}
+
+static const struct field event_fields[] = {{"title", NULL}, {"body", NULL}};
+
+static int event_field(struct pctx *c, unsigned idx, struct fjson_object *val, void *msg)
+{
+	Loggregator__V2__Event *m = msg;
+
+	return get_string(c, val, idx == 0 ? &m->title : &m->body);
+}
+
+static int get_tag(struct pctx *c, const char *key, struct fjson_object *val, Loggregator__V2__Envelope *pb)
+{
+	Loggregator__V2__Envelope__TagsEntry *t = malloc(sizeof(*t));
+	int rc;
+
+	if (t == NULL)
+		return LGR_ENOMEM;
+	loggregator__v2__envelope__tags_entry__init(t);
+	pb->tags[pb->n_tags++] = t; /* from here on freed with the envelope */
+	rc = copy_text(c, key, strlen(key), &t->key);
+	if (rc == LGR_OK) /* a null value is refused: it is not a string */
+		rc = get_string(c, val, &t->value);
+	return rc;
+}
+
+static int get_dtag(struct pctx *c, const char *key, struct fjson_object *val, Loggregator__V2__Envelope *pb)
+{
+	Loggregator__V2__Envelope__DeprecatedTagsEntry *d = malloc(sizeof(*d));
+	int rc;
+
+	if (d == NULL)
+		return LGR_ENOMEM;
+	loggregator__v2__envelope__deprecated_tags_entry__init(d);
+	pb->deprecated_tags[pb->n_deprecated_tags++] = d;
+	rc = copy_text(c, key, strlen(key), &d->key);
+	if (rc != LGR_OK)
+		return rc;
+	d->value = malloc(sizeof(*d->value));
+	if (d->value == NULL)
+		return LGR_ENOMEM;
+	loggregator__v2__value__init(d->value);
+	return walk(c, val, value_fields, 3, value_field, d->value);
+}
+
+/* Either tag map; the two together are checked against max_tags before either array is allocated. */
+static int get_tags(struct pctx *c, struct fjson_object *val, Loggregator__V2__Envelope *pb, bool deprecated)
+{
+	struct fjson_object_iterator it, end;
+	size_t n;
+	void *arr;
+	int rc = LGR_OK;
+
+	if (!fjson_object_is_type(val, fjson_type_object))
+		return LGR_EDECODE;
+	n = (size_t)fjson_object_object_length(val);
+	if (n > c->lim.max_tags - c->ntags)
+		return LGR_ELIMIT;
+	if (n == 0)
+		return LGR_OK;
+	c->ntags += n;
+	arr = malloc(n * sizeof(void *));
+	if (arr == NULL)
+		return LGR_ENOMEM;
+	if (deprecated)
+		pb->deprecated_tags = arr;
+	else
+		pb->tags = arr;
+	it = fjson_object_iter_begin(val);
+	end = fjson_object_iter_end(val);
+	for (; rc == LGR_OK && !fjson_object_iter_equal(&it, &end); fjson_object_iter_next(&it)) {
+		if (deprecated)
+			rc = get_dtag(c, fjson_object_iter_peek_name(&it), fjson_object_iter_peek_value(&it), pb);
+		else
+			rc = get_tag(c, fjson_object_iter_peek_name(&it), fjson_object_iter_peek_value(&it), pb);
+	}
+	return rc;
+}
+
+enum env_field {
+	F_TIMESTAMP,
+	F_SOURCE_ID,
+	F_INSTANCE_ID,
+	F_DTAGS,
+	F_TAGS,
+	F_LOG,
+	F_COUNTER,
+	F_GAUGE,
+	F_TIMER,
+	F_EVENT,
+	F_COUNT
+};
+
+static const struct field env_fields[F_COUNT] = {
+	[F_TIMESTAMP] = {"timestamp", NULL},
+	[F_SOURCE_ID] = {"source_id", "sourceId"},
+	[F_INSTANCE_ID] = {"instance_id", "instanceId"},
+	[F_DTAGS] = {"deprecated_tags", "deprecatedTags"},
+	[F_TAGS] = {"tags", NULL},
+	[F_LOG] = {"log", NULL},
+	[F_COUNTER] = {"counter", NULL},
+	[F_GAUGE] = {"gauge", NULL},
+	[F_TIMER] = {"timer", NULL},
+	[F_EVENT] = {"event", NULL},
+};
+
+struct member {
+	const ProtobufCMessageDescriptor *desc;
+	Loggregator__V2__Envelope__MessageCase which;
+	const struct field *fields;
+	unsigned nfields;
+	field_fn *fn;
+};
+
+/* The oneof member idx (F_LOG..F_EVENT). */
+static int get_message(struct pctx *c, unsigned idx, struct fjson_object *val, Loggregator__V2__Envelope *pb)
+{
+	static const struct member members[] = {
+		{&loggregator__v2__log__descriptor, LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG, log_fields, 2, log_field},
+		{&loggregator__v2__counter__descriptor, LOGGREGATOR__V2__ENVELOPE__MESSAGE_COUNTER, counter_fields, 3,
+			counter_field},
+		{&loggregator__v2__gauge__descriptor, LOGGREGATOR__V2__ENVELOPE__MESSAGE_GAUGE, gauge_fields, 1,
+			gauge_field},
+		{&loggregator__v2__timer__descriptor, LOGGREGATOR__V2__ENVELOPE__MESSAGE_TIMER, timer_fields, 3,
+			timer_field},
+		{&loggregator__v2__event__descriptor, LOGGREGATOR__V2__ENVELOPE__MESSAGE_EVENT, event_fields, 2,
+			event_field},
+	};
+	const struct member *mb = &members[idx - F_LOG];
+	ProtobufCMessage *msg;
+
+	if (pb->message_case != LOGGREGATOR__V2__ENVELOPE__MESSAGE__NOT_SET)
+		return LGR_EDECODE; /* two members of the oneof */
+	msg = malloc(mb->desc->sizeof_message);
+	if (msg == NULL)
+		return LGR_ENOMEM;
+	protobuf_c_message_init(mb->desc, msg);
+	switch (mb->which) {
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG: pb->log = (Loggregator__V2__Log *)msg; break;
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_COUNTER: pb->counter = (Loggregator__V2__Counter *)msg; break;
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_GAUGE: pb->gauge = (Loggregator__V2__Gauge *)msg; break;
+	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_TIMER: pb->timer = (Loggregator__V2__Timer *)msg; break;
+	default: pb->event = (Loggregator__V2__Event *)msg; break;
+	}
+	pb->message_case = mb->which; /* attached before it is filled, so that a failure frees it with the envelope */
+	return walk(c, val, mb->fields, mb->nfields, mb->fn, msg);
+}
+
+static int env_field(struct pctx *c, unsigned idx, struct fjson_object *val, void *msg)
+{
+	Loggregator__V2__Envelope *pb = msg;
+
+	switch (idx) {
+	case F_TIMESTAMP: return get_int64(val, &pb->timestamp);
+	case F_SOURCE_ID: return get_string(c, val, &pb->source_id);
+	case F_INSTANCE_ID: return get_string(c, val, &pb->instance_id);
+	case F_DTAGS: return get_tags(c, val, pb, true);
+	case F_TAGS: return get_tags(c, val, pb, false);
+	default: return get_message(c, idx, val, pb);
+	}
+}
+
+/* The caller's payload as log.payload; its size was taken from the budget before the walk. */
+static int join_payload(Loggregator__V2__Envelope *pb, const void *payload, size_t len)
+{
+	if (pb->message_case != LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG)
+		return LGR_EMISSING;
+	if (len == 0)
+		return LGR_OK;
+	pb->log->payload.data = malloc(len);
+	if (pb->log->payload.data == NULL)
+		return LGR_ENOMEM;
+	memcpy(pb->log->payload.data, payload, len);
+	pb->log->payload.len = len;
+	return LGR_OK;
 }
 
 int lgr_fjson_parse(struct fjson_object *obj, const void *payload, size_t payload_len, const struct lgr_limits *lim,
 	unsigned flags, struct lgr_env **out)
 {
-	(void)obj;
-	(void)payload;
-	(void)payload_len;
-	(void)lim;
-	(void)flags;
+	Loggregator__V2__Envelope *pb = NULL;
+	struct pctx c;
+	locale_t old = (locale_t)0;
+	int rc;
+
+	if (out == NULL)
+		return LGR_EINVAL;
 	*out = NULL;
-	return LGR_EUNSUPPORTED;
+	if (obj == NULL || (payload == NULL && payload_len > 0))
+		return LGR_EINVAL;
+	memset(&c, 0, sizeof(c));
+	if (lim != NULL)
+		c.lim = *lim;
+	lgr_limits_resolve(&c.lim);
+	c.flags = flags;
+	c.budget = c.lim.max_message;
+	c.join_payload = payload != NULL;
+	if (payload_len > c.budget) {
+		rc = LGR_ETOOBIG;
+		goto out;
+	}
+	c.budget -= payload_len;
+	pb = malloc(sizeof(*pb));
+	if (pb == NULL) {
+		rc = LGR_ENOMEM;
+		goto out;
+	}
+	loggregator__v2__envelope__init(pb);
+	old = c_locale_enter();
+	rc = walk(&c, obj, env_fields, F_COUNT, env_field, pb);
+	c_locale_leave(old);
+	if (rc == LGR_OK && c.join_payload)
+		rc = join_payload(pb, payload, payload_len);
+	if (rc != LGR_OK)
+		goto out;
+	*out = lgr_env_take(pb);
+	pb = NULL; /* ownership transferred, even on failure */
+	if (*out == NULL)
+		rc = LGR_ENOMEM;
+out:
+	if (pb != NULL)
+		protobuf_c_message_free_unpacked(&pb->base, NULL);
+	return rc;
 }

@@ -6,7 +6,9 @@
  * bridge for the modules: an envelope becomes the tree stored under $!loggregator, and such a tree (as an output
  * reads it back) becomes an envelope again, without loss.
  *
- * Threading: every function is reentrant; envelopes are only read.
+ * Threading: every function is reentrant; envelopes are only read, trees given to lgr_fjson_parse() too (nothing is
+ * cached in their nodes), so several threads may read one tree at once. Numbers are formatted and parsed in the C
+ * locale whatever the process locale.
  */
 #ifndef LGR_FJSON_H
 #define LGR_FJSON_H
@@ -19,19 +21,43 @@ struct fjson_object;
 
 /*
  * Builds the JSON form of env as a new libfastjson object (*out, refcount 1, owned by the caller:
- * fjson_object_put). flags: 0 or LGR_JSON_NO_PAYLOAD. Serialized with fjson_object_to_json_string_ext(...,
- * FJSON_TO_STRING_PLAIN), the text parses to the same JSON value as lgr_json_write()'s for the same flags.
- * Returns LGR_OK; LGR_EINVAL (NULL argument); LGR_ETOOBIG (a string longer than libfastjson can hold); LGR_ENOMEM.
- * On error *out is NULL.
+ * fjson_object_put). flags: 0 or LGR_JSON_NO_PAYLOAD. The tree holds what lgr_json_write() writes for the same flags:
+ * 64-bit integers as strings, finite doubles as double nodes carrying their shortest text, NaN and the infinities as
+ * the strings "NaN", "Infinity", "-Infinity", the payload in base64, invalid UTF-8 in strings and keys replaced by
+ * U+FFFD, a map key repeated in env once with its last value. Serialized with fjson_object_to_json_string_ext(...,
+ * FJSON_TO_STRING_PLAIN), the text is what lgr_json_write() writes, except that libfastjson escapes '/' as "\/" and
+ * writes U+FFFD as raw bytes; lgr_json_parse() reads it back to an envelope lgr_env_equal() to env. Every key is
+ * added as new, so the result does not depend on fjson_global_do_case_sensitive_comparison().
+ * Returns LGR_OK; LGR_EINVAL (NULL argument); LGR_ETOOBIG (a string longer than libfastjson can hold, INT_MAX);
+ * LGR_ENOMEM. On error *out is NULL.
  */
 int lgr_fjson_build(const struct lgr_env *env, unsigned flags, struct fjson_object **out);
 
 /*
  * Reads an Envelope from a libfastjson tree in the JSON form (not modified; the caller keeps its reference), with
- * the rules and limits of lgr_json_parse(). flags: 0 or LGR_JSON_DISCARD_UNKNOWN. When payload is not NULL it
- * becomes log.payload (payload_len bytes, any content) and the tree must then hold a "log" member without
- * "payload": this is how a message's %msg% and $!loggregator are joined again.
- * Returns the codes of lgr_json_parse(); *out (refcount 1) is owned by the caller.
+ * the rules and limits of lgr_json_parse(): the tree's strings, tags and metrics are bounded by lim (NULL: defaults)
+ * as text input is. flags: 0 or LGR_JSON_DISCARD_UNKNOWN.
+ *
+ * When payload is not NULL it becomes log.payload (payload_len bytes, any content, counted in lim->max_message) and
+ * the tree must hold a non-null "log" member without "payload": this is how a message's %msg% and $!loggregator are
+ * joined again. payload NULL with payload_len 0 reads log.payload from the tree.
+ *
+ * A tree is not text, so a few inputs read differently from lgr_json_parse() of the text libfastjson would print:
+ * - an int node holds at most an int64: a uint64 counter above INT64_MAX must be a string (the builder writes all
+ *   64-bit integers as strings; libfastjson's tokener saturates larger JSON numbers to INT64_MAX);
+ * - a double node with its text (from libfastjson's tokener or the builder) is read like that text, exactly; one
+ *   without (fjson_object_new_double, rsyslog's copies of message variables) is read by its value: an integer field
+ *   takes it when it is integral and in range, a double field when it is finite;
+ * - raw control characters in strings, invalid UTF-8 or U+0000 in keys or values this schema does not read (with
+ *   LGR_JSON_DISCARD_UNKNOWN), and nesting of any depth are accepted: the text parser refuses them while reading the
+ *   text, the tree has been read already. Unknown members are not looked into.
+ *
+ * Returns LGR_OK and *out (refcount 1, owned by the caller); LGR_EINVAL (out or obj NULL, payload NULL with
+ * payload_len > 0); LGR_ETOOBIG (strings and payload together over lim->max_message); LGR_ELIMIT (too many tags or
+ * metrics); LGR_EDECODE (wrong JSON type, bad base64, out-of-range number, unknown key, a field given twice, two oneof
+ * members, invalid UTF-8 in a string read, "payload" in the tree while payload is given); LGR_EUNSUPPORTED (a string
+ * read contains U+0000); LGR_EMISSING (payload given but the tree has no "log" member); LGR_ENOMEM. On error *out is
+ * NULL.
  */
 int lgr_fjson_parse(struct fjson_object *obj, const void *payload, size_t payload_len, const struct lgr_limits *lim,
 	unsigned flags, struct lgr_env **out);
