@@ -87,7 +87,10 @@ static int common(SSL_CTX *ctx, const struct lgr_tls_config *cfg, char *err, siz
 	char why[256];
 
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* HTTP/2 frames its own data, so a peer closing without close_notify (grpc-js, Go) is a normal close, not a
+	 * truncation to report. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+					 SSL_OP_IGNORE_UNEXPECTED_EOF);
 	if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
 		snprintf(err, errlen, "TLS 1.2 cipher list: %s", lgr_tls_error(why, sizeof(why)));
 		return LGR_EIO;

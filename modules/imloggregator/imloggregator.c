@@ -66,6 +66,7 @@ DEFobjCurrIf(glbl) DEFobjCurrIf(ruleset) DEFobjCurrIf(statsobj) DEFobjCurrIf(pro
 #define IML_PORT_UDP  3457
 #define SUBMIT_BATCH  1024 /* envelopes per multiSubmitMsg2 */
 #define GRACE_MS      300  /* open calls may finish this long at shutdown (rsyslog allows inputs 1 s in all) */
+#define DRAIN_MS      400  /* then the submitters hand over what the rings hold for at most this long */
 
 	enum iml_protocol {
 		IML_GRPC,
@@ -284,8 +285,9 @@ struct instanceConf_s {
 	struct iml_net *net; /* input thread only */
 	pthread_t submitter;
 	bool submitter_running;
-	bool stop;	  /* atomic: the submitter drains the ring and exits */
-	uint64_t invalid; /* atomic, written by the input thread */
+	bool stop;		   /* atomic: the submitter drains the ring and exits */
+	struct timespec drain_end; /* written before stop is set: what the ring holds after it is discarded */
+	uint64_t invalid;	   /* atomic, written by the input thread */
 	/* impstats: counters updated from the ring's exact figures when impstats reads them */
 	statsobj_t *stats;
 	pthread_mutex_t stats_mut;
@@ -305,10 +307,13 @@ static modConfData_t *loadModConf; /* the config being loaded */
 static modConfData_t *runModConf;  /* the config being run */
 static prop_t *input_name;	   /* "imloggregator", %inputname% of every message */
 
+static void submitter_join(instanceConf_t *inst, const struct timespec *deadline);
+
 static void inst_free(instanceConf_t *inst)
 {
 	if (inst == NULL)
 		return;
+	submitter_join(inst, NULL);
 	if (inst->stats != NULL) {
 		statsobj.Destruct(&inst->stats);
 		pthread_mutex_destroy(&inst->stats_mut);
@@ -457,7 +462,19 @@ finalize_it:
 
 /* ---- the submitters ---------------------------------------------------------------------------------------- */
 
-/* Pops envelopes, turns them into messages, hands them to rsyslog; at stop, empties the ring first. */
+static bool past(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+/*
+ * Pops envelopes, turns them into messages, hands them to rsyslog. At stop it keeps handing over what the ring holds
+ * until drain_end, then discards the rest with a log line: rsyslog cancels an input thread that takes more than its
+ * shutdown timeout, and a queue that is full at shutdown could otherwise hold the submitter for a second per wait.
+ */
 static void *submitter_main(void *arg)
 {
 	instanceConf_t *inst = arg;
@@ -476,6 +493,15 @@ static void *submitter_main(void *arg)
 	ctx.hostname_len = ctx.hostname != NULL ? (int)strlen((const char *)ctx.hostname) : 0;
 	for (;;) {
 		n = lgr_ring_pop_wait(inst->ring, items, SUBMIT_BATCH, -1);
+		if (__atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE) && past(&inst->drain_end)) {
+			for (i = 0; i < n; i++)
+				iml_item_free(items[i], NULL);
+			n += lgr_ring_drain(inst->ring, iml_item_free, NULL);
+			if (n > 0)
+				LogMsg(0, RS_RET_TIMED_OUT, LOG_WARNING,
+					MODNAME ": %zu envelopes still buffered at shutdown were discarded", n);
+			break;
+		}
 		if (n == 0) {
 			if (__atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE) && lgr_ring_wait(inst->ring, 0) == 0)
 				break;
@@ -512,14 +538,28 @@ static void submitter_start(instanceConf_t *inst)
 	inst->submitter_running = rc == 0;
 }
 
-static void submitter_stop(instanceConf_t *inst)
+/* Tells the submitter to finish within DRAIN_MS. */
+static void submitter_signal(instanceConf_t *inst)
+{
+	if (!inst->submitter_running || __atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &inst->drain_end);
+	inst->drain_end.tv_nsec += (long)DRAIN_MS * 1000000L;
+	inst->drain_end.tv_sec += inst->drain_end.tv_nsec / 1000000000L;
+	inst->drain_end.tv_nsec %= 1000000000L;
+	__atomic_store_n(&inst->stop, true, __ATOMIC_RELEASE);
+	lgr_ring_wake(inst->ring);
+}
+
+/* Waits for the submitter until the real-time deadline (NULL: for as long as it takes). */
+static void submitter_join(instanceConf_t *inst, const struct timespec *deadline)
 {
 	if (!inst->submitter_running)
 		return;
-	__atomic_store_n(&inst->stop, true, __ATOMIC_RELEASE);
-	lgr_ring_wake(inst->ring);
-	pthread_join(inst->submitter, NULL);
-	inst->submitter_running = false;
+	submitter_signal(inst);
+	if (deadline == NULL ? pthread_join(inst->submitter, NULL) == 0
+			     : pthread_timedjoin_np(inst->submitter, NULL, deadline) == 0)
+		inst->submitter_running = false;
 }
 
 /* ---- the input thread -------------------------------------------------------------------------------------- */
@@ -628,20 +668,48 @@ static void listeners_start(struct run *run)
 	}
 }
 
+/*
+ * Closes the listeners and lets the submitters finish, waiting for them at most until shortly before rsyslog's
+ * input timeout; one still busy then (blocked in a full queue) is joined when its instance is freed.
+ */
 static void listeners_free(void)
 {
 	instanceConf_t *inst;
+	struct timespec deadline;
 
 	for (inst = runModConf->root; inst != NULL; inst = inst->next) {
 		iml_net_free(inst->net);
 		inst->net = NULL;
-		submitter_stop(inst);
+		submitter_signal(inst);
 	}
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_nsec += (long)(DRAIN_MS + 100) * 1000000L;
+	deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+	deadline.tv_nsec %= 1000000000L;
+	for (inst = runModConf->root; inst != NULL; inst = inst->next)
+		submitter_join(inst, &deadline);
 }
 
-static rsRetVal run_input(thrdInfo_t *thrd)
+/* Runs when run_input returns, and when rsyslog cancels the thread after its input shutdown timeout. */
+static void run_cleanup(void *ud)
 {
-	struct run run = {.thrd = thrd, .sigfd = -1};
+	struct run *run = ud;
+	sigset_t ttin;
+
+	listeners_free();
+	if (run->sig_ev != NULL)
+		event_free(run->sig_ev);
+	if (run->base != NULL)
+		event_base_free(run->base);
+	if (run->sigfd >= 0)
+		close(run->sigfd);
+	sigemptyset(&ttin);
+	sigaddset(&ttin, SIGTTIN);
+	pthread_sigmask(SIG_UNBLOCK, &ttin, NULL);
+}
+
+static rsRetVal run_loop(struct run *run)
+{
 	sigset_t ttin;
 	DEFiRet;
 
@@ -649,29 +717,32 @@ static rsRetVal run_input(thrdInfo_t *thrd)
 	sigemptyset(&ttin);
 	sigaddset(&ttin, SIGTTIN);
 	pthread_sigmask(SIG_BLOCK, &ttin, NULL);
-	run.sigfd = signalfd(-1, &ttin, SFD_NONBLOCK | SFD_CLOEXEC);
-	run.base = event_base_new();
-	if (run.sigfd < 0 || run.base == NULL) {
+	run->sigfd = signalfd(-1, &ttin, SFD_NONBLOCK | SFD_CLOEXEC);
+	run->base = event_base_new();
+	if (run->sigfd < 0 || run->base == NULL) {
 		LogError(errno, RS_RET_ERR, MODNAME ": cannot set up the event loop");
 		ABORT_FINALIZE(RS_RET_ERR);
 	}
-	run.sig_ev = event_new(run.base, run.sigfd, EV_READ | EV_PERSIST, on_signal, &run);
-	if (run.sig_ev == NULL || event_add(run.sig_ev, NULL) != 0)
+	run->sig_ev = event_new(run->base, run->sigfd, EV_READ | EV_PERSIST, on_signal, run);
+	if (run->sig_ev == NULL || event_add(run->sig_ev, NULL) != 0)
 		ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
-	listeners_start(&run);
-	if (stop_requested(&run)) /* asked before the signal could reach the signalfd */
-		begin_stop(&run);
-	event_base_dispatch(run.base);
+	listeners_start(run);
+	if (stop_requested(run)) /* asked before the signal could reach the signalfd */
+		begin_stop(run);
+	event_base_dispatch(run->base);
 finalize_it:
-	listeners_free();
-	if (run.sig_ev != NULL)
-		event_free(run.sig_ev);
-	if (run.base != NULL)
-		event_base_free(run.base);
-	if (run.sigfd >= 0)
-		close(run.sigfd);
-	pthread_sigmask(SIG_UNBLOCK, &ttin, NULL);
 	RETiRet;
+}
+
+static rsRetVal run_input(thrdInfo_t *thrd)
+{
+	struct run run = {.thrd = thrd, .sigfd = -1};
+	rsRetVal rc;
+
+	pthread_cleanup_push(run_cleanup, &run);
+	rc = run_loop(&run);
+	pthread_cleanup_pop(1);
+	return rc;
 }
 
 /* rsyslog's entry points: its macros are not statements clang-format understands, so it keeps off them */
