@@ -230,3 +230,94 @@ lgr_count() {
 	[ -f "$1" ] || { echo 0; return; }
 	grep -Ec -- "$2" "$1"
 }
+
+# ---- helpers of the imloggregator tests: the grpc-js peer, a test PKI, record files, impstats, TLS probes ------
+
+LGR_PEER_DIR=$LGR_TOP_SRCDIR/tests/tools/grpc-peer
+
+# lgr_need_peer: node with the peer's node_modules (npm ci, contrib/setup.sh), python3 and openssl. Without one
+# the test is skipped, or fails where LGR_REQUIRE_PEERS=1 (contrib/test.sh), so that a run that did not test the
+# module never looks like one that did.
+lgr_need_peer() {
+	local why=
+	if ! command -v node >/dev/null; then
+		why="node is not installed"
+	elif [ ! -d "$LGR_PEER_DIR/node_modules/@grpc/grpc-js" ]; then
+		why="the grpc-js peer is not installed (npm ci in tests/tools/grpc-peer)"
+	elif ! command -v python3 >/dev/null; then
+		why="python3 is not installed"
+	elif ! command -v openssl >/dev/null; then
+		why="openssl is not installed"
+	fi
+	[ -z "$why" ] && return 0
+	[ "${LGR_REQUIRE_PEERS:-0}" = 1 ] && lgr_fail "$why"
+	lgr_skip "$why"
+}
+
+# lgr_pki [DIR]: a throwaway PKI (contrib/gen-pki.sh: a CA, certificates for metron, doppler, reverselogproxy and
+# client) in DIR, default $LGR_WORK/pki. Sets LGR_PKI and LGR_PEER_TLS, the peer's options for mutual TLS with the
+# client certificate (add --name SAN).
+lgr_pki() {
+	LGR_PKI=${1:-$LGR_WORK/pki}
+	bash "$LGR_TOP_SRCDIR/contrib/gen-pki.sh" "$LGR_PKI" >/dev/null 2>&1 || lgr_fail "gen-pki.sh $LGR_PKI failed"
+	LGR_PEER_TLS=(--tls --ca "$LGR_PKI/ca.crt" --cert "$LGR_PKI/client.crt" --key "$LGR_PKI/client.key")
+}
+
+# lgr_peer ARGS...: runs the grpc-js peer (tests/tools/grpc-peer/peer.js; modes and output described there).
+lgr_peer() { node "$LGR_PEER_DIR/peer.js" "$@"; }
+
+# lgr_records ARGS...: runs tests/tools/grpc-peer/records.py (reads and checks the record files of the tests).
+lgr_records() { python3 "$LGR_PEER_DIR/records.py" "$@"; }
+
+# lgr_json LINE KEY...: the value at KEY... of the JSON object LINE (objects and lists as JSON, null as "null").
+lgr_json() {
+	python3 -c 'import json, sys
+v = json.loads(sys.argv[1])
+for k in sys.argv[2:]:
+    v = v[k]
+print(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)' "$@"
+}
+
+# lgr_peer_line FILE EVENT: the last line of the peer output FILE whose "event" is EVENT.
+lgr_peer_line() { grep -F "\"event\":\"$2\"" "$1" 2>/dev/null | tail -n 1; }
+
+# lgr_token: a random token, for the markers of record files.
+lgr_token() { od -An -N8 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# lgr_record_template NAME TOKEN: a template() statement writing each message as one record that records.py reads
+# (app-name, procid, severity, timereported, fromhost-ip, $!loggregator, msg, between markers made of TOKEN).
+lgr_record_template() {
+	printf 'template(name="%s" type="string" string="%s")\n' "$1" "$(lgr_records template --token "$2")"
+}
+
+# lgr_stat FILE NAME_ERE COUNTER: COUNTER in the last impstats line (format="legacy") of the object whose name
+# matches the extended regex NAME_ERE; empty while there is none.
+lgr_stat() {
+	grep -E "(^|[: ])$2: origin=" "$1" 2>/dev/null | tail -n 1 | sed -n "s/.* $3=\([0-9][0-9]*\).*/\1/p"
+}
+
+# lgr_stat_is FILE NAME_ERE COUNTER VALUE: for lgr_wait_for.
+lgr_stat_is() { [ "$(lgr_stat "$1" "$2" "$3")" = "$4" ]; }
+
+# lgr_alive: the daemon is still running.
+lgr_alive() { [ -n "$LGR_PID" ] && kill -0 "$LGR_PID" 2>/dev/null; }
+
+# lgr_tls_probe OUT ARGS...: one `openssl s_client` handshake with 127.0.0.1:$LGR_PORT and ARGS, its stdout and
+# stderr in OUT, its exit status returned. s_client reads until the server closes (-ign_eof, no input), so an
+# alert the server sends after the client's last handshake message (TLS 1.3) is in OUT too; bounded by the
+# timeout.
+lgr_tls_probe() {
+	local out=$1
+	shift
+	timeout "$(lgr_timeout)" openssl s_client -connect "127.0.0.1:$LGR_PORT" -ign_eof "$@" </dev/null >"$out" 2>&1
+}
+
+# lgr_record_count FILE TOKEN: records written so far to FILE with lgr_record_template's markers of TOKEN (cheap
+# enough to poll; records.py count checks their form too).
+lgr_record_count() {
+	[ -f "$1" ] || { echo 0; return; }
+	grep -a -o -F "##LGR-$2##" "$1" | wc -l
+}
+
+# lgr_records_reach FILE TOKEN N: at least N records in FILE (for lgr_wait_for).
+lgr_records_reach() { [ "$(lgr_record_count "$1" "$2")" -ge "$3" ]; }

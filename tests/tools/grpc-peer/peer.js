@@ -16,6 +16,37 @@
 //     timestamps count up from 1 so the receiver can check order. Prints {"event":"result","code":c,
 //     "details":"...","sent":n}. M BatchedReceiver subscribes to source S and prints the result with what it
 //     received (as a call line's fields); --cancel-after cancels once E envelopes arrived.
+//
+// Ingress test tools (tests/integration/imloggregator-*.sh). Connection options as for client (--target, --tls,
+// --ca, --cert, --key, --name). Each prints one JSON line per result; none of them changes client or server.
+//
+//   node peer.js send --method Sender|BatchSender|Send|Pusher (--input F | --gen N [--payload-size P])
+//       [--batch B] [--parallel W] [--source-id S] [--ts-base T] [--interval-ms M] [--stop-file F] [--dump F]
+//     Sends envelopes, encoded here with protobufjs so that the dump is exactly what went on the wire.
+//     --input F: JSON lines; v2 methods: one Envelope per line in the JSON form of wire.md section 5 (payload in
+//     base64); Pusher: {"v1": <events.Envelope as protobufjs JSON>, "drop": [[field, subfield...], ...]} (the
+//     listed fields removed from the encoded bytes, to make a required field absent) or {"hex": "<raw bytes>"}.
+//     --gen N: N log envelopes per worker (source_id S, or S-w with --parallel, instance_id w, timestamps T+1..T+N
+//     (default T 1700000000000000000), payload "S seq" padded with 'x' to P bytes).
+//     Sender sends one envelope per message, BatchSender and Send B per message (Send: one unary call each, one
+//     at a time), Pusher one EnvelopeData per envelope. Streaming methods make one call per worker and half-close
+//     at the end. --parallel W runs W workers, each on its own connection. --interval-ms M paces one message every
+//     M ms; with --stop-file the worker ends (half-closes) once F exists, --gen then being a maximum (0: none).
+//     --dump F: each envelope sent as one JSON line (v2: the full JSON form with every default field; Pusher:
+//     {"v1hex": "..."}). Prints per worker {"event":"result","worker":w,"method":m,"source_id":s,"code":c,
+//     "details":d,"messages":n,"envelopes":n,"acked":n,"acked_last":ts} (acked: envelopes of calls that ended with
+//     status OK; acked_last: the last timestamp among them, for Send the end of the acknowledged prefix), then
+//     {"event":"done","code":c,"envelopes":n,"acked":n} (c: the first non-OK code of any worker, else 0).
+//   node peer.js raw --path P --hex H[,H...] [--stream]
+//     One call of method P with the given raw message bytes (a unary request, or with --stream a client stream of
+//     each message then a half-close). Prints {"event":"result","code":c,"details":d}.
+//   node peer.js h2 --path P [--content-type T] [--http-method M] [--hex H]
+//     One raw HTTP/2 request (node's http2, ALPN h2 with --tls) whose body is the bytes H (for example a message
+//     prefix announcing more bytes than follow). Prints {"event":"h2","status":s,"grpc_status":c,
+//     "grpc_message":m,"rst":code,"error":e} (":status", grpc-status and grpc-message from headers or trailers;
+//     rst: the RST_STREAM code when the stream was reset; error: a session or stream error code).
+//   node peer.js udp --target HOST:PORT --input F
+//     Each line of F (as Pusher input) becomes one datagram. Prints {"event":"result","sent":n}.
 'use strict';
 
 const fs = require('fs');
@@ -29,8 +60,8 @@ function parseArgs(argv) {
     const a = argv[i];
     if (!a.startsWith('--')) {
       opts._.push(a);
-    } else if (a === '--tls') {
-      opts.tls = true;
+    } else if (a === '--tls' || a === '--stream') {
+      opts[a.slice(2)] = true;
     } else {
       opts[a.slice(2)] = argv[++i];
     }
@@ -280,6 +311,370 @@ function runClient(opts, v2) {
   pump();
 }
 
+// ---- ingress test tools: send, raw, h2, udp ---------------------------------------------------------------
+
+// protobufjs, as @grpc/proto-loader brings it, with the project's v2 and v1 envelopes (EnvelopeBatch and
+// EnvelopeData are written by hand: one length-delimited field each).
+function loadRoot(protoDir) {
+  const protobuf = require(require.resolve('protobufjs',
+    { paths: [path.dirname(require.resolve('@grpc/proto-loader'))] }));
+  const root = new protobuf.Root();
+  root.resolvePath = (origin, target) => path.join(protoDir, target);
+  root.loadSync(['envelope.proto', 'events.proto'], { keepCase: true });
+  return {
+    v2: root.lookupType('loggregator.v2.Envelope'),
+    v1: root.lookupType('events.Envelope'),
+  };
+}
+
+function varint(n) {
+  const out = [];
+  let v = BigInt(n);
+  do {
+    let b = Number(v & 0x7fn);
+    v >>= 7n;
+    if (v > 0n) b |= 0x80;
+    out.push(b);
+  } while (v > 0n);
+  return Buffer.from(out);
+}
+
+// One length-delimited field: key, length, bytes.
+function lenField(num, bytes) {
+  return Buffer.concat([varint((num << 3) | 2), varint(bytes.length), bytes]);
+}
+
+function readVarint(buf, pos) {
+  let v = 0n;
+  let shift = 0n;
+  for (;;) {
+    if (pos >= buf.length) throw new Error('truncated varint');
+    const b = buf[pos++];
+    v |= BigInt(b & 0x7f) << shift;
+    shift += 7n;
+    if (!(b & 0x80)) return [v, pos];
+  }
+}
+
+// Removes the field at path (field numbers, outermost first) from the encoded message buf.
+function dropField(buf, fieldPath) {
+  const parts = [];
+  let pos = 0;
+  while (pos < buf.length) {
+    const start = pos;
+    let key;
+    [key, pos] = readVarint(buf, pos);
+    const num = Number(key >> 3n);
+    const wt = Number(key & 7n);
+    let body = null;
+    if (wt === 0) [, pos] = readVarint(buf, pos);
+    else if (wt === 1) pos += 8;
+    else if (wt === 5) pos += 4;
+    else if (wt === 2) {
+      let len;
+      [len, pos] = readVarint(buf, pos);
+      body = buf.subarray(pos, pos + Number(len));
+      pos += Number(len);
+    } else throw new Error('wire type ' + wt);
+    if (num !== fieldPath[0]) parts.push(buf.subarray(start, pos));
+    else if (fieldPath.length > 1 && body !== null) parts.push(lenField(num, dropField(body, fieldPath.slice(1))));
+  }
+  return Buffer.concat(parts);
+}
+
+// One line of v1 input (Pusher, UDP) as the bytes to send.
+function v1Bytes(types, line) {
+  if (line.hex !== undefined) return Buffer.from(line.hex, 'hex');
+  let buf = Buffer.from(types.v1.encode(types.v1.fromObject(line.v1)).finish());
+  for (const p of line.drop || []) buf = dropField(buf, p);
+  return buf;
+}
+
+// The JSON form of wire.md section 5 (every default field present) of an encoded v2 Envelope.
+function canonV2(types, buf) {
+  const o = types.v2.toObject(types.v2.decode(buf),
+    { longs: String, enums: String, bytes: String, json: true, defaults: false, oneofs: false });
+  const out = {
+    timestamp: o.timestamp || '0', source_id: o.source_id || '', instance_id: o.instance_id || '',
+    deprecated_tags: {}, tags: Object.assign({}, o.tags || {}),
+  };
+  for (const [k, v] of Object.entries(o.deprecated_tags || {})) {
+    const d = {};
+    for (const f of ['text', 'integer', 'decimal']) if (v[f] !== undefined) d[f] = v[f];
+    out.deprecated_tags[k] = d;
+  }
+  if (o.log) {
+    out.log = { payload: o.log.payload || '', type: o.log.type || 'OUT' };
+  } else if (o.counter) {
+    out.counter = { name: o.counter.name || '', delta: o.counter.delta || '0', total: o.counter.total || '0' };
+  } else if (o.gauge) {
+    out.gauge = { metrics: {} };
+    for (const [k, v] of Object.entries(o.gauge.metrics || {})) {
+      out.gauge.metrics[k] = { unit: v.unit || '', value: v.value === undefined ? 0 : v.value };
+    }
+  } else if (o.timer) {
+    out.timer = { name: o.timer.name || '', start: o.timer.start || '0', stop: o.timer.stop || '0' };
+  } else if (o.event) {
+    out.event = { title: o.event.title || '', body: o.event.body || '' };
+  }
+  return out;
+}
+
+const INGRESS_PATHS = {
+  Sender: '/loggregator.v2.Ingress/Sender',
+  BatchSender: '/loggregator.v2.Ingress/BatchSender',
+  Send: '/loggregator.v2.Ingress/Send',
+  Pusher: '/plumbing.DopplerIngestor/Pusher',
+};
+
+const identity = (b) => b;
+
+function readLines(file) {
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l));
+}
+
+// What one worker sends: next() gives {wire, ts, dump} per envelope, or null at the end.
+function envelopeSource(opts, types, worker) {
+  const method = opts.method;
+  if (opts.input) {
+    const lines = readLines(opts.input);
+    let i = 0;
+    return () => {
+      if (i >= lines.length) return null;
+      const line = lines[i++];
+      if (method === 'Pusher') {
+        const wire = v1Bytes(types, line);
+        return { wire, ts: line.v1 && line.v1.timestamp ? String(line.v1.timestamp) : '0', dump: { v1hex: wire.toString('hex') } };
+      }
+      const wire = Buffer.from(types.v2.encode(types.v2.fromObject(line)).finish());
+      return { wire, ts: String(line.timestamp || '0') };
+    };
+  }
+  const total = parseInt(opts.gen || '0', 10);
+  const base = BigInt(opts['ts-base'] || '1700000000000000000');
+  const parallel = parseInt(opts.parallel || '1', 10);
+  const prefix = opts['source-id'] || 'grpc-peer';
+  const sourceId = parallel > 1 ? prefix + '-' + worker : prefix;
+  const payloadSize = parseInt(opts['payload-size'] || '0', 10);
+  let seq = 0;
+  return () => {
+    if (total > 0 && seq >= total) return null;
+    seq++;
+    const text = sourceId + ' ' + seq;
+    const payload = Buffer.alloc(Math.max(payloadSize, text.length), 'x');
+    payload.write(text);
+    const ts = String(base + BigInt(seq));
+    const env = {
+      timestamp: ts, source_id: sourceId, instance_id: String(worker),
+      tags: { origin: 'grpc-peer', seq: String(seq) }, log: { payload, type: 'OUT' },
+    };
+    return { wire: Buffer.from(types.v2.encode(types.v2.fromObject(env)).finish()), ts };
+  };
+}
+
+function runSend(opts, types) {
+  const method = opts.method;
+  const rpcPath = INGRESS_PATHS[method];
+  if (!rpcPath) {
+    process.stderr.write('send: --method must be Sender, BatchSender, Send or Pusher\n');
+    process.exit(2);
+  }
+  const parallel = parseInt(opts.parallel || '1', 10);
+  const batch = method === 'BatchSender' || method === 'Send' ? parseInt(opts.batch || '1', 10) : 1;
+  const interval = parseInt(opts['interval-ms'] || '0', 10);
+  const stopFile = opts['stop-file'];
+  const dumpFd = opts.dump ? fs.openSync(opts.dump, 'w') : null;
+  const [creds, baseOpts] = clientCreds(opts);
+  const results = [];
+  let running = parallel;
+
+  const stopped = () => stopFile !== undefined && fs.existsSync(stopFile);
+  const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  function finish() {
+    const bad = results.find((r) => r.code !== 0);
+    say({
+      event: 'done', code: bad ? bad.code : 0,
+      envelopes: results.reduce((n, r) => n + r.envelopes, 0), acked: results.reduce((n, r) => n + r.acked, 0),
+    });
+    if (dumpFd !== null) fs.closeSync(dumpFd);
+    process.exit(0);
+  }
+
+  async function worker(w) {
+    const client = new grpc.Client(opts.target, creds, Object.assign({ 'grpc.use_local_subchannel_pool': 1 }, baseOpts));
+    const next = envelopeSource(opts, types, w);
+    const r = {
+      event: 'result', worker: w, method, source_id: '', code: 0, details: '', messages: 0, envelopes: 0, acked: 0,
+      acked_last: null,
+    };
+    // The next message: its bytes and the envelopes in it; null when the source or the stop file says so.
+    const take = () => {
+      if (stopped()) return null;
+      const envs = [];
+      for (let i = 0; i < batch; i++) {
+        const e = next();
+        if (e === null) break;
+        envs.push(e);
+      }
+      if (envs.length === 0) return null;
+      if (dumpFd !== null) {
+        for (const e of envs) fs.writeSync(dumpFd, JSON.stringify(e.dump || canonV2(types, e.wire)) + '\n');
+      }
+      if (r.messages === 0 && method !== 'Pusher') r.source_id = types.v2.decode(envs[0].wire).source_id || '';
+      let wire;
+      if (method === 'Sender') wire = envs[0].wire;
+      else if (method === 'Pusher') wire = lenField(1, envs[0].wire);
+      else wire = Buffer.concat(envs.map((e) => lenField(1, e.wire)));
+      r.messages++;
+      r.envelopes += envs.length;
+      return { wire, last: envs[envs.length - 1].ts, n: envs.length };
+    };
+    const failed = (err) => {
+      r.code = err.code;
+      r.details = err.details;
+    };
+
+    try {
+      if (method === 'Send') {
+        for (let m = take(); m !== null; m = take()) {
+          const err = await new Promise((resolve) => {
+            client.makeUnaryRequest(rpcPath, identity, identity, m.wire, resolve);
+          });
+          if (err) {
+            failed(err);
+            break;
+          }
+          r.acked += m.n;
+          r.acked_last = m.last;
+          if (interval > 0) await pause(interval);
+        }
+      } else {
+        let status;
+        let call;
+        const done = new Promise((resolve) => {
+          call = client.makeClientStreamRequest(rpcPath, identity, identity, (err) => resolve(err || null));
+        });
+        done.then((err) => { status = err; });
+        let last = null;
+        for (let m = status === undefined ? take() : null; m !== null; m = status === undefined ? take() : null) {
+          last = m.last;
+          if (!call.write(m.wire)) {
+            await new Promise((resolve) => {
+              call.once('drain', resolve);
+              done.then(resolve);
+            });
+          }
+          if (interval > 0) await pause(interval);
+          else if (r.messages % 64 === 0) await new Promise(setImmediate); /* lets an early status arrive */
+        }
+        call.end();
+        const err = await done;
+        if (err) {
+          failed(err);
+        } else {
+          r.acked = r.envelopes;
+          r.acked_last = last;
+        }
+      }
+    } catch (e) {
+      r.code = -1;
+      r.details = String((e && e.stack) || e);
+    }
+    client.close();
+    say(r);
+    results.push(r);
+    if (--running === 0) finish();
+  }
+
+  for (let w = 0; w < parallel; w++) worker(w);
+}
+
+function runRaw(opts) {
+  const [creds, chanOpts] = clientCreds(opts);
+  const client = new grpc.Client(opts.target, creds, chanOpts);
+  const msgs = (opts.hex || '').split(',').map((h) => Buffer.from(h, 'hex'));
+  const done = (err) => {
+    say({ event: 'result', code: err ? err.code : 0, details: err ? err.details : '' });
+    client.close();
+    process.exit(0);
+  };
+  if (opts.stream) {
+    const call = client.makeClientStreamRequest(opts.path, identity, identity, done);
+    for (const m of msgs) call.write(m);
+    call.end();
+  } else {
+    client.makeUnaryRequest(opts.path, identity, identity, msgs[0], done);
+  }
+}
+
+function runH2(opts) {
+  const http2 = require('http2');
+  const res = { event: 'h2', status: null, grpc_status: null, grpc_message: null, rst: null, error: null };
+  let reported = false;
+  const report = () => {
+    if (reported) return;
+    reported = true;
+    say(res);
+    process.exit(0);
+  };
+  const note = (h) => {
+    if (h[':status'] !== undefined) res.status = Number(h[':status']);
+    if (h['grpc-status'] !== undefined) res.grpc_status = Number(h['grpc-status']);
+    if (h['grpc-message'] !== undefined) res.grpc_message = decodeURIComponent(h['grpc-message']);
+  };
+  const connOpts = opts.tls ? {
+    ca: fs.readFileSync(opts.ca), cert: fs.readFileSync(opts.cert), key: fs.readFileSync(opts.key),
+    servername: opts.name || 'doppler', ALPNProtocols: ['h2'],
+  } : {};
+  const session = http2.connect((opts.tls ? 'https://' : 'http://') + opts.target, connOpts);
+  session.on('error', (e) => {
+    res.error = e.code || e.message;
+    report();
+  });
+  const headers = {
+    ':method': opts['http-method'] || 'POST', ':path': opts.path,
+    'content-type': opts['content-type'] !== undefined ? opts['content-type'] : 'application/grpc', te: 'trailers',
+  };
+  const req = session.request(headers);
+  req.on('response', note);
+  req.on('trailers', note);
+  req.on('data', () => {});
+  req.on('error', (e) => { res.error = e.code || e.message; });
+  req.on('close', () => {
+    if (req.rstCode !== undefined && req.rstCode !== 0) res.rst = req.rstCode;
+    session.close();
+    report();
+  });
+  req.end(Buffer.from(opts.hex || '', 'hex'));
+}
+
+function runUdp(opts, types) {
+  const dgram = require('dgram');
+  const lines = readLines(opts.input);
+  const sep = opts.target.lastIndexOf(':');
+  const host = opts.target.slice(0, sep);
+  const port = parseInt(opts.target.slice(sep + 1), 10);
+  const sock = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  let sent = 0;
+  const one = () => {
+    if (sent === lines.length) {
+      sock.close();
+      say({ event: 'result', sent });
+      return;
+    }
+    sock.send(v1Bytes(types, lines[sent]), port, host, (err) => {
+      if (err) {
+        say({ event: 'result', sent, error: err.message });
+        process.exit(1);
+      }
+      sent++;
+      one();
+    });
+  };
+  one();
+}
+
 function main() {
   const opts = parseArgs(process.argv.slice(2));
   const protoDir = opts['proto-dir'] || path.join(__dirname, '..', '..', '..', 'lib', 'proto');
@@ -287,8 +682,12 @@ function main() {
   const mode = opts._[0];
   if (mode === 'server') runServer(opts, v2);
   else if (mode === 'client') runClient(opts, v2);
+  else if (mode === 'send') runSend(opts, loadRoot(protoDir));
+  else if (mode === 'raw') runRaw(opts);
+  else if (mode === 'h2') runH2(opts);
+  else if (mode === 'udp') runUdp(opts, loadRoot(protoDir));
   else {
-    process.stderr.write('usage: peer.js server|client [options] (see the header of peer.js)\n');
+    process.stderr.write('usage: peer.js server|client|send|raw|h2|udp [options] (see the header of peer.js)\n');
     process.exit(2);
   }
 }
