@@ -363,7 +363,8 @@ static int map_origin(struct lgr_env *env)
 	if (origin == NULL) {
 		/* The real receiver reads the deprecated origin with GetText(): a number there gives no source_id. */
 		dtag = lgr_env_dtag(env, "origin");
-		origin = dtag != NULL && dtag->data_case == LOGGREGATOR__V2__VALUE__DATA_TEXT ? value_text(dtag, num) : "";
+		origin = dtag != NULL && dtag->data_case == LOGGREGATOR__V2__VALUE__DATA_TEXT ? value_text(dtag, num)
+											      : "";
 	}
 	if (origin[0] == '\0')
 		return LGR_OK;
