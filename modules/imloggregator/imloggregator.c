@@ -280,6 +280,7 @@ struct instanceConf_s {
 	SSL_CTX *ssl_ctx;	 /* gRPC with TLS: made at check time, so -N1 reports unusable certificates */
 	struct lgr_ring *ring;	 /* network -> submitter; from activation to freeCnf */
 	struct lgr_agent *agent; /* role agent: used by the input thread only */
+	const char **permitted;	 /* tls.permittedpeers, NULL-terminated for lgr_tls_peer_permitted; NULL: any client */
 	char *v1_deployment, *v1_job, *v1_index, *v1_ip;
 	struct lgr_v1_defaults v1_defaults;
 	struct iml_net *net; /* input thread only */
@@ -321,6 +322,7 @@ static void inst_free(instanceConf_t *inst)
 	lgr_ring_free(inst->ring);
 	lgr_agent_free(inst->agent);
 	SSL_CTX_free(inst->ssl_ctx);
+	free(inst->permitted);
 	free(inst->v1_deployment);
 	free(inst->v1_job);
 	free(inst->v1_index);
@@ -444,6 +446,11 @@ static rsRetVal inst_activate(instanceConf_t *inst)
 	struct lgr_agent_conf ac = {0};
 	DEFiRet;
 
+	if (inst->conf.tls_permitted_peers.n > 0) {
+		CHKmalloc(inst->permitted = calloc(inst->conf.tls_permitted_peers.n + 1, sizeof(*inst->permitted)));
+		memcpy(inst->permitted, inst->conf.tls_permitted_peers.v,
+			inst->conf.tls_permitted_peers.n * sizeof(*inst->permitted));
+	}
 	rc.capacity = (size_t)inst->conf.buffer_size;
 	rc.drop = iml_item_free;
 	if (lgr_ring_new(&rc, &inst->ring) != LGR_OK)
@@ -650,9 +657,7 @@ static void listeners_start(struct run *run)
 		nc.address = inst->conf.address;
 		nc.port = inst->conf.port;
 		nc.ssl_ctx = inst->ssl_ctx;
-		nc.permitted_peers = inst->conf.tls_permitted_peers.n > 0
-					     ? (const char *const *)inst->conf.tls_permitted_peers.v
-					     : NULL;
+		nc.permitted_peers = inst->permitted;
 		nc.max_message = inst->conf.max_message;
 		nc.agent = inst->agent;
 		nc.v1_defaults = inst->conf.role == IML_AGENT ? &inst->v1_defaults : NULL;
