@@ -5,17 +5,17 @@
 # pays. The transport alone (lgr-load against lgr-load --sink) is measured too, as a reference.
 #
 #   bench/imloggregator.sh [--duration S] [--size B] [--streams N] [--batch N] [--types LIST] [--threads N]
-#                          [--plain] [--input-params 'k="v" ...'] [--step PCT] [--nice N] [--no-sink] [--keep]
+#                          [--plain] [--input-params 'k="v" ...'] [--step PCT] [--no-sink] [--keep]
 #
 # Figures: envelopes (lines) per second that rsyslog accepted, from impstats counters (imloggregator `ingress`
 # minus `dropped.ingress`, imptcp `submitted`) over the generator's run, and the generator's acknowledged count;
 # CPU microseconds per envelope of rsyslogd (/proc/PID/stat utime + stime) and of the generator (getrusage).
 # imloggregator never slows a sender: when rsyslog cannot keep up its drop-oldest ring drops and counts. A figure
-# with drops is not a throughput, so when the flat-out run drops, lower rates are tried in steps of --step % of
-# what was accepted until a run has none, and that rate is the result.
+# with drops is not a throughput, so when the flat-out run drops, runs at fixed rates (--rate) search for the
+# highest without drops, in steps of --step % (see search()); that run's accepted rate is the result.
 #
-# On a machine that other work shares, --nice -10 (root) runs the daemons and generators at that niceness so that
-# they get most of the CPU; the `other` column shows how much the rest still took.
+# Other processes skew every figure on a small machine: the `other` column says how many CPUs' worth they took
+# during each run; only runs where it is near 0 are comparable.
 #
 # Environment: LGR_BUILD (build tree, default <src>/build), RSYSLOGD (default /usr/sbin/rsyslogd).
 # Everything binds 127.0.0.1; the daemons, generators and the work dir are removed on exit (--keep keeps the dir).
@@ -39,7 +39,6 @@ input_params=
 step=10
 sink=1
 keep=0
-nice=0
 
 usage() {
 	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -56,7 +55,6 @@ while [ $# -gt 0 ]; do
 	--plain) plain=1 ;;
 	--input-params) input_params=$2; shift ;;
 	--step) step=$2; shift ;;
-	--nice) nice=$2; shift ;;
 	--no-sink) sink=0 ;;
 	--keep) keep=1 ;;
 	-h | --help) usage; exit 0 ;;
@@ -70,7 +68,6 @@ die() { say "$*"; exit 1; }
 
 [ -x "$load" ] || die "no $load: make -C $build bench/lgr-load"
 [ -x "$rsyslogd" ] || die "no rsyslogd at $rsyslogd"
-run=(nice -n "$nice")
 clk_tck=$(getconf CLK_TCK)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/lgr-bench.XXXXXX")
@@ -120,7 +117,7 @@ rs_start() {
 	local conf=$1 portfile=$2
 	rs_dir=$(dirname "$portfile")
 	"$rsyslogd" -N1 -f "$conf" >"$rs_dir/n1.out" 2>&1 || { cat "$rs_dir/n1.out" >&2; return 1; }
-	"${run[@]}" "$rsyslogd" -n -f "$conf" -i "$rs_dir/rsyslogd.pid" >"$rs_dir/rsyslogd.out" 2>&1 &
+	"$rsyslogd" -n -f "$conf" -i "$rs_dir/rsyslogd.pid" >"$rs_dir/rsyslogd.out" 2>&1 &
 	rs_pid=$!
 	for _ in $(seq 1 150); do
 		if [ -s "$portfile" ] && grep -q '"name"' "$rs_dir/stats.json" 2>/dev/null; then
@@ -160,11 +157,19 @@ stat_last() {
 
 stat_lines() { wc -l <"$rs_dir/stats.json"; }
 
-# stat_median SELECT KEY FROM TO: the median of the per-second increments of KEY between stats lines FROM and TO,
-# leaving out the first and the last (partial seconds).
+# stat_median SELECT KEY DROPKEY FROM TO: the median of the per-second increments of KEY minus DROPKEY (both of the
+# same stats line; DROPKEY may be empty) between stats lines FROM and TO, leaving out the first and the last
+# (partial seconds).
 stat_median() {
-	sed -n "$3,$4p" "$rs_dir/stats.json" | grep -F -- "$1" | sed -n "s/.*\"$2\": \([0-9]*\).*/\1/p" |
-		awk 'NR > 1 { d[n++] = $1 - prev } { prev = $1 }
+	sed -n "$4,$5p" "$rs_dir/stats.json" | grep -F -- "$1" |
+		awk -v key="\"$2\": " -v dkey="${3:+\"$3\": }" '
+		function value(k,   i) {
+			i = index($0, k)
+			return i == 0 ? 0 : substr($0, i + length(k)) + 0
+		}
+		{ cur = value(key) - (dkey == "" ? 0 : value(dkey)) }
+		NR > 1 { d[n++] = cur - prev }
+		{ prev = cur }
 		END {
 			m = 0
 			for (i = 1; i < n - 1; i++) v[m++] = d[i]
@@ -217,7 +222,7 @@ measure() {
 	t0=$(rs_ticks)
 	b0=$(busy_ticks)
 	w0=$(now_s)
-	m_gen=$("${run[@]}" "$load" "$@") || say "lgr-load ended with an error: $m_gen"
+	m_gen=$("$load" "$@") || say "lgr-load ended with an error: $m_gen"
 	l1=$(stat_lines)
 	settle "$sel" "$key"
 	t1=$(rs_ticks)
@@ -231,7 +236,7 @@ measure() {
 	m_accepted=$((c1 - c0 - m_drops))
 	secs=$(field "$m_gen" seconds)
 	m_rate=$(awk -v a="$m_accepted" -v s="$secs" 'BEGIN { printf "%d", (s > 0 ? a / s : 0) }')
-	m_steady=$(stat_median "$sel" "$key" "$l0" "$l1")
+	m_steady=$(stat_median "$sel" "$key" "$dkey" "$l0" "$l1")
 	m_rs_us=$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" -v n="$m_accepted" \
 		'BEGIN { printf "%.2f", (n > 0 ? t * 1e6 / hz / n : 0) }')
 	m_gen_us=$(field "$m_gen" cpu_us_per_envelope)
@@ -241,6 +246,42 @@ measure() {
 	say "  rsyslogd: accepted=$m_accepted dropped=$m_drops queue_discarded=$m_qfull rate=$m_rate/s" \
 		"steady=$m_steady/s cpu=$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" 'BEGIN { printf "%.2f", t / hz }')s" \
 		"($m_rs_us us/envelope); other processes: $m_other CPUs"
+}
+
+# probe RATE: one run at RATE; true when nothing was dropped and every stream ended OK.
+probe() {
+	local short=$((duration / 2 > 5 ? duration / 2 : 5))
+	say "imloggregator: --rate $1 for $short s"
+	measure "$sel" ingress "$sel" dropped.ingress -- --addr "127.0.0.1:$rs_port" "${client_tls[@]}" \
+		"${gen_opts[@]}" --duration "$short" --rate "$1"
+	row "imloggregator --rate $1" "$m_rate" "$m_steady" "$m_drops" "$m_rs_us" "$m_gen_us" "$m_other"
+	[ "$m_drops" = 0 ] && [ "$(field "$m_gen" failed_streams)" = 0 ]
+}
+
+# search: the highest rate without drops, within --step %. Flat out, the input decodes envelopes that are then
+# dropped, so what it accepted then is only a starting point: from there the rate goes down in steps until a run
+# has no drops, or up until one has, and the last run without drops gives the figure (its accepted rate).
+search() {
+	local rate=$m_steady
+	[ "$rate" -gt 0 ] || rate=$m_rate
+	if probe "$rate"; then
+		iml_rate=$m_rate
+		for _ in 1 2 3 4 5 6 7 8; do
+			rate=$((rate * (100 + step) / 100))
+			probe "$rate" || return 0
+			iml_rate=$m_rate
+		done
+		return 0
+	fi
+	for _ in 1 2 3 4 5 6 7 8; do
+		rate=$((rate * (100 - step) / 100))
+		[ "$rate" -gt 0 ] || break
+		if probe "$rate"; then
+			iml_rate=$m_rate
+			return 0
+		fi
+	done
+	iml_note="drops at every rate tried"
 }
 
 rows=()
@@ -281,22 +322,7 @@ EOF
 		if [ -z "$iml_note" ] && [ "$m_drops" = 0 ]; then
 			iml_rate=$m_rate
 		elif [ -z "$iml_note" ]; then
-			short=$((duration / 2 > 5 ? duration / 2 : 5))
-			base=$m_steady
-			[ "$base" -gt 0 ] || base=$m_rate
-			for k in 1 2 3 4 5 6 7 8; do
-				target=$((base * (100 - step * k) / 100))
-				[ "$target" -gt 0 ] || break
-				say "imloggregator: $m_drops dropped; trying --rate $target for $short s"
-				measure "$sel" ingress "$sel" dropped.ingress -- --addr "127.0.0.1:$rs_port" \
-					"${client_tls[@]}" "${gen_opts[@]}" --duration "$short" --rate "$target"
-				row "imloggregator --rate $target" "$m_rate" "$m_steady" "$m_drops" "$m_rs_us" "$m_gen_us" "$m_other"
-				if [ "$m_drops" = 0 ] && [ "$(field "$m_gen" failed_streams)" = 0 ]; then
-					iml_rate=$m_rate
-					break
-				fi
-			done
-			[ "$iml_rate" -gt 0 ] || iml_note="drops at every rate tried"
+			search
 		fi
 		rs_stop
 	fi
@@ -325,11 +351,11 @@ if [ "$sink" = 1 ]; then
 	sink_tls=(--tls --ca "$pki/ca.crt" --cert "$pki/doppler.crt" --key "$pki/doppler.key")
 	[ "$plain" = 1 ] && sink_tls=()
 	sd=$((duration < 10 ? duration : 10))
-	"${run[@]}" "$load" --sink --addr 127.0.0.1:0 --port-file "$work/sink.port" "${sink_tls[@]}" >"$work/sink.out" 2>&1 &
+	"$load" --sink --addr 127.0.0.1:0 --port-file "$work/sink.port" "${sink_tls[@]}" >"$work/sink.out" 2>&1 &
 	bg_pids+=($!)
 	for _ in $(seq 1 50); do [ -s "$work/sink.port" ] && break; sleep 0.1; done
 	say "transport: lgr-load against lgr-load --sink for $sd s"
-	gen=$("${run[@]}" "$load" --addr "127.0.0.1:$(cat "$work/sink.port")" "${client_tls[@]}" "${gen_opts[@]}" \
+	gen=$("$load" --addr "127.0.0.1:$(cat "$work/sink.port")" "${client_tls[@]}" "${gen_opts[@]}" \
 		--duration "$sd") || true
 	kill -TERM "${bg_pids[0]}"
 	wait "${bg_pids[0]}" 2>/dev/null || true
