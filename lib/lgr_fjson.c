@@ -27,6 +27,7 @@
  */
 #define FJSON_NATIVE_API_ONLY 1 /* without libfastjson's json-c compatibility macros */
 #include "lgr_fjson.h"
+#include "lgr_text.h"
 
 #include <float.h>
 #include <limits.h>
@@ -40,29 +41,6 @@
 
 #include <libfastjson/json.h>
 #include <libfastjson/json_object_private.h>
-
-/* --- numbers in the C locale ------------------------------------------------------------------------------------ */
-
-/* snprintf and strtod follow LC_NUMERIC, which rsyslogd sets from the environment; uselocale() is per thread. */
-static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
-static locale_t c_locale;
-
-static void c_locale_init(void)
-{
-	c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-}
-
-static locale_t c_locale_enter(void)
-{
-	pthread_once(&c_locale_once, c_locale_init);
-	return c_locale != (locale_t)0 ? uselocale(c_locale) : (locale_t)0;
-}
-
-static void c_locale_leave(locale_t old)
-{
-	if (old != (locale_t)0)
-		uselocale(old);
-}
 
 /* --- libfastjson internals (see the file header) ------------------------------------------------------------------ */
 
@@ -82,55 +60,6 @@ static const char *double_source(const struct fjson_object *v)
 	return v->o.c_double.source;
 }
 
-/* --- UTF-8 -------------------------------------------------------------------------------------------------------- */
-
-/* Length of the well-formed UTF-8 sequence that starts s[0..n) (Unicode 3-7: no overlongs, surrogates), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t len, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		lo = s[0] == 0xe0 ? 0xa0 : 0x80;
-		hi = s[0] == 0xed ? 0x9f : 0xbf;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		lo = s[0] == 0xf0 ? 0x90 : 0x80;
-		hi = s[0] == 0xf4 ? 0x8f : 0xbf;
-	} else {
-		return 0;
-	}
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return len;
-}
-
-static bool utf8_valid(const char *str, size_t n)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0, l;
-
-	while (i < n) {
-		if (s[i] < 0x80) {
-			i++;
-			continue;
-		}
-		l = utf8_seq(s + i, n - i);
-		if (l == 0)
-			return false;
-		i += l;
-	}
-	return true;
-}
-
 #define REPLACEMENT "\xef\xbf\xbd" /* U+FFFD */
 
 /* Writes s[0..n) with each byte outside a well-formed sequence replaced by U+FFFD (as Go does) to out, which has
@@ -141,7 +70,7 @@ static size_t utf8_fix(const char *str, size_t n, char *out)
 	size_t i = 0, o = 0, l;
 
 	while (i < n) {
-		l = utf8_seq(s + i, n - i);
+		l = lgr_text_utf8_seq(s + i, n - i);
 		if (l == 0) {
 			memcpy(out + o, REPLACEMENT, 3);
 			o += 3;
@@ -167,7 +96,7 @@ static int text_as_written(const char **s, size_t *n, char stack[FIX_STACK], cha
 	char *p = stack;
 
 	*heap = NULL;
-	if (utf8_valid(*s, *n))
+	if (lgr_text_utf8_valid(*s, *n))
 		return LGR_OK;
 	if (*n > (SIZE_MAX - 1) / 3)
 		return LGR_ENOMEM;
@@ -187,7 +116,7 @@ static int text_as_written(const char **s, size_t *n, char stack[FIX_STACK], cha
  */
 static size_t key_unit(const unsigned char *s, size_t n, const unsigned char **unit, size_t *unit_len)
 {
-	size_t l = utf8_seq(s, n);
+	size_t l = lgr_text_utf8_seq(s, n);
 
 	if (l == 0) {
 		*unit = (const unsigned char *)REPLACEMENT;
@@ -230,137 +159,6 @@ static int key_cmp(const char *a, const char *b)
 			return c;
 	}
 	return nx > 0 ? 1 : ny > 0 ? -1 : 0;
-}
-
-/* --- numbers out -------------------------------------------------------------------------------------------------- */
-
-#define DOUBLE_TEXT_MAX 32
-#define INT_TEXT_MAX	24
-
-/* Decimal digits of mag, with a '-' when neg, at the end of t; returns where they start. */
-static char *int_text(uint64_t mag, bool neg, char t[INT_TEXT_MAX])
-{
-	char *p = t + INT_TEXT_MAX - 1;
-
-	*p = '\0';
-	do {
-		*--p = (char)('0' + mag % 10);
-		mag /= 10;
-	} while (mag != 0);
-	if (neg)
-		*--p = '-';
-	return p;
-}
-
-/*
- * Gauges mostly carry values with a few decimals (12.5, 0.25): m / 10^k for the smallest k <= 4 that reads back as
- * mag is its shortest text (m has at most 15 digits, so it is also what the 15-digit search below finds), written
- * without snprintf and strtod. m is the integer nearest mag * 10^k: for mag < 1e11 any m that reads back is within
- * 0.08 of the exact product and the computed product within 0.11 of it, so rounding cannot miss it. Returns false
- * when there is no such k; else the text is in out (NUL-terminated) and its length in *len.
- */
-static bool short_decimal(double mag, char *out, size_t *len)
-{
-	static const double scale[] = {1, 10, 100, 1000, 10000};
-	char t[INT_TEXT_MAX], *digits;
-	uint64_t m;
-	size_t n, k;
-
-	if (!(mag >= 1e-4 && mag < 1e11))
-		return false;
-	for (k = 1; k < sizeof(scale) / sizeof(scale[0]); k++) {
-		m = (uint64_t)(mag * scale[k] + 0.5);
-		if ((double)m / scale[k] == mag)
-			break;
-	}
-	if (k == sizeof(scale) / sizeof(scale[0]))
-		return false;
-	digits = int_text(m, false, t);
-	n = strlen(digits);
-	if (n <= k) { /* 0.000d */
-		memcpy(out, "0.0000", 2 + k - n);
-		memcpy(out + 2 + k - n, digits, n);
-		*len = 2 + k;
-	} else {
-		memcpy(out, digits, n - k);
-		out[n - k] = '.';
-		memcpy(out + n - k + 1, digits + n - k, k);
-		*len = n + 1;
-	}
-	out[*len] = '\0';
-	return true;
-}
-
-/*
- * The shortest decimal that reads back as v (finite), laid out as protojson and lgr_json_write() lay it out: plain
- * for 1e-6 <= |v| < 1e21, else d[.ddd]e±X. Digits: a normal double holds more than 15 significant decimal digits,
- * so if any shorter decimal reads back as v, the 15-digit rounding of v is that decimal padded with zeros; 16 and
- * 17 digits are tried next (17 always read back). Subnormals hold fewer digits: their search starts at 1. Two
- * common cases skip the search: integers below 2^53 are their own shortest form, and so are short decimals
- * (short_decimal). Returns the length written to out (NUL-terminated).
- */
-static size_t format_double(double v, char out[DOUBLE_TEXT_MAX])
-{
-	char sci[DOUBLE_TEXT_MAX], digits[20], *p = out;
-	double mag = fabs(v);
-	size_t nd = 0, i;
-	int prec, e10;
-
-	if (signbit(v))
-		*p++ = '-';
-	if (mag == 0) {
-		*p++ = '0';
-		*p = '\0';
-		return (size_t)(p - out);
-	}
-	if (mag < 9007199254740992.0 && mag == (double)(uint64_t)mag) {
-		char t[INT_TEXT_MAX], *s = int_text((uint64_t)mag, false, t);
-
-		strcpy(p, s);
-		return (size_t)(p - out) + strlen(s);
-	}
-	if (short_decimal(mag, p, &nd))
-		return (size_t)(p - out) + nd;
-	for (prec = mag < DBL_MIN ? 1 : 15;; prec++) {
-		snprintf(sci, sizeof(sci), "%.*e", prec - 1, mag);
-		if (prec >= 17 || strtod(sci, NULL) == mag)
-			break;
-	}
-	/* sci is d.ddde±XX */
-	for (i = 0; sci[i] != 'e'; i++)
-		if (sci[i] != '.')
-			digits[nd++] = sci[i];
-	e10 = atoi(sci + i + 1);
-	while (nd > 1 && digits[nd - 1] == '0')
-		nd--;
-
-	if (mag < 1e-6 || mag >= 1e21) {
-		*p++ = digits[0];
-		if (nd > 1) {
-			*p++ = '.';
-			memcpy(p, digits + 1, nd - 1);
-			p += nd - 1;
-		}
-		p += snprintf(
-			p, DOUBLE_TEXT_MAX - (size_t)(p - out), "e%c%d", e10 < 0 ? '-' : '+', e10 < 0 ? -e10 : e10);
-	} else if (e10 >= 0) {
-		for (i = 0; i <= (size_t)e10; i++)
-			*p++ = i < nd ? digits[i] : '0';
-		if (nd > (size_t)e10 + 1) {
-			*p++ = '.';
-			memcpy(p, digits + e10 + 1, nd - (size_t)e10 - 1);
-			p += nd - (size_t)e10 - 1;
-		}
-	} else {
-		*p++ = '0';
-		*p++ = '.';
-		for (i = 1; i < (size_t)-e10; i++)
-			*p++ = '0';
-		memcpy(p, digits, nd);
-		p += nd;
-	}
-	*p = '\0';
-	return (size_t)(p - out);
 }
 
 /* --- the builder -------------------------------------------------------------------------------------------------- */
@@ -439,9 +237,9 @@ static int put_text(struct fjson_object *obj, const char *key, const char *s)
 /* protojson writes 64-bit integers as strings: JavaScript numbers lose precision above 2^53. */
 static int put_int(struct fjson_object *obj, const char *key, uint64_t mag, bool neg)
 {
-	char t[INT_TEXT_MAX], *s = int_text(mag, neg, t);
+	char t[LGR_TEXT_INT_MAX], *s = lgr_text_int(mag, neg, t);
 
-	return put(obj, key, true, fjson_object_new_string_len(s, (int)(t + INT_TEXT_MAX - 1 - s)));
+	return put(obj, key, true, fjson_object_new_string_len(s, (int)(t + LGR_TEXT_INT_MAX - 1 - s)));
 }
 
 static int put_i64(struct fjson_object *obj, const char *key, int64_t v)
@@ -452,13 +250,13 @@ static int put_i64(struct fjson_object *obj, const char *key, int64_t v)
 /* A double: a number carrying its shortest text, or one of the strings protojson uses for the others. */
 static struct fjson_object *new_double(double v)
 {
-	char t[DOUBLE_TEXT_MAX];
+	char t[LGR_TEXT_DOUBLE_MAX];
 
 	if (isnan(v))
 		return fjson_object_new_string_len("NaN", 3);
 	if (isinf(v))
 		return v > 0 ? fjson_object_new_string_len("Infinity", 8) : fjson_object_new_string_len("-Infinity", 9);
-	format_double(v, t);
+	lgr_text_double(v, t);
 	return fjson_object_new_double_s(v, t);
 }
 
@@ -764,9 +562,9 @@ int lgr_fjson_build(const struct lgr_env *env, unsigned flags, struct fjson_obje
 		*out = NULL;
 	if (env == NULL || env->pb == NULL || out == NULL)
 		return LGR_EINVAL;
-	old = c_locale_enter();
+	old = lgr_text_c_locale_enter();
 	rc = build_envelope(env->pb, flags, out);
-	c_locale_leave(old);
+	lgr_text_c_locale_leave(old);
 	return rc;
 }
 
@@ -788,7 +586,7 @@ static int copy_text(struct pctx *c, const char *s, size_t n, char **out)
 		return LGR_ETOOBIG;
 	if (memchr(s, '\0', n) != NULL)
 		return LGR_EUNSUPPORTED; /* envelope strings are NUL-terminated */
-	if (!utf8_valid(s, n))
+	if (!lgr_text_utf8_valid(s, n))
 		return LGR_EDECODE;
 	if (n == 0) {
 		*out = (char *)protobuf_c_empty_string; /* the descriptors' default: free_unpacked leaves it alone */
@@ -1502,9 +1300,9 @@ int lgr_fjson_parse(struct fjson_object *obj, const void *payload, size_t payloa
 		goto out;
 	}
 	loggregator__v2__envelope__init(pb);
-	old = c_locale_enter();
+	old = lgr_text_c_locale_enter();
 	rc = walk(&c, obj, env_fields, F_COUNT, env_field, pb);
-	c_locale_leave(old);
+	lgr_text_c_locale_leave(old);
 	if (rc == LGR_OK && c.join_payload)
 		rc = join_payload(pb, payload, payload_len);
 	if (rc != LGR_OK)

@@ -15,6 +15,7 @@
  * through as raw bytes (invalid JSON).
  */
 #include "lgr_json.h"
+#include "lgr_text.h"
 
 #include <float.h>
 #include <limits.h>
@@ -28,151 +29,7 @@
 
 #include <json.h>
 
-/* --- numbers in the C locale ------------------------------------------------------------------------------------ */
-
-/*
- * snprintf and strtod follow LC_NUMERIC, and rsyslogd calls setlocale(LC_ALL, ""): a German locale would print
- * "12,5". uselocale() switches only the calling thread, so this is safe on any thread.
- */
-static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
-static locale_t c_locale;
-
-static void c_locale_init(void)
-{
-	c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-}
-
-static locale_t c_locale_enter(void)
-{
-	pthread_once(&c_locale_once, c_locale_init);
-	if (c_locale == (locale_t)0)
-		return (locale_t)0;
-	return uselocale(c_locale);
-}
-
-static void c_locale_leave(locale_t old)
-{
-	if (old != (locale_t)0)
-		uselocale(old);
-}
-
-#define DOUBLE_TEXT_MAX 40
-
-/*
- * The shortest decimal that reads back as v (finite), laid out as protojson does (after Go's encoding/json): plain
- * notation for 1e-6 <= |v| < 1e21, otherwise d.ddde±X. A normal double carries more than 15 significant digits, so
- * when a shorter decimal reads back, so does the nearest 15-digit one, which then ends in zeros: the search starts
- * at 15 and strips them. Subnormals carry fewer digits and are searched from 1. 17 digits always read back.
- * Returns the text length.
- */
-static size_t format_double(double v, char out[DOUBLE_TEXT_MAX])
-{
-	char tmp[DOUBLE_TEXT_MAX], digits[20];
-	const char *p;
-	size_t nd = 0, o = 0, i;
-	double mag = fabs(v);
-	int prec, exp10;
-
-	if (v < 0 || (v == 0 && signbit(v)))
-		out[o++] = '-';
-	if (v == 0) {
-		out[o++] = '0';
-		out[o] = '\0';
-		return o;
-	}
-	for (prec = mag < DBL_MIN ? 1 : 15; prec <= 17; prec++) {
-		snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, mag);
-		if (prec == 17 || strtod(tmp, NULL) == mag)
-			break;
-	}
-	/* tmp is d.ddde[+-]dd */
-	for (p = tmp; *p != 'e'; p++)
-		if (*p >= '0' && *p <= '9')
-			digits[nd++] = *p;
-	exp10 = atoi(p + 1);
-	while (nd > 1 && digits[nd - 1] == '0')
-		nd--;
-
-	if (mag < 1e-6 || mag >= 1e21) {
-		out[o++] = digits[0];
-		if (nd > 1) {
-			out[o++] = '.';
-			memcpy(out + o, digits + 1, nd - 1);
-			o += nd - 1;
-		}
-		o += (size_t)snprintf(out + o, DOUBLE_TEXT_MAX - o, "e%c%d", exp10 < 0 ? '-' : '+', abs(exp10));
-	} else if (exp10 >= 0) {
-		for (i = 0; i <= (size_t)exp10; i++)
-			out[o++] = i < nd ? digits[i] : '0';
-		if (nd > (size_t)exp10 + 1) {
-			out[o++] = '.';
-			memcpy(out + o, digits + exp10 + 1, nd - (size_t)exp10 - 1);
-			o += nd - (size_t)exp10 - 1;
-		}
-	} else {
-		out[o++] = '0';
-		out[o++] = '.';
-		for (i = 1; i < (size_t)-exp10; i++)
-			out[o++] = '0';
-		memcpy(out + o, digits, nd);
-		o += nd;
-	}
-	out[o] = '\0';
-	return o;
-}
-
 /* --- UTF-8 -------------------------------------------------------------------------------------------------------- */
-
-/* Length of the well-formed UTF-8 sequence at s[0..n) (Unicode table 3-7: no overlongs, no surrogates), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t len, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		if (s[0] == 0xe0)
-			lo = 0xa0;
-		else if (s[0] == 0xed)
-			hi = 0x9f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		if (s[0] == 0xf0)
-			lo = 0x90;
-		else if (s[0] == 0xf4)
-			hi = 0x8f;
-	} else {
-		return 0;
-	}
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return len;
-}
-
-static bool utf8_valid(const char *str, size_t n)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0, l;
-
-	while (i < n) {
-		if (s[i] < 0x80) {
-			i++;
-			continue;
-		}
-		l = utf8_seq(s + i, n - i);
-		if (l == 0)
-			return false;
-		i += l;
-	}
-	return true;
-}
 
 /* A copy of s with every byte that is not part of a well-formed sequence replaced by U+FFFD (as Go does). */
 static int utf8_sanitize(const char *str, size_t n, char **out, size_t *out_len)
@@ -188,7 +45,7 @@ static int utf8_sanitize(const char *str, size_t n, char **out, size_t *out_len)
 	if (p == NULL)
 		return LGR_ENOMEM;
 	while (i < n) {
-		l = utf8_seq(s + i, n - i);
+		l = lgr_text_utf8_seq(s + i, n - i);
 		if (l == 0) {
 			memcpy(p + o, "\xef\xbf\xbd", 3);
 			o += 3;
@@ -242,7 +99,7 @@ struct map_view {
 /* The next chunk of a key as it will be written: a well-formed sequence, or U+FFFD for one invalid byte. */
 static size_t key_chunk(const unsigned char *s, size_t n, const unsigned char **chunk, size_t *chunk_len)
 {
-	size_t l = utf8_seq(s, n);
+	size_t l = lgr_text_utf8_seq(s, n);
 
 	if (l != 0) {
 		*chunk = s;
@@ -417,7 +274,7 @@ static size_t escaped_len(const unsigned char *s, size_t n)
 			i++;
 			continue;
 		}
-		l = utf8_seq(s + i, n - i);
+		l = lgr_text_utf8_seq(s + i, n - i);
 		len += l != 0 ? l : 6;
 		i += l != 0 ? l : 1;
 	}
@@ -442,7 +299,7 @@ static void wb_string(struct wbuf *b, const char *str, size_t n)
 	*d++ = '"';
 	while (i < n) {
 		if (s[i] >= 0x80) {
-			l = utf8_seq(s + i, n - i);
+			l = lgr_text_utf8_seq(s + i, n - i);
 			if (l == 0) {
 				memcpy(d, "\\ufffd", 6);
 				d += 6;
@@ -511,14 +368,14 @@ static void wb_u64(struct wbuf *b, uint64_t v)
 
 static void wb_double(struct wbuf *b, double v)
 {
-	char t[DOUBLE_TEXT_MAX];
+	char t[LGR_TEXT_DOUBLE_MAX];
 
 	if (isnan(v))
 		wb_lit(b, "\"NaN\"");
 	else if (isinf(v))
 		wb_lit(b, v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
 	else
-		wb_put(b, t, format_double(v, t));
+		wb_put(b, t, lgr_text_double(v, t));
 }
 
 static void wb_base64(struct wbuf *b, const uint8_t *s, size_t n)
@@ -727,10 +584,10 @@ int lgr_json_write(const struct lgr_env *env, unsigned flags, char **out, size_t
 		*out = NULL;
 	if (env == NULL || env->pb == NULL || out == NULL || out_len == NULL)
 		return LGR_EINVAL;
-	old = c_locale_enter();
+	old = lgr_text_c_locale_enter();
 	wb_envelope(&b, env->pb, flags);
 	rc = wb_finish(&b, out, out_len);
-	c_locale_leave(old);
+	lgr_text_c_locale_leave(old);
 	return rc;
 }
 
@@ -748,7 +605,7 @@ int lgr_json_write_batch(struct lgr_env *const *envs, size_t n, unsigned flags, 
 	for (i = 0; i < n; i++)
 		if (envs[i] == NULL || envs[i]->pb == NULL)
 			return LGR_EINVAL;
-	old = c_locale_enter();
+	old = lgr_text_c_locale_enter();
 	wb_lit(&b, "{\"batch\":[");
 	for (i = 0; i < n; i++) {
 		if (i > 0)
@@ -757,7 +614,7 @@ int lgr_json_write_batch(struct lgr_env *const *envs, size_t n, unsigned flags, 
 	}
 	wb_lit(&b, "]}");
 	rc = wb_finish(&b, out, out_len);
-	c_locale_leave(old);
+	lgr_text_c_locale_leave(old);
 	return rc;
 }
 
@@ -772,7 +629,7 @@ static int jb_add(struct json_object *obj, const char *key, struct json_object *
 
 	if (val == NULL)
 		return LGR_ENOMEM;
-	if (!utf8_valid(key, strlen(key))) {
+	if (!lgr_text_utf8_valid(key, strlen(key))) {
 		rc = utf8_sanitize(key, strlen(key), &fixed, &fixed_len);
 		if (rc != LGR_OK)
 			goto out;
@@ -794,7 +651,7 @@ static int jb_string(const char *s, size_t n, struct json_object **out)
 	int rc = LGR_OK;
 
 	*out = NULL;
-	if (!utf8_valid(s, n)) {
+	if (!lgr_text_utf8_valid(s, n)) {
 		rc = utf8_sanitize(s, n, &fixed, &n);
 		if (rc != LGR_OK)
 			goto out;
@@ -840,13 +697,13 @@ static int jb_add_i64(struct json_object *obj, const char *key, int64_t v)
 /* Finite doubles keep their shortest text so that json-c prints them as lgr_json_write does. */
 static int jb_add_double(struct json_object *obj, const char *key, double v)
 {
-	char t[DOUBLE_TEXT_MAX];
+	char t[LGR_TEXT_DOUBLE_MAX];
 
 	if (isnan(v))
 		return jb_add(obj, key, json_object_new_string("NaN"));
 	if (isinf(v))
 		return jb_add(obj, key, json_object_new_string(v > 0 ? "Infinity" : "-Infinity"));
-	format_double(v, t);
+	lgr_text_double(v, t);
 	return jb_add(obj, key, json_object_new_double_s(v, t));
 }
 
@@ -1010,9 +867,9 @@ int lgr_json_build(const struct lgr_env *env, unsigned flags, struct json_object
 		*out = NULL;
 	if (env == NULL || env->pb == NULL || out == NULL)
 		return LGR_EINVAL;
-	old = c_locale_enter();
+	old = lgr_text_c_locale_enter();
 	rc = jb_envelope(env->pb, flags, out);
-	c_locale_leave(old);
+	lgr_text_c_locale_leave(old);
 	return rc;
 }
 
@@ -1030,7 +887,7 @@ int lgr_json_build_batch(struct lgr_env *const *envs, size_t n, unsigned flags, 
 	for (i = 0; i < n; i++)
 		if (envs[i] == NULL || envs[i]->pb == NULL)
 			return LGR_EINVAL;
-	old = c_locale_enter();
+	old = lgr_text_c_locale_enter();
 	o = json_object_new_object();
 	if (o == NULL) {
 		rc = LGR_ENOMEM;
@@ -1051,7 +908,7 @@ int lgr_json_build_batch(struct lgr_env *const *envs, size_t n, unsigned flags, 
 	}
 out:
 	json_object_put(o);
-	c_locale_leave(old);
+	lgr_text_c_locale_leave(old);
 	return rc;
 }
 
@@ -1218,7 +1075,7 @@ static int copy_text(struct pctx *c, const char *s, size_t n, char **out)
 		rc = LGR_ETOOBIG;
 	else if (memchr(s, '\0', n) != NULL)
 		rc = LGR_EUNSUPPORTED;
-	else if (!utf8_valid(s, n))
+	else if (!lgr_text_utf8_valid(s, n))
 		rc = LGR_EDECODE;
 	if (rc != LGR_OK)
 		goto out;
@@ -2006,9 +1863,9 @@ int lgr_json_from_object(struct json_object *obj, const struct lgr_limits *lim, 
 	if (obj == NULL)
 		return LGR_EINVAL;
 	pctx_init(&c, lim, flags);
-	old = c_locale_enter();
+	old = lgr_text_c_locale_enter();
 	rc = envelope_from_object(&c, obj, out);
-	c_locale_leave(old);
+	lgr_text_c_locale_leave(old);
 	return rc;
 }
 
@@ -2022,9 +1879,9 @@ int lgr_json_batch_from_object(
 	if (obj == NULL || fn == NULL)
 		return LGR_EINVAL;
 	pctx_init(&c, lim, flags);
-	old = c_locale_enter();
+	old = lgr_text_c_locale_enter();
 	rc = batch_from_object(&c, obj, fn, ud);
-	c_locale_leave(old);
+	lgr_text_c_locale_leave(old);
 	return rc;
 }
 
@@ -2043,12 +1900,12 @@ int lgr_json_parse(const char *buf, size_t len, const struct lgr_limits *lim, un
 	pctx_init(&c, lim, flags);
 	if (len > c.lim.max_message)
 		return LGR_ETOOBIG;
-	old = c_locale_enter();
+	old = lgr_text_c_locale_enter();
 	rc = parse_text(buf, len, &c.lim, &obj);
 	if (rc == LGR_OK)
 		rc = envelope_from_object(&c, obj, out);
 	json_object_put(obj);
-	c_locale_leave(old);
+	lgr_text_c_locale_leave(old);
 	return rc;
 }
 
@@ -2065,11 +1922,11 @@ int lgr_json_parse_batch(
 	pctx_init(&c, lim, flags);
 	if (len > c.lim.max_message)
 		return LGR_ETOOBIG;
-	old = c_locale_enter();
+	old = lgr_text_c_locale_enter();
 	rc = parse_text(buf, len, &c.lim, &obj);
 	if (rc == LGR_OK)
 		rc = batch_from_object(&c, obj, fn, ud);
 	json_object_put(obj);
-	c_locale_leave(old);
+	lgr_text_c_locale_leave(old);
 	return rc;
 }

@@ -8,6 +8,7 @@
 #include "../common/rsconfig.h" /* rsyslog's config.h, first */
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "iml.h"
 #include "iml_msg.h"
 #include "lgr_fjson.h"
+#include "lgr_text.h"
 
 #define FACILITY_USER 1
 #define SEVERITY_ERR  3
@@ -52,23 +54,12 @@ static void envelope_time(int64_t ns, struct syslogTime *t)
 	t->inUTC = 1;
 }
 
-/* The shortest %g text that reads back as the same double. */
-static void format_double(char *buf, size_t len, double v)
-{
-	int prec;
-
-	for (prec = 15; prec <= 17; prec++) {
-		snprintf(buf, len, "%.*g", prec, v);
-		if (strtod(buf, NULL) == v)
-			return;
-	}
-}
-
 /* "counter requests delta=2 total=4", "gauge cpu=12.5 percentage memory=1048576 bytes", "timer http 1500000ns",
  * "event deploy: body". Returns the length written (cut at len - 1). */
 static size_t summary(const Loggregator__V2__Envelope *pb, char *buf, size_t len)
 {
-	char num[40];
+	char num[LGR_TEXT_DOUBLE_MAX];
+	locale_t old;
 	size_t n = 0, i;
 	int w = 0;
 
@@ -84,13 +75,20 @@ static size_t summary(const Loggregator__V2__Envelope *pb, char *buf, size_t len
 		break;
 	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_GAUGE:
 		PUT("gauge");
+		old = lgr_text_c_locale_enter();
 		for (i = 0; i < pb->gauge->n_metrics; i++) {
 			const Loggregator__V2__GaugeValue *g = pb->gauge->metrics[i]->value;
 
-			format_double(num, sizeof(num), g != NULL ? g->value : 0);
+			if (g != NULL && isnan(g->value))
+				strcpy(num, "NaN");
+			else if (g != NULL && isinf(g->value))
+				strcpy(num, g->value < 0 ? "-Infinity" : "Infinity");
+			else
+				lgr_text_double(g != NULL ? g->value : 0, num);
 			PUT(" %s=%s%s%s", pb->gauge->metrics[i]->key, num, g != NULL && g->unit[0] ? " " : "",
 				g != NULL ? g->unit : "");
 		}
+		lgr_text_c_locale_leave(old);
 		break;
 	case LOGGREGATOR__V2__ENVELOPE__MESSAGE_TIMER:
 		PUT("timer %s %" PRId64 "ns", pb->timer->name, pb->timer->stop - pb->timer->start);

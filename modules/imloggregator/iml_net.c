@@ -116,8 +116,8 @@ static void count_invalid(struct iml_net *net)
 	__atomic_add_fetch(net->conf.invalid, 1, __ATOMIC_RELAXED);
 }
 
-/* Takes ownership of env: the agent's rules, then into the ring. */
-static void accept_env(struct iml_net *net, struct lgr_env *env, const char *ip)
+/* Takes ownership of env: the agent's rules, then into the ring. ip is a whole IML_IP_MAX buffer (copied as is). */
+static void accept_env(struct iml_net *net, struct lgr_env *env, const char ip[IML_IP_MAX])
 {
 	struct iml_item *it;
 
@@ -131,7 +131,7 @@ static void accept_env(struct iml_net *net, struct lgr_env *env, const char *ip)
 		goto fail;
 	}
 	it->env = env;
-	snprintf(it->ip, sizeof(it->ip), "%s", ip);
+	memcpy(it->ip, ip, sizeof(it->ip));
 	lgr_ring_push(net->conf.ring, it); /* ownership transferred; a full ring frees its oldest item */
 	return;
 fail:
@@ -142,7 +142,7 @@ fail:
 /* ---- v1 ------------------------------------------------------------------------------------------------------ */
 
 /* One marshalled v1 Envelope (a datagram or an EnvelopeData payload) into the ring. */
-static int accept_v1(struct iml_net *net, const uint8_t *buf, size_t len, const char *ip, bool udp)
+static int accept_v1(struct iml_net *net, const uint8_t *buf, size_t len, const char ip[IML_IP_MAX], bool udp)
 {
 	Events__Envelope *v1 = NULL;
 	struct lgr_env *env = NULL;
@@ -160,7 +160,7 @@ static int accept_v1(struct iml_net *net, const uint8_t *buf, size_t len, const 
 }
 
 /* EnvelopeData {payload = 1 bytes}: the last payload field wins, as protobuf merges singular fields. */
-static int accept_envelope_data(struct iml_net *net, const uint8_t *msg, size_t len, const char *ip)
+static int accept_envelope_data(struct iml_net *net, const uint8_t *msg, size_t len, const char ip[IML_IP_MAX])
 {
 	struct lgr_pb_field f;
 	const uint8_t *payload = NULL;
@@ -340,7 +340,7 @@ static void udp_read(evutil_socket_t fd, short what, void *ud)
 {
 	struct iml_net *net = ud;
 	struct sockaddr_storage from;
-	char ip[IML_IP_MAX];
+	char ip[IML_IP_MAX] = {0};
 	struct iovec iov;
 	struct msghdr mh;
 	ssize_t n;
