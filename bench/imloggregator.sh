@@ -5,7 +5,11 @@
 # pays. The transport alone (lgr-load against lgr-load --sink) is measured too, as a reference.
 #
 #   bench/imloggregator.sh [--duration S] [--size B] [--streams N] [--batch N] [--types LIST] [--threads N]
-#                          [--plain] [--input-params 'k="v" ...'] [--step PCT] [--no-sink] [--keep]
+#                          [--plain] [--input-params 'k="v" ...'] [--ruleset-params 'k="v" ...'] [--step PCT]
+#                          [--no-sink] [--keep]
+#
+# --ruleset-params gives the discarding ruleset (both daemons) its own queue, e.g. 'queue.type="Direct"': then the
+# thread that submits a message also runs the ruleset and frees the message, instead of rsyslog's main queue worker.
 #
 # Figures: envelopes (lines) per second that rsyslog accepted, from impstats counters (imloggregator `ingress`
 # minus `dropped.ingress`, imptcp `submitted`) over the generator's run, and the generator's acknowledged count;
@@ -36,6 +40,7 @@ types=log
 threads=1
 plain=0
 input_params=
+ruleset_params=
 step=10
 sink=1
 keep=0
@@ -54,6 +59,7 @@ while [ $# -gt 0 ]; do
 	--threads) threads=$2; shift ;;
 	--plain) plain=1 ;;
 	--input-params) input_params=$2; shift ;;
+	--ruleset-params) ruleset_params=$2; shift ;;
 	--step) step=$2; shift ;;
 	--no-sink) sink=0 ;;
 	--keep) keep=1 ;;
@@ -106,7 +112,7 @@ conf_write() {
 		printf 'module(load="impstats" interval="1" format="json" log.syslog="off" log.file="%s/stats.json")\n' "$dir"
 		# shellcheck disable=SC2016 # a literal rsyslog property
 		printf 'if $programname == "rsyslogd" then {\n\taction(type="omfile" file="%s/internal.log")\n\tstop\n}\n' "$dir"
-		printf 'ruleset(name="discard") {\n\tstop\n}\n'
+		printf 'ruleset(name="discard" %s) {\n\tstop\n}\n' "$ruleset_params"
 		cat
 	} >"$1"
 }

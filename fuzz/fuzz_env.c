@@ -3,7 +3,9 @@
  *
  * The input is decoded both as one Envelope and as an EnvelopeBatch under small limits. Every envelope that
  * decodes must survive encode -> decode with equal content; batches must also survive lgr_env_encode_batch ->
- * lgr_env_decode_batch. A mismatch aborts, which libFuzzer and the replay runner report as a crash.
+ * lgr_env_decode_batch. An envelope that decodes also decodes, through a scratch reused across inputs (as the input
+ * module's submitter uses it), to an equal view. A mismatch aborts, which libFuzzer and the replay runner report as a
+ * crash.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -89,12 +91,27 @@ out:
 		lgr_env_unref(c.env[i]);
 }
 
+/* The scratch lives across inputs, so that its growth and reuse are fuzzed too (freed at exit by the OS). */
+static void check_scratch(const struct lgr_env *env, const uint8_t *data, size_t size)
+{
+	static struct lgr_env_scratch *scratch;
+	const struct lgr_env *view;
+
+	if (scratch == NULL && lgr_env_scratch_new(&scratch) != LGR_OK)
+		return;
+	if (lgr_env_scratch_unpack(scratch, data, size, &view) != LGR_OK)
+		return; /* out of memory only: the bytes were checked */
+	if (!lgr_env_equal(env, view))
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct lgr_env *env = NULL;
 
 	if (lgr_env_decode(data, size, &fuzz_limits, &env) == LGR_OK) {
 		check_round_trip(env);
+		check_scratch(env, data, size);
 		lgr_env_unref(env);
 	}
 	check_batch(data, size);

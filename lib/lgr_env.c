@@ -586,14 +586,14 @@ static void gauge_canonicalize(Loggregator__V2__Envelope *pb)
 			pb->gauge->metrics[i]->value->value = zero_canonical(pb->gauge->metrics[i]->value->value);
 }
 
-/* Unpacks bytes that lgr_pb has already checked. */
-static int unpack_checked(const uint8_t *buf, size_t len, struct lgr_env **out)
+int lgr_env_unpack(const uint8_t *buf, size_t len, struct lgr_env **out)
 {
 	struct track_alloc t = {false};
 	ProtobufCAllocator a = {track_alloc_fn, track_free_fn, &t};
 	Loggregator__V2__Envelope *pb;
 	int rc = LGR_OK;
 
+	*out = NULL;
 	pb = loggregator__v2__envelope__unpack(&a, len, buf);
 	if (pb == NULL) {
 		rc = t.failed ? LGR_ENOMEM : LGR_EDECODE;
@@ -607,6 +607,130 @@ out:
 	return rc;
 }
 
+/* --- scratch decoding ------------------------------------------------------------------------------------------ */
+
+#define SCRATCH_MIN   4096u	 /* the first block; a log envelope with a dozen tags needs about 1 KiB */
+#define SCRATCH_KEEP  (1u << 20) /* the block grows to what the largest envelope needed, up to this */
+#define SCRATCH_ALIGN sizeof(max_align_t)
+
+/* Memory beyond the block: one malloc each, freed at the next unpack. */
+struct scratch_extra {
+	struct scratch_extra *next;
+	max_align_t data[];
+};
+
+struct lgr_env_scratch {
+	struct lgr_env env; /* the view handed out */
+	uint8_t *block;
+	size_t cap, used;
+	size_t wanted; /* bytes the current unpack asked for, block or not */
+	struct scratch_extra *extra;
+	bool failed;
+};
+
+static void *scratch_alloc(void *data, size_t size)
+{
+	struct lgr_env_scratch *s = data;
+	struct scratch_extra *x;
+	size_t n = (size + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN;
+
+	if (n < size) /* overflow */
+		goto fail;
+	s->wanted += n;
+	if (n <= s->cap - s->used) {
+		void *p = s->block + s->used;
+
+		s->used += n;
+		return p;
+	}
+	if (n > SIZE_MAX - sizeof(*x))
+		goto fail;
+	x = malloc(sizeof(*x) + n);
+	if (x == NULL)
+		goto fail;
+	x->next = s->extra;
+	s->extra = x;
+	return x->data;
+fail:
+	s->failed = true;
+	return NULL;
+}
+
+static void scratch_free_fn(void *data, void *p)
+{
+	(void)data;
+	(void)p; /* everything goes at once, at the next unpack */
+}
+
+/* Forgets the last envelope; grows the block to what it needed when that took extra memory. */
+static void scratch_reset(struct lgr_env_scratch *s)
+{
+	struct scratch_extra *x;
+	uint8_t *bigger;
+
+	while ((x = s->extra) != NULL) {
+		s->extra = x->next;
+		free(x);
+	}
+	if (s->wanted > s->cap && s->cap < SCRATCH_KEEP) {
+		size_t cap = s->wanted < SCRATCH_KEEP ? s->wanted : SCRATCH_KEEP;
+
+		bigger = malloc(cap);
+		if (bigger != NULL) { /* else the extras keep serving */
+			free(s->block);
+			s->block = bigger;
+			s->cap = cap;
+		}
+	}
+	s->used = 0;
+	s->wanted = 0;
+	s->failed = false;
+}
+
+int lgr_env_scratch_new(struct lgr_env_scratch **out)
+{
+	struct lgr_env_scratch *s = calloc(1, sizeof(*s));
+
+	*out = NULL;
+	if (s == NULL)
+		return LGR_ENOMEM;
+	s->block = malloc(SCRATCH_MIN);
+	if (s->block == NULL) {
+		free(s);
+		return LGR_ENOMEM;
+	}
+	s->cap = SCRATCH_MIN;
+	*out = s;
+	return LGR_OK;
+}
+
+void lgr_env_scratch_free(struct lgr_env_scratch *s)
+{
+	if (s == NULL)
+		return;
+	scratch_reset(s);
+	free(s->block);
+	free(s);
+}
+
+int lgr_env_scratch_unpack(struct lgr_env_scratch *s, const uint8_t *buf, size_t len, const struct lgr_env **view)
+{
+	ProtobufCAllocator a = {scratch_alloc, scratch_free_fn, s};
+	Loggregator__V2__Envelope *pb;
+
+	*view = NULL;
+	scratch_reset(s);
+	pb = loggregator__v2__envelope__unpack(&a, len, buf);
+	if (pb == NULL)
+		return s->failed ? LGR_ENOMEM : LGR_EDECODE;
+	gauge_canonicalize(pb);
+	memset(&s->env, 0, sizeof(s->env));
+	s->env.pb = pb;
+	s->env.refs = 1;
+	*view = &s->env;
+	return LGR_OK;
+}
+
 int lgr_env_decode(const uint8_t *buf, size_t len, const struct lgr_limits *lim, struct lgr_env **out)
 {
 	int rc;
@@ -615,7 +739,7 @@ int lgr_env_decode(const uint8_t *buf, size_t len, const struct lgr_limits *lim,
 	rc = lgr_pb_check_envelope(buf, len, lim);
 	if (rc != LGR_OK)
 		goto out;
-	rc = unpack_checked(buf, len, out);
+	rc = lgr_env_unpack(buf, len, out);
 out:
 	return rc;
 }
@@ -642,7 +766,7 @@ int lgr_env_decode_batch(const uint8_t *buf, size_t len, const struct lgr_limits
 			goto out;
 		if (f.number != 1 || f.wire != LGR_PB_LEN)
 			continue;
-		rc = unpack_checked(f.data, f.len, &envs[n]);
+		rc = lgr_env_unpack(f.data, f.len, &envs[n]);
 		if (rc != LGR_OK)
 			goto out;
 		n++;

@@ -82,6 +82,29 @@ int lgr_env_set_event(struct lgr_env *env, const char *title, const char *body);
 int lgr_env_decode(const uint8_t *buf, size_t len, const struct lgr_limits *lim, struct lgr_env **out);
 
 /*
+ * The second half of lgr_env_decode, for bytes that lgr_pb_check_envelope() (or lgr_pb_check_batch(), for one of
+ * its records) has accepted: a receiver checks on its network thread, answers the sender, and leaves the
+ * allocations to the thread that uses the envelope. Returns LGR_OK and *out, or LGR_ENOMEM (LGR_EDECODE only for
+ * bytes that were not checked).
+ */
+int lgr_env_unpack(const uint8_t *buf, size_t len, struct lgr_env **out);
+
+/*
+ * Scratch decoding, for a thread that reads each envelope briefly and lets it go (imloggregator's submitter builds
+ * a message from it): the envelope is unpacked into a block of memory the scratch owns and reuses, instead of a
+ * dozen or more small allocations that would be freed one by one. Each lgr_env_scratch_unpack() starts the block
+ * over, so the view it returns is valid until the next unpack into the same scratch or its free. A view is read-only:
+ * never pass it to lgr_env_ref/lgr_env_unref or a setter. One scratch belongs to one thread at a time.
+ */
+struct lgr_env_scratch;
+
+int lgr_env_scratch_new(struct lgr_env_scratch **out); /* LGR_OK or LGR_ENOMEM */
+void lgr_env_scratch_free(struct lgr_env_scratch *s);  /* NULL is a no-op */
+
+/* As lgr_env_unpack, for checked bytes: LGR_OK and *view, or LGR_ENOMEM. */
+int lgr_env_scratch_unpack(struct lgr_env_scratch *s, const uint8_t *buf, size_t len, const struct lgr_env **view);
+
+/*
  * Decodes an EnvelopeBatch, handing each envelope to fn in order (fn takes ownership of env). The whole batch is
  * checked before the first envelope is decoded, so fn sees either every envelope or none. A non-zero return of fn
  * stops the walk and is returned. Unknown fields of the batch are skipped.

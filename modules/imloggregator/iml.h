@@ -2,16 +2,16 @@
  * iml.h: the parts of imloggregator beside its rsyslog glue.
  *
  * iml_net (iml_net.c) is the network side of one input instance: a gRPC listener (v2 Ingress Sender, BatchSender,
- * Send and v1 DopplerIngestor/Pusher) or a UDP socket for v1 dropsonde datagrams. It decodes what arrives, applies
- * the agent's rules when configured, and pushes one iml_item per envelope into the instance's drop-oldest ring.
+ * Send and v1 DopplerIngestor/Pusher) or a UDP socket for v1 dropsonde datagrams. It checks what arrives (v1 is
+ * converted to v2 there) and pushes one iml_item per envelope into the instance's drop-oldest ring.
  * It never includes rsyslog headers and never waits for rsyslog: the ring is the only hand-over.
  *
  * iml_msg (iml_msg.c) turns one envelope into one rsyslog message (the mapping of config.md); it runs on the
- * instance's submitter thread.
+ * instance's submitter thread, which also decodes the v2 envelopes and applies the agent's rules.
  *
  * Threads: an iml_net and everything it owns belong to the thread running its event_base (the input thread).
  * The invalid counter may be read from any thread. Items in the ring are handed from the loop thread to the
- * submitter; their envelopes are immutable from the moment they are pushed.
+ * submitter (or freed by the ring when dropped, in the pushing thread); an item is never touched by two threads.
  */
 #ifndef IML_H
 #define IML_H
@@ -22,7 +22,6 @@
 
 #include <openssl/ssl.h>
 
-#include "lgr_agent.h"
 #include "lgr_env.h"
 #include "lgr_ring.h"
 #include "lgr_v1.h"
@@ -31,14 +30,27 @@ struct event_base;
 
 #define IML_IP_MAX 48 /* an IPv6 address in text, with its NUL */
 
-/* What the ring carries: an envelope and the address it came from (for %fromhost-ip%). */
+/*
+ * What the ring carries: one item per envelope. Items that arrived together (a gRPC message, a datagram) share one
+ * allocation, the iml_batch, which holds the sender's address, the items and a copy of the message bytes, and is
+ * freed with its last item. v2 envelopes stay encoded until the submitter takes them (the network thread only
+ * checks them, so that the sender gets its status), which keeps every allocation of the decoded envelope, and its
+ * release, on the submitter's thread; v1 envelopes arrive converted.
+ */
+struct iml_batch;
+
 struct iml_item {
-	struct lgr_env *env; /* one reference, owned by the item */
-	char ip[IML_IP_MAX];
+	struct iml_batch *batch; /* one reference per item */
+	const uint8_t *data;	 /* the encoded v2 envelope, checked by lgr_pb; NULL when env is set */
+	size_t len;
+	struct lgr_env *env; /* a decoded envelope owned by the item, or NULL */
 };
 
 /* Frees an item (the ring's drop callback; ud unused). */
 void iml_item_free(void *item, void *ud);
+
+/* The sender's address (for %fromhost-ip%), "" when unknown. */
+const char *iml_item_ip(const struct iml_item *it);
 
 enum iml_net_kind {
 	IML_NET_GRPC,
@@ -53,7 +65,6 @@ struct iml_net_conf {
 	SSL_CTX *ssl_ctx;			   /* gRPC: borrowed, must outlive the iml_net; NULL: h2c */
 	const char *const *permitted_peers;	   /* gRPC over TLS: NULL-terminated client names, or NULL for any */
 	size_t max_message;			   /* largest gRPC message or datagram */
-	struct lgr_agent *agent;		   /* NULL: router role; borrowed, used on the loop thread only */
 	const struct lgr_v1_defaults *v1_defaults; /* UDP: the agent's deployment/job/index/ip; may be NULL */
 	struct lgr_ring *ring;			   /* borrowed */
 	uint64_t *invalid; /* borrowed: incremented atomically for each message or datagram refused */

@@ -100,10 +100,11 @@ static size_t summary(const Loggregator__V2__Envelope *pb, char *buf, size_t len
 	return n;
 }
 
-rsRetVal iml_msg_build(
-	struct iml_msg_ctx *ctx, const struct iml_item *it, const struct syslogTime *now, time_t now_tt, smsg_t **out)
+rsRetVal iml_msg_build(struct iml_msg_ctx *ctx, const struct lgr_env *env, const char *ip, const struct syslogTime *now,
+	time_t now_tt, smsg_t **out)
 {
-	const Loggregator__V2__Envelope *pb = it->env->pb;
+	const Loggregator__V2__Envelope *pb = env->pb;
+	size_t ip_len = strlen(ip);
 	struct fjson_object *json = NULL;
 	char text[SUMMARY_MAX];
 	smsg_t *msg = NULL;
@@ -129,9 +130,9 @@ rsRetVal iml_msg_build(
 	MsgSetMSGoffs(msg, 0);
 	msgSetPRI(msg, (syslog_pri_t)(FACILITY_USER * 8 + severity));
 	MsgSetHOSTNAME(msg, ctx->hostname, ctx->hostname_len);
-	if (it->ip[0] != '\0') {
-		MsgSetRcvFromStr(msg, (const uchar *)it->ip, (int)strlen(it->ip), &ctx->from);
-		CHKiRet(MsgSetRcvFromIPStr(msg, (const uchar *)it->ip, (int)strlen(it->ip), &ctx->from_ip));
+	if (ip_len > 0) {
+		MsgSetRcvFromStr(msg, (const uchar *)ip, (int)ip_len, &ctx->from);
+		CHKiRet(MsgSetRcvFromIPStr(msg, (const uchar *)ip, (int)ip_len, &ctx->from_ip));
 	}
 	if (pb->source_id != NULL && pb->source_id[0] != '\0') {
 		MsgSetTAG(msg, (const uchar *)pb->source_id, strlen(pb->source_id));
@@ -139,7 +140,7 @@ rsRetVal iml_msg_build(
 	}
 	if (pb->instance_id != NULL && pb->instance_id[0] != '\0')
 		CHKiRet(MsgSetPROCID(msg, pb->instance_id));
-	if (lgr_fjson_build(it->env, LGR_JSON_NO_PAYLOAD, &json) != LGR_OK)
+	if (lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD, &json) != LGR_OK)
 		ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
 	CHKiRet(msgAddJSON(msg, (uchar *)"!loggregator", json, 0, 0));
 	json = NULL; /* ownership transferred */

@@ -20,12 +20,12 @@ struct iml_msg_ctx {
 };
 
 /*
- * Builds the message for it (the item stays the caller's): %msg% the log payload or a one-line summary, app-name
- * source_id, procid instance_id, TAG source_id, timestamp the envelope's (received time when it is 0), severity
- * err for ERR logs and info otherwise, facility user, $!loggregator the envelope's JSON form without the payload.
- * now / now_tt: the reception time to stamp. RS_RET_OK and *out (refcount 1, the caller's), or an error.
+ * Builds the message for env (which stays the caller's), received from ip ("" when unknown): %msg% the log payload or a
+ * one-line summary, app-name source_id, procid instance_id, TAG source_id, timestamp the envelope's (received time when
+ * it is 0), severity err for ERR logs and info otherwise, facility user, $!loggregator the envelope's JSON form without
+ * the payload. now / now_tt: the reception time to stamp. RS_RET_OK and *out (refcount 1, the caller's), or an error.
  */
-rsRetVal iml_msg_build(
-	struct iml_msg_ctx *ctx, const struct iml_item *it, const struct syslogTime *now, time_t now_tt, smsg_t **out);
+rsRetVal iml_msg_build(struct iml_msg_ctx *ctx, const struct lgr_env *env, const char *ip, const struct syslogTime *now,
+	time_t now_tt, smsg_t **out);
 
 #endif

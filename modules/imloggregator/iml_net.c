@@ -1,9 +1,11 @@
 /*
- * iml_net.c: the network side of one imloggregator instance (see iml.h): gRPC routes or a UDP socket, decoding,
- * the agent's rules, and the push into the instance's ring.
+ * iml_net.c: the network side of one imloggregator instance (see iml.h): gRPC routes or a UDP socket, checking,
+ * and the push into the instance's ring.
  *
- * Every call and datagram is handled to the end on the loop thread: decode, convert, push. Nothing here waits; a
- * full ring drops its oldest item (counted by the ring), so a sender is never slowed by rsyslog.
+ * Every call and datagram is handled to the end on the loop thread: check (v2) or decode and convert (v1), push.
+ * Nothing here waits; a full ring drops its oldest item (counted by the ring), so a sender is never slowed by
+ * rsyslog. v2 envelopes are only checked here (lgr_pb, no allocation per envelope) and copied once per message;
+ * the submitter decodes them, so that the allocations of a decoded envelope and their release stay on one thread.
  *
  * Malformed input ends only the call that carried it (INVALID_ARGUMENT), after the envelopes of its earlier
  * messages were accepted; it is counted in `invalid` and logged, at most LOG_BURST lines per LOG_WINDOW seconds.
@@ -71,17 +73,6 @@ static const char *const paths[] = {
 	[CALL_PUSHER] = "/plumbing.DopplerIngestor/Pusher",
 };
 
-void iml_item_free(void *item, void *ud)
-{
-	struct iml_item *it = item;
-
-	(void)ud;
-	if (it == NULL)
-		return;
-	lgr_env_unref(it->env);
-	free(it);
-}
-
 /* Logs a refusal, at most LOG_BURST lines per LOG_WINDOW seconds; the first line after a quiet spell says how many
  * were left out. */
 static void __attribute__((format(printf, 2, 3))) log_refusal(struct iml_net *net, const char *fmt, ...)
@@ -116,27 +107,132 @@ static void count_invalid(struct iml_net *net)
 	__atomic_add_fetch(net->conf.invalid, 1, __ATOMIC_RELAXED);
 }
 
-/* Takes ownership of env: the agent's rules, then into the ring. ip is a whole IML_IP_MAX buffer (copied as is). */
+struct iml_batch {
+	int refs; /* atomic: items not yet freed */
+	char ip[IML_IP_MAX];
+	struct iml_item items[]; /* then the message bytes */
+};
+
+void iml_item_free(void *item, void *ud)
+{
+	struct iml_item *it = item;
+	struct iml_batch *b;
+
+	(void)ud;
+	if (it == NULL)
+		return;
+	b = it->batch;
+	lgr_env_unref(it->env);
+	it->env = NULL;
+	if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(b);
+}
+
+const char *iml_item_ip(const struct iml_item *it)
+{
+	return it->batch->ip;
+}
+
+/* A batch of n items with room for len message bytes (at batch_bytes()). */
+static struct iml_batch *batch_new(size_t n, size_t len, const char ip[IML_IP_MAX])
+{
+	struct iml_batch *b;
+
+	if (n > (SIZE_MAX - sizeof(*b) - len) / sizeof(b->items[0]))
+		return NULL;
+	b = malloc(sizeof(*b) + n * sizeof(b->items[0]) + len);
+	if (b == NULL)
+		return NULL;
+	b->refs = (int)n;
+	memcpy(b->ip, ip, sizeof(b->ip));
+	return b;
+}
+
+static uint8_t *batch_bytes(struct iml_batch *b, size_t n)
+{
+	return (uint8_t *)&b->items[n];
+}
+
+/* Pushes the batch's n items; the ring owns them from here (a full ring frees its oldest). */
+static void batch_push(struct iml_net *net, struct iml_batch *b, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		lgr_ring_push(net->conf.ring, &b->items[i]);
+}
+
+/* Logs and counts an envelope lost to memory exhaustion. */
+static void lost_to_memory(struct iml_net *net, size_t n)
+{
+	__atomic_add_fetch(net->conf.invalid, n, __ATOMIC_RELAXED);
+	log_refusal(net, "out of memory; %zu envelope(s) dropped", n);
+}
+
+/* Takes ownership of a decoded envelope (a v1 conversion) and pushes it. */
 static void accept_env(struct iml_net *net, struct lgr_env *env, const char ip[IML_IP_MAX])
 {
-	struct iml_item *it;
+	struct iml_batch *b = batch_new(1, 0, ip);
 
-	if (net->conf.agent != NULL && lgr_agent_apply(net->conf.agent, env) != LGR_OK) {
-		log_refusal(net, "out of memory applying the agent's rules; envelope dropped");
-		goto fail;
+	if (b == NULL) {
+		lgr_env_unref(env);
+		lost_to_memory(net, 1);
+		return;
 	}
-	it = malloc(sizeof(*it));
-	if (it == NULL) {
-		log_refusal(net, "out of memory; envelope dropped");
-		goto fail;
+	b->items[0] = (struct iml_item){.batch = b, .env = env};
+	batch_push(net, b, 1);
+}
+
+/* A v2 Envelope message (Sender): checked, copied, pushed. */
+static int accept_envelope(struct iml_net *net, const uint8_t *msg, size_t len, const char ip[IML_IP_MAX])
+{
+	struct iml_batch *b;
+	uint8_t *bytes;
+	int rc;
+
+	rc = lgr_pb_check_envelope(msg, len, &net->lim);
+	if (rc != LGR_OK)
+		return rc;
+	b = batch_new(1, len, ip);
+	if (b == NULL)
+		return LGR_ENOMEM;
+	bytes = batch_bytes(b, 1);
+	memcpy(bytes, msg, len);
+	b->items[0] = (struct iml_item){.batch = b, .data = bytes, .len = len};
+	batch_push(net, b, 1);
+	return LGR_OK;
+}
+
+/* A v2 EnvelopeBatch (BatchSender, Send): checked as a whole (all or nothing), copied once, one item per record. */
+static int accept_batch(struct iml_net *net, const uint8_t *msg, size_t len, const char ip[IML_IP_MAX])
+{
+	struct lgr_pb_field f;
+	struct iml_batch *b;
+	uint8_t *bytes;
+	size_t count = 0, n = 0, pos = 0;
+	int rc;
+
+	rc = lgr_pb_check_batch(msg, len, &net->lim, &count);
+	if (rc != LGR_OK || count == 0)
+		return rc;
+	b = batch_new(count, len, ip);
+	if (b == NULL)
+		return LGR_ENOMEM;
+	bytes = batch_bytes(b, count);
+	memcpy(bytes, msg, len);
+	while (pos < len && n < count) {
+		if (lgr_pb_field_next(bytes, len, &pos, &f) != LGR_OK)
+			break; /* cannot happen: checked above */
+		if (f.number == 1 && f.wire == LGR_PB_LEN)
+			b->items[n++] = (struct iml_item){.batch = b, .data = f.data, .len = f.len};
 	}
-	it->env = env;
-	memcpy(it->ip, ip, sizeof(it->ip));
-	lgr_ring_push(net->conf.ring, it); /* ownership transferred; a full ring frees its oldest item */
-	return;
-fail:
-	count_invalid(net);
-	lgr_env_unref(env);
+	b->refs = (int)n;
+	if (n == 0) {
+		free(b);
+		return LGR_OK;
+	}
+	batch_push(net, b, n);
+	return LGR_OK;
 }
 
 /* ---- v1 ------------------------------------------------------------------------------------------------------ */
@@ -203,14 +299,6 @@ static void ip_of_peer(const char *peer, char *ip, size_t len)
 	ip[n] = '\0';
 }
 
-static int batch_sink(struct lgr_env *env, void *ud)
-{
-	struct call *c = ud;
-
-	accept_env(c->net, env, c->ip);
-	return 0;
-}
-
 static int on_open(struct lgr_h2_stream *s, void *ud)
 {
 	struct iml_net *net = ud;
@@ -244,19 +332,14 @@ static void on_message(struct lgr_h2_stream *s, const uint8_t *msg, size_t len, 
 {
 	struct iml_net *net = ud;
 	struct call *c = lgr_h2_stream_data(s);
-	struct lgr_env *env = NULL;
 	int rc;
 
 	if (c->ended)
 		return;
 	switch (c->kind) {
-	case CALL_SENDER:
-		rc = lgr_env_decode(msg, len, &net->lim, &env);
-		if (rc == LGR_OK)
-			accept_env(net, env, c->ip);
-		break;
+	case CALL_SENDER: rc = accept_envelope(net, msg, len, c->ip); break;
 	case CALL_BATCH:
-	case CALL_SEND: rc = lgr_env_decode_batch(msg, len, &net->lim, batch_sink, c); break;
+	case CALL_SEND: rc = accept_batch(net, msg, len, c->ip); break;
 	case CALL_PUSHER: rc = accept_envelope_data(net, msg, len, c->ip); break;
 	default: rc = LGR_EINVAL; break;
 	}

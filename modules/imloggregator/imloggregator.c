@@ -7,8 +7,9 @@
  *
  * Threads: rsyslog runs config load, check and activation on its main thread and runInput on one input thread
  * for all instances; the instance list is immutable once activated. The input thread runs one event loop for every
- * instance's listener (decoding, the agent's rules, the push into the instance's drop-oldest ring). Each instance
- * has a submitter thread that pops envelopes from its ring, builds the messages and hands them to rsyslog with
+ * instance's listener (checking what arrives, the push into the instance's drop-oldest ring). Each instance has a
+ * submitter thread that pops envelopes from its ring, decodes them, applies the agent's rules, builds the messages
+ * and hands them to rsyslog with
  * multiSubmitMsg2: only the submitter ever waits for rsyslog's queue, and while it waits the ring drops its oldest
  * envelopes (counted), so senders never wait. impstats reads the ring's exact counters through a read notifier.
  *
@@ -44,6 +45,8 @@
 #include "prop.h"
 #include "datetime.h"
 #include "msg.h"
+#include "queue.h"
+#include "rsconf.h"
 
 #include "lgr.h"
 #include "lgr_agent.h"
@@ -279,7 +282,7 @@ struct instanceConf_s {
 	ruleset_t *bind_ruleset; /* NULL: the default ruleset */
 	SSL_CTX *ssl_ctx;	 /* gRPC with TLS: made at check time, so -N1 reports unusable certificates */
 	struct lgr_ring *ring;	 /* network -> submitter; from activation to freeCnf */
-	struct lgr_agent *agent; /* role agent: used by the input thread only */
+	struct lgr_agent *agent; /* role agent: used by the submitter only */
 	const char **permitted;	 /* tls.permittedpeers, NULL-terminated for lgr_tls_peer_permitted; NULL: any client */
 	char *v1_deployment, *v1_job, *v1_index, *v1_ip;
 	struct lgr_v1_defaults v1_defaults;
@@ -288,7 +291,7 @@ struct instanceConf_s {
 	bool submitter_running;
 	bool stop;		   /* atomic: the submitter drains the ring and exits */
 	struct timespec drain_end; /* written before stop is set: what the ring holds after it is discarded */
-	uint64_t invalid;	   /* atomic, written by the input thread */
+	uint64_t invalid;	   /* atomic, written by the input thread and the submitter */
 	/* impstats: counters updated from the ring's exact figures when impstats reads them */
 	statsobj_t *stats;
 	pthread_mutex_t stats_mut;
@@ -478,6 +481,116 @@ static bool past(const struct timespec *t)
 }
 
 /*
+ * Decodes the item's envelope if it is still encoded, applies the agent's rules, builds its message. The router role
+ * only reads the envelope, so it is decoded into the submitter's scratch (no allocation of its own); the agent role
+ * edits it, which needs an envelope of its own. NULL when memory ran out (counted in invalid, logged).
+ */
+static smsg_t *item_message(instanceConf_t *inst, struct iml_msg_ctx *ctx, struct lgr_env_scratch *scratch,
+	struct iml_item *it, const struct syslogTime *now, time_t now_tt)
+{
+	const struct lgr_env *env = it->env;
+	const char *why = "building a message";
+	smsg_t *msg = NULL;
+
+	if (env == NULL && inst->agent == NULL && scratch != NULL) {
+		if (lgr_env_scratch_unpack(scratch, it->data, it->len, &env) != LGR_OK)
+			goto decode_failed;
+	} else if (env == NULL) {
+		if (lgr_env_unpack(it->data, it->len, &it->env) != LGR_OK)
+			goto decode_failed;
+		env = it->env;
+	}
+	if (inst->agent != NULL && lgr_agent_apply(inst->agent, it->env) != LGR_OK) {
+		why = "applying the agent's rules";
+		goto fail;
+	}
+	if (iml_msg_build(ctx, env, iml_item_ip(it), now, now_tt, &msg) != RS_RET_OK)
+		goto fail;
+	return msg;
+decode_failed:
+	why = "decoding an envelope";
+fail:
+	__atomic_add_fetch(&inst->invalid, 1, __ATOMIC_RELAXED);
+	LogError(0, RS_RET_OUT_OF_MEMORY, MODNAME ": out of memory %s; envelope lost", why);
+	return NULL;
+}
+
+/* The queue rsyslog puts this input's messages in: its ruleset's own, or the main queue. NULL at shutdown. */
+static qqueue_t *target_queue(instanceConf_t *inst)
+{
+	return inst->bind_ruleset != NULL ? ruleset.GetRulesetQueue(inst->bind_ruleset) : runConf->pMsgQueue;
+}
+
+/*
+ * How many messages one multiSubmitMsg2 may carry. rsyslog starts a queue's worker at the end of a multi-submit, and
+ * a FULL_DELAY message waits inside it while the queue is above its full-delay mark: a batch larger than that mark
+ * into a queue whose worker has gone idle would wait for a worker that never starts. A queue whose worker is idle is
+ * empty, so a batch up to the mark always completes (and starts the worker); larger queues get SUBMIT_BATCH.
+ */
+static int submit_batch_max(instanceConf_t *inst)
+{
+	qqueue_t *q = target_queue(inst);
+	int mark;
+
+	if (q == NULL || q->qType == QUEUETYPE_DIRECT)
+		return SUBMIT_BATCH;
+	mark = q->iFullDlyMrk > 0 ? q->iFullDlyMrk : q->iMaxQueueSize;
+	if (mark <= 0 || mark > SUBMIT_BATCH)
+		return SUBMIT_BATCH;
+	return mark;
+}
+
+/* Past the stop's drain time: nothing more may be handed to rsyslog. */
+static bool drain_over(instanceConf_t *inst)
+{
+	return __atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE) && past(&inst->drain_end);
+}
+
+/*
+ * Waits until q has room for n more messages below its full-delay mark. rsyslog's own flow control would block a
+ * FULL_DELAY message inside multiSubmitMsg2 instead, and when rsyslog terminates its inputs while one waits there, it
+ * gives up on the rest of the batch without freeing it. Waiting here, on the condition rsyslog signals as its queue
+ * drains and a tenth of a second at a time, keeps every wait outside rsyslog (unless another input fills the same
+ * queue at the same moment) and lets the submitter notice a stop. Returns false when the drain time is over.
+ */
+static bool wait_for_room(instanceConf_t *inst, qqueue_t *q, int n)
+{
+	struct timespec t;
+	bool room = true;
+	int mark;
+
+	if (q == NULL || q->qType == QUEUETYPE_DIRECT || q->mut == NULL)
+		return true;
+	mark = q->iFullDlyMrk > 0 ? q->iFullDlyMrk : q->iMaxQueueSize;
+	if (mark <= 0)
+		return true;
+	pthread_mutex_lock(q->mut);
+	while (!(room = q->iQueueSize + n <= mark) && !drain_over(inst)) {
+		clock_gettime(CLOCK_REALTIME, &t); /* rsyslog's queue conditions use the default clock */
+		t.tv_nsec += 100000000L;
+		t.tv_sec += t.tv_nsec / 1000000000L;
+		t.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&q->belowLightDlyWtrMrk, q->mut, &t);
+	}
+	pthread_mutex_unlock(q->mut);
+	return room;
+}
+
+/* Ends the submitter's work at stop: what is still buffered is discarded, with a log line. */
+static void discard_rest(instanceConf_t *inst, void **items, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		iml_item_free(items[i], NULL);
+	n += lgr_ring_drain(inst->ring, iml_item_free, NULL);
+	if (n > 0)
+		LogMsg(0, RS_RET_TIMED_OUT, LOG_WARNING,
+			MODNAME ": %zu envelopes still buffered at shutdown were discarded (rsyslog's queue was full)",
+			n);
+}
+
+/*
  * Pops envelopes, turns them into messages, hands them to rsyslog. At stop it keeps handing over what the ring holds
  * until drain_end, then discards the rest with a log line: rsyslog cancels an input thread that takes more than its
  * shutdown timeout, and a queue that is full at shutdown could otherwise hold the submitter for a second per wait.
@@ -489,8 +602,12 @@ static void *submitter_main(void *arg)
 	smsg_t *msgs[SUBMIT_BATCH];
 	multi_submit_t ms = {.maxElem = SUBMIT_BATCH, .nElem = 0, .ppMsgs = msgs};
 	struct iml_msg_ctx ctx = {0};
+	struct lgr_env_scratch *scratch = NULL;
 	struct syslogTime now;
 	time_t now_tt;
+	qqueue_t *queue = target_queue(inst);
+	int batch_max = submit_batch_max(inst);
+	bool stopping;
 	size_t n, i;
 	smsg_t *msg;
 
@@ -498,35 +615,32 @@ static void *submitter_main(void *arg)
 	ctx.input_name = input_name;
 	ctx.hostname = glblGetLocalHostName();
 	ctx.hostname_len = ctx.hostname != NULL ? (int)strlen((const char *)ctx.hostname) : 0;
+	if (lgr_env_scratch_new(&scratch) != LGR_OK)
+		scratch = NULL; /* then every envelope is decoded on its own */
 	for (;;) {
-		n = lgr_ring_pop_wait(inst->ring, items, SUBMIT_BATCH, -1);
-		if (__atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE) && past(&inst->drain_end)) {
-			for (i = 0; i < n; i++)
-				iml_item_free(items[i], NULL);
-			n += lgr_ring_drain(inst->ring, iml_item_free, NULL);
-			if (n > 0)
-				LogMsg(0, RS_RET_TIMED_OUT, LOG_WARNING,
-					MODNAME ": %zu envelopes still buffered at shutdown were discarded", n);
-			break;
-		}
+		/* Once stopping, never wait: the one wake-up that announced the stop may already have been consumed. */
+		stopping = __atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE);
+		n = lgr_ring_pop_wait(inst->ring, items, (size_t)batch_max, stopping ? 0 : -1);
+		stopping = __atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE);
 		if (n == 0) {
-			if (__atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE) && lgr_ring_wait(inst->ring, 0) == 0)
+			if (stopping) /* the listeners are gone: nothing more can arrive */
 				break;
 			continue;
 		}
+		if (!wait_for_room(inst, queue, (int)n)) {
+			discard_rest(inst, items, n);
+			break;
+		}
 		datetime.getCurrTime(&now, &now_tt, TIME_IN_LOCALTIME);
 		for (i = 0; i < n; i++) {
-			if (iml_msg_build(&ctx, items[i], &now, now_tt, &msg) == RS_RET_OK)
+			msg = item_message(inst, &ctx, scratch, items[i], &now, now_tt);
+			if (msg != NULL)
 				ms.ppMsgs[ms.nElem++] = msg;
-			else
-				LogError(0, RS_RET_OUT_OF_MEMORY,
-					MODNAME ": out of memory building a message; "
-						"envelope lost");
 			iml_item_free(items[i], NULL);
 		}
-		if (ms.nElem > 0)
-			multiSubmitMsg2(&ms); /* takes the messages, whatever it returns */
+		multiSubmitMsg2(&ms); /* takes the messages: there is room, so none waits */
 	}
+	lgr_env_scratch_free(scratch);
 	if (ctx.from != NULL)
 		prop.Destruct(&ctx.from);
 	if (ctx.from_ip != NULL)
@@ -659,7 +773,6 @@ static void listeners_start(struct run *run)
 		nc.ssl_ctx = inst->ssl_ctx;
 		nc.permitted_peers = inst->permitted;
 		nc.max_message = inst->conf.max_message;
-		nc.agent = inst->agent;
 		nc.v1_defaults = inst->conf.role == IML_AGENT ? &inst->v1_defaults : NULL;
 		nc.ring = inst->ring;
 		nc.invalid = &inst->invalid;
@@ -671,6 +784,24 @@ static void listeners_start(struct run *run)
 		write_port_file(inst, iml_net_port(inst->net));
 		DBGPRINTF(MODNAME ": %s listening on port %u\n", name, (unsigned)iml_net_port(inst->net));
 	}
+}
+
+/*
+ * rsyslog's enqueue of a FULL_DELAY message into a full queue waits for room a second at a time, and looks at the
+ * input termination flag (set before inputs are told to stop) only between waits. Waking the waiters makes a
+ * submitter blocked there see the flag now, so that it finishes within the drain time instead of up to a second
+ * later. The queue's mutex is held so that a waiter between its check and its wait cannot miss the wake-up.
+ */
+static void wake_enqueue_waiters(instanceConf_t *inst)
+{
+	qqueue_t *q = target_queue(inst);
+
+	if (q == NULL || q->mut == NULL)
+		return;
+	pthread_mutex_lock(q->mut);
+	pthread_cond_broadcast(&q->belowLightDlyWtrMrk);
+	pthread_cond_broadcast(&q->notFull);
+	pthread_mutex_unlock(q->mut);
 }
 
 /*
@@ -686,6 +817,7 @@ static void listeners_free(void)
 		iml_net_free(inst->net);
 		inst->net = NULL;
 		submitter_signal(inst);
+		wake_enqueue_waiters(inst);
 	}
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_nsec += (long)(DRAIN_MS + 100) * 1000000L;

@@ -8,7 +8,10 @@
 #     message every 5 ms: a burst of 2000 envelopes (one BatchSender call) must overflow the drop-oldest buffer;
 #   - 127.0.0.1, buffer.size="100000" (more than the clients may send in all, so nothing can be dropped), bound to a
 #     ruleset writing to a file; the main queue may take up to 60 s to drain at shutdown, so rsyslog's own queue
-#     never discards what the module handed over.
+#     never discards what the module handed over;
+#   - 127.0.0.3, buffer.size="100000", bound to a second slow ruleset (queue of 20, one message per 5 ms): 5000
+#     envelopes sent just before SIGTERM are still in its buffer, and its submitter is blocked in rsyslog's full
+#     queue, when rsyslogd is told to stop.
 #
 # Oracle:
 #   - drop-oldest and conservation: the burst call ends OK; once the slow ruleset has written everything, impstats
@@ -21,6 +24,9 @@
 #     LGR_VALGRIND=1); every Send worker ends with a non-OK status (it was interrupted); every envelope of a Send
 #     call that ended with OK, and of a stream that ended with OK, is in the output exactly once; every other
 #     record is an envelope that was sent, at most once, unaltered;
+#   - a full queue at shutdown: the submitter blocked in it lets go at once (rsyslogd still exits 0 within the
+#     timeout, valgrind clean: the messages rsyslog refuses at shutdown are freed, not leaked), every record the
+#     second slow ruleset wrote is one of its envelopes, at most once.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 lgr_init
@@ -51,6 +57,12 @@ ruleset(name="slow" queue.type="LinkedList" queue.size="20" queue.dequeueBatchSi
 	action(type="omfile" file="$LGR_WORK/slow.bin" template="rec")
 }
 ruleset(name="main") { action(type="omfile" file="$LGR_WORK/out.bin" template="rec") }
+input(type="imloggregator" address="127.0.0.3" port="0" listenPortFileName="$LGR_WORK/full.port" role="router"
+	buffer.size="100000" ruleset="slow2" $tls_params)
+ruleset(name="slow2" queue.type="LinkedList" queue.size="20" queue.dequeueBatchSize="1"
+	queue.dequeueSlowdown="5000") {
+	action(type="omfile" file="$LGR_WORK/full.bin" template="rec")
+}
 EOF
 
 lgr_check "rsyslogd starts with a buffer.size=10 input on a slow ruleset and a buffer.size=100000 input"
@@ -59,6 +71,8 @@ lgr_wait_port "$LGR_WORK/small.port"
 small_port=$LGR_PORT
 lgr_wait_port "$LGR_WORK/big.port"
 big_port=$LGR_PORT
+lgr_wait_port "$LGR_WORK/full.port"
+full_port=$LGR_PORT
 stats=$LGR_WORK/stats.log
 small='imloggregator\(grpc/127\.0\.0\.2:[0-9]+\)'
 big='imloggregator\(grpc/127\.0\.0\.1:[0-9]+\)'
@@ -97,6 +111,15 @@ tail -n 10 "$LGR_WORK/sent-burst.jsonl" >"$LGR_WORK/expect-newest.jsonl"
 lgr_records check --out "$LGR_WORK/slow.bin" --token "$tok" --expect "$LGR_WORK/expect-newest.jsonl" \
 	--allow "$LGR_WORK/sent-burst.jsonl" --exact --ip 127.0.0.1 || lgr_fail "the slow ruleset's records are wrong"
 
+lgr_check "5000 envelopes into buffer.size=100000 before a ruleset whose queue (20) is full"
+lgr_peer send --target "127.0.0.3:$full_port" "${LGR_PEER_TLS[@]}" --name doppler --method BatchSender --batch 100 \
+	--gen 5000 --source-id full --dump "$LGR_WORK/sent-full.jsonl" >"$LGR_WORK/full.out" 2>&1
+line=$(lgr_peer_line "$LGR_WORK/full.out" "done")
+[ "$(lgr_json "$line" code 2>/dev/null)" = 0 ] || lgr_fail "the 5000 envelopes were refused: $(cat "$LGR_WORK/full.out")"
+full='imloggregator\(grpc/127\.0\.0\.3:[0-9]+\)'
+lgr_wait_for "ingress=5000 on the full input" lgr_stat_is "$stats" "$full" ingress 5000
+lgr_wait_for "the slow ruleset writing" lgr_records_reach "$LGR_WORK/full.bin" "$tok" 1
+
 lgr_check "SIGTERM while 4 Send workers and 2 Sender streams send at full speed (at most $cap envelopes each)"
 to_big=(--target "127.0.0.1:$big_port" "${LGR_PEER_TLS[@]}" --name doppler)
 lgr_peer send "${to_big[@]}" --method Send --batch 100 --parallel 4 --gen "$cap" --source-id send \
@@ -126,5 +149,11 @@ lgr_records acked --dump "$LGR_WORK/sent-send.jsonl" --dump "$LGR_WORK/sent-stre
 cat "$LGR_WORK/sent-send.jsonl" "$LGR_WORK/sent-stream.jsonl" >"$LGR_WORK/sent-all.jsonl"
 lgr_records check --out "$LGR_WORK/out.bin" --token "$tok" --expect "$LGR_WORK/expect-acked.jsonl" \
 	--allow "$LGR_WORK/sent-all.jsonl" --exact --ip 127.0.0.1 || lgr_fail "acknowledged envelopes are missing"
+
+lgr_check "the full queue's ruleset wrote only envelopes that were sent to it, at most once"
+: >"$LGR_WORK/none.jsonl"
+lgr_records check --out "$LGR_WORK/full.bin" --token "$tok" --expect "$LGR_WORK/none.jsonl" \
+	--allow "$LGR_WORK/sent-full.jsonl" --exact --ip 127.0.0.1 || lgr_fail "the full queue's records are wrong"
+lgr_say "$(lgr_record_count "$LGR_WORK/full.bin" "$tok") of 5000 written by the slow ruleset before the end"
 
 lgr_pass
