@@ -2,20 +2,32 @@
  * omdoppler.c: rsyslog output module that sends messages as Loggregator envelopes to routers (Dopplers) over
  * gRPC v2 BatchSender or v1 Pusher, with a drop-oldest buffer so that rsyslog never waits on slow routers.
  *
- * This file is the rsyslog glue: the parameter table, config checks, counters and the action lifecycle. It asks
- * rsyslog for the message object (OMSR_TPL_AS_MSG) through the non-transactional doAction, because envelopes are
- * rebuilt from the message's $!loggregator JSON, which templates cannot hand over. The egress lands in a later
- * change; until then doAction accepts every message.
+ * This file is the rsyslog glue: the parameter table, config checks, the TLS context, counters and the action
+ * lifecycle. The network side is omd_net.c, the message mapping ../common/msgenv.c.
  *
- * Threads: rsyslog may run several workers of one action at once; each has its own wrkrInstanceData_t, and the
- * shared instanceData is read-only after newActInst except for the counters, which are atomic.
+ * What the action asks rsyslog for: entry 0 is the message object itself (OMSR_TPL_AS_MSG), through the
+ * non-transactional doAction, because envelopes are rebuilt from the message's $!loggregator JSON and %msg% bytes,
+ * which string templates cannot hand over whole. The sourceId / instanceId / sourceType parameters name ordinary
+ * string templates; each one given adds an entry (1, 2, 3 in that order, only those set) that rsyslog renders for
+ * every message, and msgenv uses the rendered text for messages that did not come from imloggregator.
+ *
+ * doAction converts and pushes into the action's drop-oldest ring and returns at once: it never waits for the
+ * network. The network thread starts with the first worker (never during `rsyslogd -N1`) and stops in freeInstance,
+ * within SHUTDOWN_MS, handing over what it still holds first.
+ *
+ * Threads: rsyslog may run several workers of one action at once; each has its own wrkrInstanceData_t. The shared
+ * instanceData is read-only after newActInst except for the network start (under start_mut), the counters (atomic)
+ * and the bad-input log limiter (under log_mut).
  */
 #include "../common/rsconfig.h" /* rsyslog's config.h, first */
 
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rsyslog.h"
 #include "dirty.h"
@@ -25,10 +37,15 @@
 #include "debug.h"
 #include "statsobj.h"
 #include "rainerscript.h"
+#include "msg.h"
 
 #include "lgr.h"
 #include "lgr_conf.h"
+#include "lgr_ring.h"
+#include "lgr_tls.h"
+#include "omd.h"
 #include "../common/glue.h"
+#include "../common/msgenv.h"
 
 MODULE_TYPE_OUTPUT
 MODULE_TYPE_NOKEEP
@@ -37,7 +54,12 @@ MODULE_CNFNAME("omdoppler")
 DEF_OMOD_STATIC_DATA
 DEFobjCurrIf(statsobj)
 
-#define MODNAME "omdoppler"
+#define MODNAME	     "omdoppler"
+#define SHUTDOWN_MS  2000 /* freeInstance: what is still buffered gets this long to reach a router */
+#define LOG_WINDOW_S 10	  /* log lines: at most LOG_BURST per LOG_WINDOW_S seconds */
+#define LOG_BURST    10
+/* The largest envelope a batch of one can carry to a router (whose limit is 10 MiB per message). */
+#define MAX_ENVELOPE (LGR_LIMITS_DEFAULT_MESSAGE - 16)
 
 	enum omd_protocol {
 		OMD_V2,
@@ -54,6 +76,7 @@ struct omd_conf {
 	char *source_id_tpl;
 	char *instance_id_tpl;
 	char *source_type_tpl;
+	long long recycle_ms;
 	bool tls;
 	char *tls_cacert;
 	char *tls_mycert;
@@ -118,6 +141,14 @@ static const struct lgr_conf_param omd_params[] = {
 		.type = LGR_CONF_STRING,
 		.offset = F(source_type_tpl),
 		.desc = "template for the source_type tag of messages not from imloggregator (unset: APP)"},
+	{.name = "recycleInterval",
+		.type = LGR_CONF_DURATION,
+		.def = "180000",
+		.offset = F(recycle_ms),
+		.min = 1000,
+		.max = 86400000,
+		.desc = "a stream is replaced after about this long (+-20 %), so load spreads again over the routers "
+			"(ms)"},
 	{.name = "tls",
 		.type = LGR_CONF_BOOL,
 		.def = "on",
@@ -172,9 +203,30 @@ static const struct lgr_conf_table omd_table = {
 static struct cnfparamdescr actpdescr[sizeof(omd_params) / sizeof(omd_params[0])];
 static struct cnfparamblk actpblk;
 
+/* The action's own name (rsyslog's `name` parameter, which the core also reads) names the counters. */
+static struct cnfparamdescr namedescr[] = {{"name", eCmdHdlrGetWord, 0}};
+static struct cnfparamblk nameblk = {CNFPARAMBLK_VERSION, 1, namedescr};
+
 typedef struct _instanceData {
 	struct omd_conf conf;
+	char *action_name;     /* NULL: unnamed */
+	SSL_CTX *ssl_ctx;      /* TLS: made in newActInst, so -N1 reports unusable certificates */
+	struct lgr_ring *ring; /* doAction -> network thread; items are struct lgr_env * */
+	struct omd_net *net;   /* started by the first worker, under start_mut */
+	bool net_tried;
+	pthread_mutex_t start_mut;
+	struct omd_counters ctr;	 /* the network thread's (atomic) */
+	uint64_t invalid;		 /* atomic: messages that gave no envelope */
+	int tpl_sid, tpl_iid, tpl_stype; /* entries of the rendered templates; 0: not configured */
+	pthread_mutex_t log_mut;
+	time_t log_window;
+	unsigned log_lines;
+	uint64_t log_suppressed;
+	/* impstats: deltas added when impstats reads */
+	pthread_mutex_t stats_mut;
+	uint64_t seen_ingress, seen_egress, seen_dropped, seen_connects, seen_errors;
 	statsobj_t *stats;
+	STATSCOUNTER_DEF(ctr_ingress, mut_ctr_ingress)
 	STATSCOUNTER_DEF(ctr_egress, mut_ctr_egress)
 	STATSCOUNTER_DEF(ctr_dropped, mut_ctr_dropped)
 	STATSCOUNTER_DEF(ctr_connects, mut_ctr_connects)
@@ -185,16 +237,54 @@ typedef struct wrkrInstanceData {
 	instanceData *pData;
 } wrkrInstanceData_t;
 
-/* "omdoppler(r1:8082,r2:8082)", cut to fit: the name impstats shows. */
+/* "omdoppler(NAME)" for an action with a name, else "omdoppler(r1:8082,r2:8082)", cut to fit: the name impstats
+ * shows and log lines begin with. */
 static void inst_name(const instanceData *pData, char *buf, size_t len)
 {
 	size_t used, i;
 
+	if (pData->action_name != NULL) {
+		snprintf(buf, len, MODNAME "(%s)", pData->action_name);
+		return;
+	}
 	used = (size_t)snprintf(buf, len, MODNAME "(");
 	for (i = 0; i < pData->conf.routers.n && used < len; i++)
 		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? "," : "", pData->conf.routers.v[i]);
 	if (used < len)
 		snprintf(buf + used, len - used, ")");
+}
+
+/*
+ * impstats is about to read the counters: add what changed since the last read (deltas, never totals, so that
+ * impstats' resetCounters works). ingress = everything doAction took; dropped.egress = the ring's drop-oldest
+ * losses, what the network gave up, and messages that gave no envelope.
+ */
+static void stats_read(statsobj_t *stats, void *ud)
+{
+	instanceData *pData = ud;
+	struct lgr_ring_stats st;
+	uint64_t invalid, ingress, egress, dropped, connects, errors;
+
+	(void)stats;
+	lgr_ring_stats(pData->ring, &st);
+	invalid = __atomic_load_n(&pData->invalid, __ATOMIC_RELAXED);
+	ingress = st.pushed + invalid;
+	egress = __atomic_load_n(&pData->ctr.egress, __ATOMIC_RELAXED);
+	dropped = st.dropped + invalid + __atomic_load_n(&pData->ctr.dropped, __ATOMIC_RELAXED);
+	connects = __atomic_load_n(&pData->ctr.connects, __ATOMIC_RELAXED);
+	errors = __atomic_load_n(&pData->ctr.errors, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&pData->stats_mut);
+	STATSCOUNTER_ADD(pData->ctr_ingress, pData->mut_ctr_ingress, ingress - pData->seen_ingress);
+	STATSCOUNTER_ADD(pData->ctr_egress, pData->mut_ctr_egress, egress - pData->seen_egress);
+	STATSCOUNTER_ADD(pData->ctr_dropped, pData->mut_ctr_dropped, dropped - pData->seen_dropped);
+	STATSCOUNTER_ADD(pData->ctr_connects, pData->mut_ctr_connects, connects - pData->seen_connects);
+	STATSCOUNTER_ADD(pData->ctr_errors, pData->mut_ctr_errors, errors - pData->seen_errors);
+	pData->seen_ingress = ingress;
+	pData->seen_egress = egress;
+	pData->seen_dropped = dropped;
+	pData->seen_connects = connects;
+	pData->seen_errors = errors;
+	pthread_mutex_unlock(&pData->stats_mut);
 }
 
 static rsRetVal stats_init(instanceData *pData)
@@ -206,6 +296,9 @@ static rsRetVal stats_init(instanceData *pData)
 	CHKiRet(statsobj.Construct(&pData->stats));
 	CHKiRet(statsobj.SetName(pData->stats, (uchar *)name));
 	CHKiRet(statsobj.SetOrigin(pData->stats, (uchar *)MODNAME));
+	STATSCOUNTER_INIT(pData->ctr_ingress, pData->mut_ctr_ingress);
+	CHKiRet(statsobj.AddCounter(
+		pData->stats, (uchar *)"ingress", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &pData->ctr_ingress));
 	STATSCOUNTER_INIT(pData->ctr_egress, pData->mut_ctr_egress);
 	CHKiRet(statsobj.AddCounter(
 		pData->stats, (uchar *)"egress", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &pData->ctr_egress));
@@ -218,9 +311,144 @@ static rsRetVal stats_init(instanceData *pData)
 	STATSCOUNTER_INIT(pData->ctr_errors, pData->mut_ctr_errors);
 	CHKiRet(statsobj.AddCounter(
 		pData->stats, (uchar *)"router.errors", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &pData->ctr_errors));
+	CHKiRet(statsobj.SetReadNotifier(pData->stats, stats_read, pData));
 	CHKiRet(statsobj.ConstructFinalize(pData->stats));
 finalize_it:
 	RETiRet;
+}
+
+/* The client TLS context; errors name the action's routers and the file at fault. */
+static rsRetVal tls_init(instanceData *pData)
+{
+	static const char *const alpn[] = {"h2", NULL};
+	struct lgr_tls_config tc = {0};
+	char err[512], name[256];
+	DEFiRet;
+
+	if (!pData->conf.tls)
+		FINALIZE;
+	tc.ca_file = pData->conf.tls_cacert;
+	tc.cert_file = pData->conf.tls_mycert;
+	tc.key_file = pData->conf.tls_myprivkey;
+	tc.server_name = pData->conf.tls_servername;
+	tc.alpn = alpn;
+	if (lgr_tls_client_ctx(&tc, &pData->ssl_ctx, err, sizeof(err)) != LGR_OK) {
+		inst_name(pData, name, sizeof(name));
+		LogError(0, RS_RET_CONF_PARAM_INVLD, "%s: TLS: %s", name, err);
+		ABORT_FINALIZE(RS_RET_CONF_PARAM_INVLD);
+	}
+finalize_it:
+	RETiRet;
+}
+
+/* Starts the network thread once, from the first worker; a failure is logged and not retried (the ring then
+ * keeps the newest envelopes and counts the others as dropped). */
+static void net_start(instanceData *pData)
+{
+	struct omd_net_conf nc = {0};
+	char name[256];
+
+	pthread_mutex_lock(&pData->start_mut);
+	if (pData->net_tried)
+		goto out;
+	pData->net_tried = true;
+	inst_name(pData, name, sizeof(name));
+	nc.name = name;
+	nc.routers = (const char *const *)pData->conf.routers.v;
+	nc.nrouters = pData->conf.routers.n;
+	nc.streams = (unsigned)pData->conf.streams;
+	nc.batch_max = (unsigned)pData->conf.batch_max;
+	nc.flush_ms = (unsigned)pData->conf.batch_flush_ms;
+	nc.recycle_ms = (unsigned)pData->conf.recycle_ms;
+	nc.v1 = pData->conf.protocol == OMD_V1;
+	nc.ssl_ctx = pData->ssl_ctx;
+	nc.server_name = pData->conf.tls_servername;
+	nc.ring = pData->ring;
+	nc.ctr = &pData->ctr;
+	nc.log = glue_log;
+	nc.log_ud = (void *)MODNAME;
+	if (omd_net_new(&nc, &pData->net) != LGR_OK)
+		LogError(0, RS_RET_ERR, "%s: cannot start the network thread; envelopes are dropped", name);
+out:
+	pthread_mutex_unlock(&pData->start_mut);
+}
+
+/* A message that gave no envelope: counted, and logged at most LOG_BURST times per LOG_WINDOW_S. */
+static void bad_input(instanceData *pData, int rc, bool from_iml, size_t size)
+{
+	time_t now = time(NULL);
+	uint64_t suppressed = 0;
+	bool log = false;
+
+	__atomic_add_fetch(&pData->invalid, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&pData->log_mut);
+	if (now - pData->log_window >= LOG_WINDOW_S) {
+		pData->log_window = now;
+		pData->log_lines = 0;
+	}
+	if (pData->log_lines < LOG_BURST) {
+		pData->log_lines++;
+		log = true;
+		suppressed = pData->log_suppressed;
+		pData->log_suppressed = 0;
+	} else {
+		pData->log_suppressed++;
+	}
+	pthread_mutex_unlock(&pData->log_mut);
+	if (!log)
+		return;
+	if (size > 0)
+		LogMsg(0, NO_ERRCODE, LOG_WARNING,
+			MODNAME ": an envelope of %zu bytes is larger than a router takes; dropped "
+				"(%" PRIu64 " similar lines suppressed before this one)",
+			size, suppressed);
+	else
+		LogMsg(0, NO_ERRCODE, LOG_WARNING,
+			MODNAME ": cannot rebuild an envelope from a message%s: %s; dropped "
+				"(%" PRIu64 " similar lines suppressed before this one)",
+			from_iml ? " ($!loggregator)" : "", lgr_strerror(rc), suppressed);
+}
+
+/* The core's log hook for this module: glue_log, at most LOG_BURST lines per LOG_WINDOW_S (debug lines apart),
+ * because the transport reports every failed connection attempt to an unreachable router. The network thread's
+ * own lines (unreachable routers, drops) are rate-limited per action and go to glue_log directly, so that the
+ * transport's lines cannot crowd them out. */
+static pthread_mutex_t hook_mut = PTHREAD_MUTEX_INITIALIZER;
+static time_t hook_window;
+static unsigned hook_lines;
+static uint64_t hook_suppressed;
+
+static void omd_log(enum lgr_log_level level, const char *msg, void *ud)
+{
+	time_t now;
+	uint64_t suppressed = 0;
+	bool pass = true;
+	char line[640];
+
+	if (level < LGR_LOG_DEBUG) {
+		now = time(NULL);
+		pthread_mutex_lock(&hook_mut);
+		if (now - hook_window >= LOG_WINDOW_S) {
+			hook_window = now;
+			hook_lines = 0;
+		}
+		pass = hook_lines < LOG_BURST;
+		if (pass) {
+			hook_lines++;
+			suppressed = hook_suppressed;
+			hook_suppressed = 0;
+		} else {
+			hook_suppressed++;
+		}
+		pthread_mutex_unlock(&hook_mut);
+	}
+	if (!pass)
+		return;
+	if (suppressed > 0) {
+		snprintf(line, sizeof(line), "%s (%" PRIu64 " lines suppressed before this one)", msg, suppressed);
+		msg = line;
+	}
+	glue_log(level, msg, ud);
 }
 
 /* rsyslog's entry points: its macros are not statements clang-format understands, so it keeps off them */
@@ -228,16 +456,28 @@ finalize_it:
 
 BEGINcreateInstance
 CODESTARTcreateInstance
+	pthread_mutex_init(&pData->start_mut, NULL);
+	pthread_mutex_init(&pData->log_mut, NULL);
+	pthread_mutex_init(&pData->stats_mut, NULL);
 ENDcreateInstance
 
 BEGINcreateWrkrInstance
 CODESTARTcreateWrkrInstance
+	net_start(pWrkrData->pData);
 ENDcreateWrkrInstance
 
 BEGINfreeInstance
 CODESTARTfreeInstance
+	omd_net_free(pData->net, SHUTDOWN_MS);
+	pData->net = NULL;
 	if (pData->stats != NULL)
 		statsobj.Destruct(&pData->stats);
+	lgr_ring_free(pData->ring);
+	SSL_CTX_free(pData->ssl_ctx);
+	pthread_mutex_destroy(&pData->start_mut);
+	pthread_mutex_destroy(&pData->log_mut);
+	pthread_mutex_destroy(&pData->stats_mut);
+	free(pData->action_name);
 	lgr_conf_free(&omd_table, &pData->conf);
 ENDfreeInstance
 
@@ -258,37 +498,93 @@ BEGINtryResume
 CODESTARTtryResume
 ENDtryResume
 
-/* The core passes the message object (OMSR_TPL_AS_MSG) and keeps owning it. */
+/*
+ * The core passes the message object (entry 0, OMSR_TPL_AS_MSG; the core keeps owning it) and the rendered
+ * templates that were configured. Whatever happens, the action succeeds: a message that gives no envelope is a
+ * counted drop, never a retry.
+ */
 BEGINdoAction_NoStrings
-	smsg_t *const msg = ((smsg_t **)pMsgData)[0];
+	void **params = pMsgData;
+	smsg_t *const msg = params[0];
+	instanceData *const pData = pWrkrData->pData;
+	struct msgenv_tpl tpl;
+	struct lgr_env *env = NULL;
+	const uint8_t *wire;
+	size_t len = 0;
+	bool from_iml = false;
+	int rc;
 CODESTARTdoAction
-	(void)msg;
+	tpl.source_id = pData->tpl_sid > 0 ? params[pData->tpl_sid] : NULL;
+	tpl.instance_id = pData->tpl_iid > 0 ? params[pData->tpl_iid] : NULL;
+	tpl.source_type = pData->tpl_stype > 0 ? params[pData->tpl_stype] : NULL;
+	rc = msgenv_build(msg, &tpl, NULL, &env, &from_iml);
+	/* encoded here, on rsyslog's workers, so that the network thread only copies bytes */
+	if (rc == LGR_OK)
+		rc = lgr_env_encode(env, &wire, &len);
+	if (rc != LGR_OK || len > MAX_ENVELOPE) {
+		bad_input(pData, rc, from_iml, rc == LGR_OK ? len : 0);
+		lgr_env_unref(env);
+		FINALIZE;
+	}
+	lgr_ring_push(pData->ring, env); /* ownership transferred; a full ring drops its oldest */
+finalize_it:
 ENDdoAction
 
 BEGINnewActInst
-	struct cnfparamvals *pvals = NULL;
+	struct cnfparamvals *pvals = NULL, *nvals = NULL;
+	struct lgr_ring_conf rconf = {0};
 	char err[GLUE_ERR_MAX];
+	const char *tpls[3];
+	int ntpl = 0, i;
 	uchar *tpl = NULL;
 CODESTARTnewActInst
 	pvals = nvlstGetParams(lst, &actpblk, NULL);
 	if (pvals == NULL)
 		ABORT_FINALIZE(RS_RET_MISSING_CNFPARAMS);
 	CHKiRet(createInstance(&pData));
+	nvals = nvlstGetParams(lst, &nameblk, NULL);
+	if (nvals != NULL && nvals[0].bUsed)
+		CHKmalloc(pData->action_name = es_str2cstr(nvals[0].val.d.estr, NULL));
 	if (glue_conf_load(&omd_table, &actpblk, pvals, &pData->conf, err, sizeof(err)) != LGR_OK) {
 		LogError(0, RS_RET_CONF_PARAM_INVLD, "%s", err);
 		ABORT_FINALIZE(RS_RET_CONF_PARAM_INVLD);
 	}
 	if (!pData->conf.tls)
 		LogMsg(0, NO_ERRCODE, LOG_WARNING, MODNAME ": tls=\"off\": plaintext, for tests and loopback only");
-	CODE_STD_STRING_REQUESTnewActInst(1)
+	CHKiRet(tls_init(pData));
+	rconf.capacity = (size_t)pData->conf.buffer_size;
+	rconf.drop = omd_item_free;
+	rconf.eventfd = true;
+	if (lgr_ring_new(&rconf, &pData->ring) != LGR_OK)
+		ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
+	if (pData->conf.source_id_tpl != NULL) {
+		tpls[ntpl++] = pData->conf.source_id_tpl;
+		pData->tpl_sid = ntpl;
+	}
+	if (pData->conf.instance_id_tpl != NULL) {
+		tpls[ntpl++] = pData->conf.instance_id_tpl;
+		pData->tpl_iid = ntpl;
+	}
+	if (pData->conf.source_type_tpl != NULL) {
+		tpls[ntpl++] = pData->conf.source_type_tpl;
+		pData->tpl_stype = ntpl;
+	}
+	CODE_STD_STRING_REQUESTnewActInst(1 + ntpl)
 	/* the name is not used for a message-passing entry, but the core wants one */
 	CHKmalloc(tpl = (uchar *)strdup("RSYSLOG_FileFormat"));
 	CHKiRet(OMSRsetEntry(*ppOMSR, 0, tpl, OMSR_TPL_AS_MSG));
 	tpl = NULL; /* ownership transferred */
+	for (i = 0; i < ntpl; i++) {
+		CHKmalloc(tpl = (uchar *)strdup(tpls[i]));
+		CHKiRet(OMSRsetEntry(*ppOMSR, 1 + i, tpl, OMSR_NO_RQD_TPL_OPTS));
+		tpl = NULL; /* ownership transferred */
+	}
 	CHKiRet(stats_init(pData));
 CODE_STD_FINALIZERnewActInst
 	free(tpl);
 	cnfparamvalsDestruct(pvals, &actpblk);
+	if (nvals != NULL)
+		cnfparamvalsDestruct(nvals, &nameblk);
 ENDnewActInst
 
 NO_LEGACY_CONF_parseSelectorAct
@@ -312,6 +608,6 @@ CODESTARTmodInit
 CODEmodInit_QueryRegCFSLineHdlr
 	CHKiRet(objUse(statsobj, CORE_COMPONENT));
 	glue_paramblk_init(&omd_table, actpdescr, &actpblk);
-	lgr_log_set(glue_log, (void *)MODNAME);
+	lgr_log_set(omd_log, (void *)MODNAME);
 ENDmodInit
 	/* clang-format on */

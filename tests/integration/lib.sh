@@ -321,3 +321,97 @@ lgr_record_count() {
 
 # lgr_records_reach FILE TOKEN N: at least N records in FILE (for lgr_wait_for).
 lgr_records_reach() { [ "$(lgr_record_count "$1" "$2")" -ge "$3" ]; }
+
+# ---- helpers of the omdoppler tests: routers (grpc-js) and a second rsyslogd in the background ----------------
+# A test that uses them calls lgr_bg_init right after lgr_init: on exit the background processes are killed, then
+# lgr_cleanup runs as before.
+
+LGR_BG_PIDS=()
+LGR_PID2=
+LGR_PIDFILE2=
+
+lgr_bg_cleanup() {
+	local rc=$? p
+	for p in "${LGR_BG_PIDS[@]}" "$LGR_PID2"; do
+		[ -n "$p" ] && kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
+	(exit "$rc")
+	lgr_cleanup
+}
+
+lgr_bg_init() {
+	trap lgr_bg_cleanup EXIT
+	LGR_PIDFILE2=$LGR_WORK/rsyslogd2.pid
+}
+
+# lgr_router NAME ARGS...: starts a grpc-js router (peer.js router) on 127.0.0.1 port 0 with ARGS, its output in
+# $LGR_WORK/NAME.out, its port file $LGR_WORK/NAME.port; waits for the port and sets LGR_PORT and LGR_ROUTER_PID.
+# Not for use in $(...).
+lgr_router() {
+	local name=$1
+	shift
+	rm -f "$LGR_WORK/$name.port"
+	node "$LGR_PEER_DIR/peer.js" router --port-file "$LGR_WORK/$name.port" "$@" \
+		>"$LGR_WORK/$name.out" 2>"$LGR_WORK/$name.err" &
+	LGR_ROUTER_PID=$!
+	LGR_BG_PIDS+=("$LGR_ROUTER_PID")
+	lgr_wait_for "router $name to listen" lgr_has_port "$LGR_WORK/$name.port"
+	LGR_PORT=$(tr -d ' \n' <"$LGR_WORK/$name.port")
+}
+
+# lgr_router_kill PID: SIGKILL, and waits for it.
+lgr_router_kill() {
+	kill -KILL "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	return 0
+}
+
+lgr_gone2() { ! kill -0 "$LGR_PID2" 2>/dev/null; }
+
+# lgr_start2 CONF / lgr_stop2: a second private rsyslogd, as lgr_start / lgr_stop do for the first (pid file
+# rsyslogd2.pid, output rsyslogd2.out, valgrind log valgrind2.log).
+lgr_start2() {
+	local conf=$1
+	lgr_validate "$conf"
+	rm -f "$LGR_PIDFILE2"
+	if [ "$LGR_VALGRIND" = 1 ]; then
+		valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+			--suppressions="$lgr_here/valgrind.supp" --log-file="$LGR_WORK/valgrind2.log" \
+			"$RSYSLOGD" -n -f "$conf" -i "$LGR_PIDFILE2" >"$LGR_WORK/rsyslogd2.out" 2>&1 &
+	else
+		"$RSYSLOGD" -n -f "$conf" -i "$LGR_PIDFILE2" >"$LGR_WORK/rsyslogd2.out" 2>&1 &
+	fi
+	LGR_PID2=$!
+	lgr_wait_for "the second rsyslogd to write its pid file" lgr_nonempty "$LGR_PIDFILE2"
+}
+
+lgr_stop2() {
+	local rc
+	[ -n "$LGR_PID2" ] || lgr_fail "lgr_stop2 without a second rsyslogd"
+	kill -TERM "$LGR_PID2" 2>/dev/null || lgr_fail "the second rsyslogd was not running at stop"
+	lgr_wait_for "the second rsyslogd to exit after SIGTERM" lgr_gone2
+	wait "$LGR_PID2"
+	rc=$?
+	LGR_PID2=
+	if [ "$LGR_VALGRIND" = 1 ]; then
+		lgr_valgrind_clean "$LGR_WORK/valgrind2.log" || lgr_fail "valgrind reported errors in the second rsyslogd"
+	fi
+	[ "$rc" -eq 0 ] || lgr_fail "the second rsyslogd exited with status $rc"
+}
+
+# lgr_stat_sum_is FILE NAME_ERE A B C: counter A equals B + C in the last impstats line of the object (for
+# lgr_wait_for).
+lgr_stat_sum_is() {
+	local a b c
+	a=$(lgr_stat "$1" "$2" "$3")
+	b=$(lgr_stat "$1" "$2" "$4")
+	c=$(lgr_stat "$1" "$2" "$5")
+	[ -n "$a" ] && [ -n "$b" ] && [ -n "$c" ] && [ "$a" -eq $((b + c)) ]
+}
+
+# lgr_stat_ge FILE NAME_ERE COUNTER N: COUNTER >= N (for lgr_wait_for).
+lgr_stat_ge() {
+	local v
+	v=$(lgr_stat "$1" "$2" "$3")
+	[ -n "$v" ] && [ "$v" -ge "$4" ]
+}

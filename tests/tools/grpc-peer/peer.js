@@ -47,6 +47,24 @@
 //     rst: the RST_STREAM code when the stream was reset; error: a session or stream error code).
 //   node peer.js udp --target HOST:PORT --input F
 //     Each line of F (as Pusher input) becomes one datagram. Prints {"event":"result","sent":n}.
+//
+// Router tool (tests/integration/omdoppler-*.sh): a stand-in for a Loggregator router (doppler).
+//
+//   node peer.js router [--port 0] [--port-file F] [--tls --ca F --cert F --key F] --records F --token T
+//       [--v1-records F] [--eof] [--stall-file F]
+//     Serves /loggregator.v2.Ingress/Sender, BatchSender and Send and /plumbing.DopplerIngestor/Pusher on
+//     127.0.0.1 (mutual TLS with --tls: client certificates must chain to --ca). Every v2 envelope received is
+//     appended to --records as one record in the form tests/tools/grpc-peer/records.py reads (the form of lib.sh's
+//     lgr_record_template, markers of token T: source_id as app-name, instance_id as procid, severity err for ERR
+//     logs else info, the timestamp in RFC 3339 with microseconds, the client's IP, the JSON form without the
+//     payload, then the payload bytes, or for other types a one-line summary naming the counter, metric, timer or
+//     event), so that `records.py check` compares them with what was sent. Every v1 envelope of a Pusher stream is
+//     appended to --v1-records as {"v1": <events.Envelope as protobufjs JSON>}. Writes the bound port to
+//     --port-file (and prints {"event":"listening","port":P}); after each call prints {"event":"call",
+//     "method":m,"envelopes":n,"peer":p,"end":"half-close"|"cancelled"}. A stream the client half-closes is
+//     answered with OK, or with --eof as the real Go router answers it: UNKNOWN "EOF". While --stall-file exists
+//     the router reads nothing (every call is paused, so HTTP/2 flow control stops the client); once it is
+//     removed reading resumes. Runs until SIGTERM or SIGINT.
 'use strict';
 
 const fs = require('fs');
@@ -60,7 +78,7 @@ function parseArgs(argv) {
     const a = argv[i];
     if (!a.startsWith('--')) {
       opts._.push(a);
-    } else if (a === '--tls' || a === '--stream') {
+    } else if (a === '--tls' || a === '--stream' || a === '--eof') {
       opts[a.slice(2)] = true;
     } else {
       opts[a.slice(2)] = argv[++i];
@@ -675,6 +693,180 @@ function runUdp(opts, types) {
   one();
 }
 
+// ---- router tool ----------------------------------------------------------------------------------------------
+
+// The timestamp (ns, as a decimal string) in RFC 3339, UTC, with microseconds.
+function rfc3339Micro(ns) {
+  const t = BigInt(ns);
+  const secs = t / 1000000000n;
+  const micros = (t % 1000000000n) / 1000n;
+  const base = new Date(Number(secs) * 1000).toISOString().replace(/\.\d{3}Z$/, '');
+  return base + '.' + String(micros).padStart(6, '0') + 'Z';
+}
+
+// One record of records.py's form for an encoded v2 envelope received from ip.
+function routerRecord(types, token, ip, wire) {
+  const env = canonV2(types, wire);
+  let msg;
+  let severity = 'info';
+  if (env.log) {
+    msg = Buffer.from(env.log.payload, 'base64');
+    if (env.log.type === 'ERR') severity = 'err';
+    delete env.log.payload;
+  } else if (env.counter) {
+    msg = Buffer.from('counter ' + env.counter.name);
+  } else if (env.gauge) {
+    msg = Buffer.from('gauge ' + Object.keys(env.gauge.metrics).join(' '));
+  } else if (env.timer) {
+    msg = Buffer.from('timer ' + env.timer.name);
+  } else if (env.event) {
+    msg = Buffer.from('event ' + env.event.title);
+  } else {
+    msg = Buffer.from('envelope without a message');
+  }
+  const us = '\x1f';
+  const head = '@@LGR-' + token + '@@' + env.source_id + us + env.instance_id + us + severity + us +
+    rfc3339Micro(env.timestamp) + us + ip + us + JSON.stringify(env) + us;
+  return Buffer.concat([Buffer.from(head), msg, Buffer.from('##LGR-' + token + '##\n')]);
+}
+
+// Envelopes of one EnvelopeBatch (field 1, repeated), as encoded bytes.
+function batchEnvelopes(buf) {
+  const out = [];
+  let pos = 0;
+  while (pos < buf.length) {
+    let key;
+    [key, pos] = readVarint(buf, pos);
+    const wt = Number(key & 7n);
+    if (wt === 0) {
+      [, pos] = readVarint(buf, pos);
+      continue;
+    }
+    if (wt === 1 || wt === 5) {
+      pos += wt === 1 ? 8 : 4;
+      continue;
+    }
+    if (wt !== 2) throw new Error('wire type ' + wt);
+    let len;
+    [len, pos] = readVarint(buf, pos);
+    const body = buf.subarray(pos, pos + Number(len));
+    pos += Number(len);
+    if (Number(key >> 3n) === 1) out.push(body);
+  }
+  return out;
+}
+
+function peerIp(call) {
+  const p = call.getPeer();
+  const m = /^(?:ipv[46]:)?\[?([^\]]*?)\]?:\d+$/.exec(p);
+  return m ? m[1] : p;
+}
+
+function runRouter(opts, types) {
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 10 * 1024 * 1024 });
+  const records = fs.openSync(opts.records, 'a');
+  const v1Records = opts['v1-records'] ? fs.openSync(opts['v1-records'], 'a') : null;
+  const token = opts.token || 'router';
+  const stallFile = opts['stall-file'];
+  const calls = new Set();
+  let stalled = false;
+
+  const stallCheck = () => {
+    const now = stallFile !== undefined && fs.existsSync(stallFile);
+    if (now === stalled) return;
+    stalled = now;
+    for (const c of calls) {
+      if (stalled) c.pause();
+      else c.resume();
+    }
+    say({ event: stalled ? 'stalled' : 'resumed' });
+  };
+  if (stallFile !== undefined) setInterval(stallCheck, 20);
+
+  const record = (ip, wire) => fs.writeSync(records, routerRecord(types, token, ip, wire));
+  const unpack = {
+    Sender: (ip, msg) => { record(ip, msg); return 1; },
+    BatchSender: (ip, msg) => {
+      const envs = batchEnvelopes(msg);
+      for (const e of envs) record(ip, e);
+      return envs.length;
+    },
+    Pusher: (ip, msg) => {
+      const envs = batchEnvelopes(msg); /* EnvelopeData: payload = 1 */
+      for (const e of envs) {
+        const obj = types.v1.toObject(types.v1.decode(e),
+          { longs: String, enums: String, bytes: String, json: true, defaults: false });
+        if (v1Records !== null) fs.writeSync(v1Records, JSON.stringify({ v1: obj }) + '\n');
+      }
+      return envs.length;
+    },
+  };
+  const streaming = (method) => (call, callback) => {
+    const ip = peerIp(call);
+    let n = 0;
+    let ended = false;
+    calls.add(call);
+    if (stalled) call.pause();
+    const finish = (how) => {
+      if (ended) return;
+      ended = true;
+      calls.delete(call);
+      say({ event: 'call', method, envelopes: n, peer: call.getPeer(), end: how });
+    };
+    call.on('data', (msg) => {
+      try {
+        n += unpack[method](ip, msg);
+      } catch (e) {
+        say({ event: 'error', method, error: String(e) });
+      }
+    });
+    call.on('end', () => {
+      if (opts.eof) callback({ code: grpc.status.UNKNOWN, details: 'EOF' });
+      else callback(null, Buffer.alloc(0));
+      finish('half-close');
+    });
+    call.on('cancelled', () => finish('cancelled'));
+    call.on('error', () => finish('cancelled'));
+  };
+  const def = (path, stream) => ({
+    path, requestStream: stream, responseStream: false,
+    requestSerialize: identity, requestDeserialize: identity,
+    responseSerialize: identity, responseDeserialize: identity,
+  });
+  server.addService({
+    Sender: def(INGRESS_PATHS.Sender, true),
+    BatchSender: def(INGRESS_PATHS.BatchSender, true),
+    Send: def(INGRESS_PATHS.Send, false),
+  }, {
+    Sender: streaming('Sender'),
+    BatchSender: streaming('BatchSender'),
+    Send: (call, callback) => {
+      const n = unpack.BatchSender(peerIp(call), call.request);
+      callback(null, Buffer.alloc(0));
+      say({ event: 'call', method: 'Send', envelopes: n, peer: call.getPeer(), end: 'unary' });
+    },
+  });
+  server.addService({ Pusher: def(INGRESS_PATHS.Pusher, true) }, { Pusher: streaming('Pusher') });
+  server.bindAsync('127.0.0.1:' + (opts.port || '0'), serverCreds(opts), (err, port) => {
+    if (err) {
+      say({ event: 'error', error: err.message });
+      process.exit(1);
+    }
+    if (opts['port-file']) {
+      fs.writeFileSync(opts['port-file'] + '.tmp', port + '\n');
+      fs.renameSync(opts['port-file'] + '.tmp', opts['port-file']);
+    }
+    say({ event: 'listening', port });
+  });
+  const quit = () => {
+    fs.closeSync(records);
+    if (v1Records !== null) fs.closeSync(v1Records);
+    process.exit(0);
+  };
+  process.on('SIGTERM', quit);
+  process.on('SIGINT', quit);
+}
+
 function main() {
   const opts = parseArgs(process.argv.slice(2));
   const protoDir = opts['proto-dir'] || path.join(__dirname, '..', '..', '..', 'lib', 'proto');
@@ -686,8 +878,9 @@ function main() {
   else if (mode === 'raw') runRaw(opts);
   else if (mode === 'h2') runH2(opts);
   else if (mode === 'udp') runUdp(opts, loadRoot(protoDir));
+  else if (mode === 'router') runRouter(opts, loadRoot(protoDir));
   else {
-    process.stderr.write('usage: peer.js server|client|send|raw|h2|udp [options] (see the header of peer.js)\n');
+    process.stderr.write('usage: peer.js server|client|send|raw|h2|udp|router [options] (see the header of peer.js)\n');
     process.exit(2);
   }
 }

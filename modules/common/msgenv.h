@@ -1,0 +1,49 @@
+/*
+ * msgenv.h: an rsyslog message back to a Loggregator v2 envelope, for the outputs (omdoppler, omfirehose). Include
+ * after rsyslog's headers ("rsyslog.h", "msg.h").
+ *
+ * Two kinds of messages reach an output:
+ * - from imloggregator: the message carries the whole envelope in $!loggregator (the JSON form without the log
+ *   payload) and the payload as %msg%. The envelope is rebuilt from both without loss (lgr_fjson_parse), every type,
+ *   binary payloads included (the %msg% bytes are taken by length, so NUL bytes survive);
+ * - from any other input (imfile, imtcp, imjournal): the message becomes a Log envelope: payload %msg%, source_id
+ *   and instance_id from the caller's rendered templates or else %app-name% and %procid% ("-", rsyslog's nil value,
+ *   becomes ""), tags["source_type"] from the caller's template or else "APP" (where Loggregator keeps a log's
+ *   source type), type ERR for severities emerg..err and OUT otherwise, timestamp %timereported% in UNIX ns.
+ *
+ * Threads: reentrant. The message is only read; its JSON is read under the message's own mutex, as rsyslog's
+ * accessors do, because a ruleset running on another thread may still set variables of a message an output holds.
+ */
+#ifndef LGR_MSGENV_H
+#define LGR_MSGENV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lgr.h"
+#include "lgr_env.h"
+
+/* Rendered templates for messages not from imloggregator; a NULL member takes the default described above. */
+struct msgenv_tpl {
+	const char *source_id;
+	const char *instance_id;
+	const char *source_type;
+};
+
+/*
+ * Builds the envelope of msg into *out (refcount 1, the caller's). lim bounds what $!loggregator may hold (NULL:
+ * defaults). When from_iml is not NULL it tells whether msg carried $!loggregator.
+ * Returns LGR_OK; for a message that carried $!loggregator, lgr_fjson_parse()'s errors when the tree cannot be
+ * read back (LGR_EDECODE, LGR_ELIMIT, LGR_ETOOBIG, LGR_EUNSUPPORTED); LGR_EDECODE when $!loggregator is not an
+ * object; LGR_EINVAL (NULL argument); LGR_ENOMEM. On error *out is NULL.
+ */
+int msgenv_build(
+	smsg_t *msg, const struct msgenv_tpl *tpl, const struct lgr_limits *lim, struct lgr_env **out, bool *from_iml);
+
+/*
+ * The syslog time t (any UTC offset, any fraction precision) as UNIX ns; 0 for an unset time (timeType 0).
+ * Exposed for tests.
+ */
+int64_t msgenv_time_ns(const struct syslogTime *t);
+
+#endif
