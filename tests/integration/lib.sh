@@ -174,18 +174,26 @@ lgr_has_port() { [ -s "$1" ] && grep -Eqx '[[:space:]]*[1-9][0-9]*[[:space:]]*' 
 
 # lgr_start CONF: validates CONF, starts a private rsyslogd in the foreground mode (in the background of this
 # shell) and waits until it wrote its pid file.
+# lgr_spawn CONF PIDFILE N: starts rsyslogd in the background (under valgrind with LGR_VALGRIND=1), its output in
+# rsyslogdN.out and valgrind's in valgrindN.log; the pid in LGR_SPAWNED.
+lgr_spawn() {
+	local conf=$1 pidfile=$2 n=$3
+	if [ "$LGR_VALGRIND" = 1 ]; then
+		valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+			--suppressions="$lgr_here/valgrind.supp" --log-file="$LGR_WORK/valgrind$n.log" \
+			"$RSYSLOGD" -n -f "$conf" -i "$pidfile" >"$LGR_WORK/rsyslogd$n.out" 2>&1 &
+	else
+		"$RSYSLOGD" -n -f "$conf" -i "$pidfile" >"$LGR_WORK/rsyslogd$n.out" 2>&1 &
+	fi
+	LGR_SPAWNED=$!
+}
+
 lgr_start() {
 	local conf=$1
 	lgr_validate "$conf"
 	rm -f "$LGR_PIDFILE"
-	if [ "$LGR_VALGRIND" = 1 ]; then
-		valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-			--suppressions="$lgr_here/valgrind.supp" --log-file="$LGR_WORK/valgrind.log" \
-			"$RSYSLOGD" -n -f "$conf" -i "$LGR_PIDFILE" >"$LGR_WORK/rsyslogd.out" 2>&1 &
-	else
-		"$RSYSLOGD" -n -f "$conf" -i "$LGR_PIDFILE" >"$LGR_WORK/rsyslogd.out" 2>&1 &
-	fi
-	LGR_PID=$!
+	lgr_spawn "$conf" "$LGR_PIDFILE" ""
+	LGR_PID=$LGR_SPAWNED
 	lgr_wait_for "rsyslogd to write its pid file" lgr_nonempty "$LGR_PIDFILE"
 	[ "$(cat "$LGR_PIDFILE")" = "$LGR_PID" ] || lgr_fail "pid file holds $(cat "$LGR_PIDFILE"), expected $LGR_PID"
 }
@@ -374,14 +382,8 @@ lgr_start2() {
 	local conf=$1
 	lgr_validate "$conf"
 	rm -f "$LGR_PIDFILE2"
-	if [ "$LGR_VALGRIND" = 1 ]; then
-		valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-			--suppressions="$lgr_here/valgrind.supp" --log-file="$LGR_WORK/valgrind2.log" \
-			"$RSYSLOGD" -n -f "$conf" -i "$LGR_PIDFILE2" >"$LGR_WORK/rsyslogd2.out" 2>&1 &
-	else
-		"$RSYSLOGD" -n -f "$conf" -i "$LGR_PIDFILE2" >"$LGR_WORK/rsyslogd2.out" 2>&1 &
-	fi
-	LGR_PID2=$!
+	lgr_spawn "$conf" "$LGR_PIDFILE2" 2
+	LGR_PID2=$LGR_SPAWNED
 	lgr_wait_for "the second rsyslogd to write its pid file" lgr_nonempty "$LGR_PIDFILE2"
 }
 
