@@ -1,10 +1,12 @@
 /*
- * glue.h: the rsyslog glue the three modules share: the core's reporting hook forwarded to rsyslog's log, and a
- * configuration table (lgr_conf) turned into rsyslog's parameter block and fed from rsyslog's parsed values.
+ * glue.h: the rsyslog glue the three modules share: the core's reporting hook forwarded to rsyslog's log, a
+ * configuration table (lgr_conf) turned into rsyslog's parameter block and fed from rsyslog's parsed values, and
+ * the impstats object each module registers.
  *
  * Header-only on purpose: every module is one shared object that must export only modInit, and including these
  * few static functions keeps each module self-contained without another source file per module. Include it
- * after rsyslog's headers (rsyslog's "config.h" first, then "rsyslog.h", "errmsg.h", "debug.h", "rainerscript.h").
+ * after rsyslog's headers (rsyslog's "config.h" first, then "rsyslog.h", "errmsg.h", "debug.h", "statsobj.h",
+ * "rainerscript.h"). Also the impstats object each module registers.
  */
 #ifndef LGR_MODULES_GLUE_H
 #define LGR_MODULES_GLUE_H
@@ -14,6 +16,40 @@
 
 #include "lgr.h"
 #include "lgr_conf.h"
+
+/* A counter of a module's impstats object. */
+struct glue_counter {
+	const char *name;
+	intctr_t *ctr;
+};
+
+#ifndef HAVE_ATOMIC_BUILTINS64
+#error "the counters are updated with 64-bit atomics: rsyslog without them keeps a mutex per counter"
+#endif
+
+/*
+ * Makes the impstats object name (origin origin) with the resettable counters ctrs[0..n), each set to 0, and the
+ * read notifier fn (NULL: none). so is the module's statsobj interface.
+ */
+static rsRetVal __attribute__((unused)) glue_stats_new(statsobj_if_t *so, statsobj_t **out, const char *name,
+	const char *origin, const struct glue_counter *ctrs, size_t n, statsobj_read_notifier_t fn, void *ud)
+{
+	size_t i;
+	DEFiRet;
+
+	CHKiRet(so->Construct(out));
+	CHKiRet(so->SetName(*out, (uchar *)name));
+	CHKiRet(so->SetOrigin(*out, (uchar *)origin));
+	for (i = 0; i < n; i++) {
+		*ctrs[i].ctr = 0;
+		CHKiRet(so->AddCounter(*out, (uchar *)ctrs[i].name, ctrType_IntCtr, CTR_FLAG_RESETTABLE, ctrs[i].ctr));
+	}
+	if (fn != NULL)
+		CHKiRet(so->SetReadNotifier(*out, fn, ud));
+	CHKiRet(so->ConstructFinalize(*out));
+finalize_it:
+	RETiRet;
+}
 
 /* Room for one configuration message (lgr_conf messages quote at most 64 bytes of a value). */
 #define GLUE_ERR_MAX 640

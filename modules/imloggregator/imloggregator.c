@@ -370,27 +370,17 @@ static void stats_read(statsobj_t *stats, void *ud)
 
 static rsRetVal inst_stats_init(instanceConf_t *inst)
 {
+	const struct glue_counter ctrs[] = {
+		{"ingress", &inst->ctr_ingress},
+		{"dropped.ingress", &inst->ctr_dropped},
+		{"invalid", &inst->ctr_invalid},
+	};
 	char name[256];
-	DEFiRet;
 
 	inst_name(inst, name, sizeof(name));
 	pthread_mutex_init(&inst->stats_mut, NULL);
-	CHKiRet(statsobj.Construct(&inst->stats));
-	CHKiRet(statsobj.SetName(inst->stats, (uchar *)name));
-	CHKiRet(statsobj.SetOrigin(inst->stats, (uchar *)MODNAME));
-	STATSCOUNTER_INIT(inst->ctr_ingress, inst->mut_ctr_ingress);
-	CHKiRet(statsobj.AddCounter(
-		inst->stats, (uchar *)"ingress", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &inst->ctr_ingress));
-	STATSCOUNTER_INIT(inst->ctr_dropped, inst->mut_ctr_dropped);
-	CHKiRet(statsobj.AddCounter(
-		inst->stats, (uchar *)"dropped.ingress", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &inst->ctr_dropped));
-	STATSCOUNTER_INIT(inst->ctr_invalid, inst->mut_ctr_invalid);
-	CHKiRet(statsobj.AddCounter(
-		inst->stats, (uchar *)"invalid", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &inst->ctr_invalid));
-	CHKiRet(statsobj.SetReadNotifier(inst->stats, stats_read, inst));
-	CHKiRet(statsobj.ConstructFinalize(inst->stats));
-finalize_it:
-	RETiRet;
+	return glue_stats_new(
+		&statsobj, &inst->stats, name, MODNAME, ctrs, sizeof(ctrs) / sizeof(ctrs[0]), stats_read, inst);
 }
 
 /* The TLS context of a gRPC listener; errors name the instance and the file at fault. */

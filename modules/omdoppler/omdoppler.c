@@ -289,32 +289,18 @@ static void stats_read(statsobj_t *stats, void *ud)
 
 static rsRetVal stats_init(instanceData *pData)
 {
+	const struct glue_counter ctrs[] = {
+		{"ingress", &pData->ctr_ingress},
+		{"egress", &pData->ctr_egress},
+		{"dropped.egress", &pData->ctr_dropped},
+		{"router.connects", &pData->ctr_connects},
+		{"router.errors", &pData->ctr_errors},
+	};
 	char name[256];
-	DEFiRet;
 
 	inst_name(pData, name, sizeof(name));
-	CHKiRet(statsobj.Construct(&pData->stats));
-	CHKiRet(statsobj.SetName(pData->stats, (uchar *)name));
-	CHKiRet(statsobj.SetOrigin(pData->stats, (uchar *)MODNAME));
-	STATSCOUNTER_INIT(pData->ctr_ingress, pData->mut_ctr_ingress);
-	CHKiRet(statsobj.AddCounter(
-		pData->stats, (uchar *)"ingress", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &pData->ctr_ingress));
-	STATSCOUNTER_INIT(pData->ctr_egress, pData->mut_ctr_egress);
-	CHKiRet(statsobj.AddCounter(
-		pData->stats, (uchar *)"egress", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &pData->ctr_egress));
-	STATSCOUNTER_INIT(pData->ctr_dropped, pData->mut_ctr_dropped);
-	CHKiRet(statsobj.AddCounter(
-		pData->stats, (uchar *)"dropped.egress", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &pData->ctr_dropped));
-	STATSCOUNTER_INIT(pData->ctr_connects, pData->mut_ctr_connects);
-	CHKiRet(statsobj.AddCounter(
-		pData->stats, (uchar *)"router.connects", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &pData->ctr_connects));
-	STATSCOUNTER_INIT(pData->ctr_errors, pData->mut_ctr_errors);
-	CHKiRet(statsobj.AddCounter(
-		pData->stats, (uchar *)"router.errors", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &pData->ctr_errors));
-	CHKiRet(statsobj.SetReadNotifier(pData->stats, stats_read, pData));
-	CHKiRet(statsobj.ConstructFinalize(pData->stats));
-finalize_it:
-	RETiRet;
+	return glue_stats_new(
+		&statsobj, &pData->stats, name, MODNAME, ctrs, sizeof(ctrs) / sizeof(ctrs[0]), stats_read, pData);
 }
 
 /* The client TLS context; errors name the action's routers and the file at fault. */

@@ -394,31 +394,18 @@ typedef struct wrkrInstanceData {
 
 static rsRetVal stats_init(instanceData *pData)
 {
+	const struct glue_counter ctrs[] = {
+		{"ingress", &pData->ctr_ingress},
+		{"egress", &pData->ctr_egress},
+		{"dropped.egress", &pData->ctr_dropped},
+		{"subscriptions", &pData->ctr_subscriptions},
+		{"slow_consumer", &pData->ctr_slow},
+	};
 	char name[256];
-	DEFiRet;
 
 	snprintf(name, sizeof(name), MODNAME "(%s:%d)", pData->conf.address, pData->conf.port);
-	CHKiRet(statsobj.Construct(&pData->stats));
-	CHKiRet(statsobj.SetName(pData->stats, (uchar *)name));
-	CHKiRet(statsobj.SetOrigin(pData->stats, (uchar *)MODNAME));
-	STATSCOUNTER_INIT(pData->ctr_ingress, pData->mut_ctr_ingress);
-	CHKiRet(statsobj.AddCounter(
-		pData->stats, (uchar *)"ingress", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &pData->ctr_ingress));
-	STATSCOUNTER_INIT(pData->ctr_egress, pData->mut_ctr_egress);
-	CHKiRet(statsobj.AddCounter(
-		pData->stats, (uchar *)"egress", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &pData->ctr_egress));
-	STATSCOUNTER_INIT(pData->ctr_dropped, pData->mut_ctr_dropped);
-	CHKiRet(statsobj.AddCounter(
-		pData->stats, (uchar *)"dropped.egress", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &pData->ctr_dropped));
-	STATSCOUNTER_INIT(pData->ctr_subscriptions, pData->mut_ctr_subscriptions);
-	CHKiRet(statsobj.AddCounter(pData->stats, (uchar *)"subscriptions", ctrType_IntCtr, CTR_FLAG_RESETTABLE,
-		&pData->ctr_subscriptions));
-	STATSCOUNTER_INIT(pData->ctr_slow, pData->mut_ctr_slow);
-	CHKiRet(statsobj.AddCounter(
-		pData->stats, (uchar *)"slow_consumer", ctrType_IntCtr, CTR_FLAG_RESETTABLE, &pData->ctr_slow));
-	CHKiRet(statsobj.ConstructFinalize(pData->stats));
-finalize_it:
-	RETiRet;
+	return glue_stats_new(
+		&statsobj, &pData->stats, name, MODNAME, ctrs, sizeof(ctrs) / sizeof(ctrs[0]), NULL, NULL);
 }
 
 /* rsyslog's entry points: its macros are not statements clang-format understands, so it keeps off them */
