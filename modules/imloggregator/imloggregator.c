@@ -68,6 +68,7 @@ DEFobjCurrIf(glbl) DEFobjCurrIf(ruleset) DEFobjCurrIf(statsobj) DEFobjCurrIf(pro
 #define IML_PORT_GRPC 3458 /* the real agent's ports */
 #define IML_PORT_UDP  3457
 #define SUBMIT_BATCH  1024 /* envelopes per multiSubmitMsg2 */
+#define DIRECT_BATCH  16   /* the same into a ruleset with a Direct queue (see submit_batch_max) */
 #define GRACE_MS      300  /* open calls may finish this long at shutdown (rsyslog allows inputs 1 s in all) */
 #define DRAIN_MS      400  /* then the submitters hand over what the rings hold for at most this long */
 
@@ -516,14 +517,21 @@ static qqueue_t *target_queue(instanceConf_t *inst)
  * a FULL_DELAY message waits inside it while the queue is above its full-delay mark: a batch larger than that mark
  * into a queue whose worker has gone idle would wait for a worker that never starts. A queue whose worker is idle is
  * empty, so a batch up to the mark always completes (and starts the worker); larger queues get SUBMIT_BATCH.
+ *
+ * A Direct queue runs the ruleset and frees each message inside multiSubmitMsg2, on this thread: small batches let
+ * the next batch reuse the memory the last one freed (glibc's per-thread caches), where a large one grows the heap
+ * by megabytes and hands it back to the kernel every time (measured: about 15 % less CPU per envelope at 16 than at
+ * 1024).
  */
 static int submit_batch_max(instanceConf_t *inst)
 {
 	qqueue_t *q = target_queue(inst);
 	int mark;
 
-	if (q == NULL || q->qType == QUEUETYPE_DIRECT)
+	if (q == NULL)
 		return SUBMIT_BATCH;
+	if (q->qType == QUEUETYPE_DIRECT)
+		return DIRECT_BATCH;
 	mark = q->iFullDlyMrk > 0 ? q->iFullDlyMrk : q->iMaxQueueSize;
 	if (mark <= 0 || mark > SUBMIT_BATCH)
 		return SUBMIT_BATCH;
