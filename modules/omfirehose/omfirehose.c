@@ -3,21 +3,34 @@
  * for subscribers (shard groups, selectors), an optional HTTPS gateway (/v2/read server-sent events and recent
  * envelopes per source id), and syslog drains driven by bindings.
  *
- * This file is the rsyslog glue: the parameter table, config checks, counters and the action lifecycle. Like
- * omdoppler it asks for the message object (OMSR_TPL_AS_MSG) through the non-transactional doAction. The
- * listeners, gateway and drains land in later changes; until then doAction counts each message as ingress and
- * accepts it.
+ * This file is the rsyslog glue: the parameter table, config checks, the TLS context, counters and the action
+ * lifecycle. The egress (subscribers, batching, the gRPC server and its network thread) is omf_egress.c (omf.h),
+ * the message mapping ../common/msgenv.c. The gateway and drains land in later changes.
  *
- * Threads: rsyslog may run several workers of one action at once; each has its own wrkrInstanceData_t, and the
- * shared instanceData is read-only after newActInst except for the counters, which are atomic.
+ * What the action asks rsyslog for: entry 0 is the message object itself (OMSR_TPL_AS_MSG), through the
+ * non-transactional doAction, as omdoppler does: envelopes are rebuilt from the message's $!loggregator JSON and
+ * %msg% bytes. The sourceId / instanceId / sourceType parameters name string templates; each one given adds an
+ * entry (1, 2, 3 in that order, only those set) that msgenv uses for messages not from imloggregator.
+ *
+ * doAction converts, encodes once, hands the envelope to the subscribers it matches (each subscriber's own
+ * drop-oldest ring) and returns at once: it never waits for a socket. The listener and its network thread start
+ * in activateCnf (never during `rsyslogd -N1`), when the port file is written, and stop in freeInstance.
+ *
+ * Threads: rsyslog may run several workers of one action at once; each has its own wrkrInstanceData_t. The shared
+ * instanceData is read-only after activateCnf except for the counters (atomic) and the bad-input log limiter
+ * (under log_mut).
  */
 #include "../common/rsconfig.h" /* rsyslog's config.h, first */
 
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "rsyslog.h"
 #include "dirty.h"
@@ -27,10 +40,14 @@
 #include "debug.h"
 #include "statsobj.h"
 #include "rainerscript.h"
+#include "msg.h"
 
 #include "lgr.h"
 #include "lgr_conf.h"
+#include "lgr_tls.h"
+#include "omf.h"
 #include "../common/glue.h"
+#include "../common/msgenv.h"
 
 MODULE_TYPE_OUTPUT
 MODULE_TYPE_NOKEEP
@@ -39,7 +56,10 @@ MODULE_CNFNAME("omfirehose")
 DEF_OMOD_STATIC_DATA
 DEFobjCurrIf(statsobj)
 
-#define MODNAME "omfirehose"
+#define MODNAME	     "omfirehose"
+#define SHUTDOWN_MS  1000 /* freeInstance: subscribers get this long to take what they still hold */
+#define LOG_WINDOW_S 10	  /* bad-input lines: at most LOG_BURST per LOG_WINDOW_S seconds */
+#define LOG_BURST    10
 
 	enum omf_auth {
 		OMF_AUTH_TOKEN,
@@ -56,6 +76,9 @@ struct omf_conf {
 	long long batch_flush_ms;
 	long long recent_size;
 	long long recent_max_sources;
+	char *source_id_tpl;
+	char *instance_id_tpl;
+	char *source_type_tpl;
 	bool tls;
 	char *tls_cacert;
 	char *tls_mycert;
@@ -169,6 +192,18 @@ static const struct lgr_conf_param omf_params[] = {
 		.min = 1,
 		.max = 10000000,
 		.desc = "source ids kept for recent envelopes, least recently written evicted"},
+	{.name = "sourceId",
+		.type = LGR_CONF_STRING,
+		.offset = F(source_id_tpl),
+		.desc = "template for the source id of messages not from imloggregator (unset: app-name)"},
+	{.name = "instanceId",
+		.type = LGR_CONF_STRING,
+		.offset = F(instance_id_tpl),
+		.desc = "template for the instance id of messages not from imloggregator (unset: procid)"},
+	{.name = "sourceType",
+		.type = LGR_CONF_STRING,
+		.offset = F(source_type_tpl),
+		.desc = "template for the source_type tag of messages not from imloggregator (unset: APP)"},
 	{.name = "tls",
 		.type = LGR_CONF_BOOL,
 		.def = "on",
@@ -380,6 +415,21 @@ static struct cnfparamblk actpblk;
 
 typedef struct _instanceData {
 	struct omf_conf conf;
+	struct _instanceData *next;	 /* the instances of one configuration, for activateCnf */
+	SSL_CTX *ssl_ctx;		 /* TLS: made in newActInst, so -N1 reports unusable certificates */
+	const char **permitted;		 /* tls.permittedpeers, NULL-terminated; NULL when none */
+	struct omf_egress *eg;		 /* made in newActInst, started in activateCnf */
+	struct omf_counters ctr;	 /* the egress's (atomic) */
+	uint64_t ingress;		 /* atomic: messages the action took */
+	uint64_t invalid;		 /* atomic: messages that gave no envelope */
+	int tpl_sid, tpl_iid, tpl_stype; /* entries of the rendered templates; 0: not configured */
+	pthread_mutex_t log_mut;
+	time_t log_window;
+	unsigned log_lines;
+	uint64_t log_suppressed;
+	/* impstats: deltas added when impstats reads */
+	pthread_mutex_t stats_mut;
+	uint64_t seen_ingress, seen_egress, seen_dropped, seen_slow;
 	statsobj_t *stats;
 	STATSCOUNTER_DEF(ctr_ingress, mut_ctr_ingress)
 	STATSCOUNTER_DEF(ctr_egress, mut_ctr_egress)
@@ -391,6 +441,41 @@ typedef struct _instanceData {
 typedef struct wrkrInstanceData {
 	instanceData *pData;
 } wrkrInstanceData_t;
+
+struct modConfData_s {
+	rsconf_t *pConf;
+	instanceData *insts; /* created for this configuration, started in activateCnf */
+};
+static modConfData_t *loadModConf; /* the configuration being loaded */
+
+/*
+ * impstats is about to read the counters: add what changed since the last read (deltas, never totals, so that
+ * impstats' resetCounters works); subscriptions is a level and set as it is. dropped.egress = subscribers' losses
+ * (drop-oldest, and what a subscriber held when it went away) and messages that gave no envelope.
+ */
+static void stats_read(statsobj_t *stats, void *ud)
+{
+	instanceData *pData = ud;
+	uint64_t ingress, egress, dropped, slow;
+
+	(void)stats;
+	ingress = __atomic_load_n(&pData->ingress, __ATOMIC_RELAXED);
+	egress = __atomic_load_n(&pData->ctr.egress, __ATOMIC_RELAXED);
+	dropped = __atomic_load_n(&pData->ctr.dropped, __ATOMIC_RELAXED) +
+		  __atomic_load_n(&pData->invalid, __ATOMIC_RELAXED);
+	slow = __atomic_load_n(&pData->ctr.slow, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&pData->stats_mut);
+	STATSCOUNTER_ADD(pData->ctr_ingress, pData->mut_ctr_ingress, ingress - pData->seen_ingress);
+	STATSCOUNTER_ADD(pData->ctr_egress, pData->mut_ctr_egress, egress - pData->seen_egress);
+	STATSCOUNTER_ADD(pData->ctr_dropped, pData->mut_ctr_dropped, dropped - pData->seen_dropped);
+	STATSCOUNTER_ADD(pData->ctr_slow, pData->mut_ctr_slow, slow - pData->seen_slow);
+	pData->ctr_subscriptions = (intctr_t)__atomic_load_n(&pData->ctr.subscriptions, __ATOMIC_RELAXED);
+	pData->seen_ingress = ingress;
+	pData->seen_egress = egress;
+	pData->seen_dropped = dropped;
+	pData->seen_slow = slow;
+	pthread_mutex_unlock(&pData->stats_mut);
+}
 
 static rsRetVal stats_init(instanceData *pData)
 {
@@ -405,7 +490,120 @@ static rsRetVal stats_init(instanceData *pData)
 
 	snprintf(name, sizeof(name), MODNAME "(%s:%d)", pData->conf.address, pData->conf.port);
 	return glue_stats_new(
-		&statsobj, &pData->stats, name, MODNAME, ctrs, sizeof(ctrs) / sizeof(ctrs[0]), NULL, NULL);
+		&statsobj, &pData->stats, name, MODNAME, ctrs, sizeof(ctrs) / sizeof(ctrs[0]), stats_read, pData);
+}
+
+/* The server TLS context (client certificates required) and the permitted peers. */
+static rsRetVal tls_init(instanceData *pData)
+{
+	static const char *const alpn[] = {"h2", NULL};
+	struct lgr_tls_config tc = {0};
+	const struct lgr_conf_strv *pp = &pData->conf.tls_permitted_peers;
+	char err[512];
+	DEFiRet;
+
+	if (!pData->conf.tls)
+		FINALIZE;
+	tc.ca_file = pData->conf.tls_cacert;
+	tc.cert_file = pData->conf.tls_mycert;
+	tc.key_file = pData->conf.tls_myprivkey;
+	tc.require_client_cert = true;
+	tc.alpn = alpn;
+	if (lgr_tls_server_ctx(&tc, &pData->ssl_ctx, err, sizeof(err)) != LGR_OK) {
+		LogError(0, RS_RET_CONF_PARAM_INVLD, MODNAME "(%s:%d): TLS: %s", pData->conf.address, pData->conf.port,
+			err);
+		ABORT_FINALIZE(RS_RET_CONF_PARAM_INVLD);
+	}
+	if (pp->n > 0) {
+		CHKmalloc(pData->permitted = calloc(pp->n + 1, sizeof(pData->permitted[0])));
+		for (size_t i = 0; i < pp->n; i++)
+			pData->permitted[i] = pp->v[i];
+	}
+finalize_it:
+	RETiRet;
+}
+
+static rsRetVal egress_init(instanceData *pData)
+{
+	struct omf_egress_conf ec = {0};
+	char name[256];
+	DEFiRet;
+
+	snprintf(name, sizeof(name), MODNAME "(%s:%d)", pData->conf.address, pData->conf.port);
+	ec.name = name;
+	ec.address = pData->conf.address;
+	ec.port = pData->conf.port;
+	ec.ssl_ctx = pData->ssl_ctx;
+	ec.permitted_peers = pData->permitted;
+	ec.sub_buffer = (size_t)pData->conf.subscriber_buffer;
+	ec.max_streams = (unsigned)pData->conf.max_streams;
+	ec.batch_max = (unsigned)pData->conf.batch_max;
+	ec.flush_ms = (unsigned)pData->conf.batch_flush_ms;
+	ec.ctr = &pData->ctr;
+	ec.log = glue_log;
+	ec.log_ud = (void *)MODNAME;
+	if (omf_egress_new(&ec, &pData->eg) != LGR_OK)
+		ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
+finalize_it:
+	RETiRet;
+}
+
+static void write_port_file(const instanceData *pData, uint16_t port)
+{
+	char tmp[4096];
+	FILE *f;
+
+	if (pData->conf.port_file == NULL)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", pData->conf.port_file);
+	f = fopen(tmp, "w");
+	if (f == NULL || fprintf(f, "%u\n", (unsigned)port) < 0 || fclose(f) != 0 ||
+		rename(tmp, pData->conf.port_file) != 0) {
+		LogError(errno, RS_RET_IO_ERROR, MODNAME ": cannot write listenPortFileName '%s'",
+			pData->conf.port_file);
+	}
+}
+
+/* Binds and starts the network thread; a failure is logged and the action then only counts its messages. */
+static void egress_start(instanceData *pData)
+{
+	uint16_t port = 0;
+
+	if (omf_egress_start(pData->eg, &port) != LGR_OK) {
+		LogError(0, RS_RET_ERR, MODNAME "(%s:%d): cannot start the Egress listener; no subscriber can connect",
+			pData->conf.address, pData->conf.port);
+		return;
+	}
+	write_port_file(pData, port);
+}
+
+/* A message that gave no envelope: counted, and logged at most LOG_BURST times per LOG_WINDOW_S. */
+static void bad_input(instanceData *pData, int rc, bool from_iml)
+{
+	time_t now = time(NULL);
+	uint64_t suppressed = 0;
+	bool log = false;
+
+	__atomic_add_fetch(&pData->invalid, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&pData->log_mut);
+	if (now - pData->log_window >= LOG_WINDOW_S) {
+		pData->log_window = now;
+		pData->log_lines = 0;
+	}
+	if (pData->log_lines < LOG_BURST) {
+		pData->log_lines++;
+		log = true;
+		suppressed = pData->log_suppressed;
+		pData->log_suppressed = 0;
+	} else {
+		pData->log_suppressed++;
+	}
+	pthread_mutex_unlock(&pData->log_mut);
+	if (log)
+		LogMsg(0, NO_ERRCODE, LOG_WARNING,
+			MODNAME ": cannot rebuild an envelope from a message%s: %s; dropped "
+				"(%" PRIu64 " similar lines suppressed before this one)",
+			from_iml ? " ($!loggregator)" : "", lgr_strerror(rc), suppressed);
 }
 
 /* rsyslog's entry points: its macros are not statements clang-format understands, so it keeps off them */
@@ -413,6 +611,8 @@ static rsRetVal stats_init(instanceData *pData)
 
 BEGINcreateInstance
 CODESTARTcreateInstance
+	pthread_mutex_init(&pData->log_mut, NULL);
+	pthread_mutex_init(&pData->stats_mut, NULL);
 ENDcreateInstance
 
 BEGINcreateWrkrInstance
@@ -421,8 +621,14 @@ ENDcreateWrkrInstance
 
 BEGINfreeInstance
 CODESTARTfreeInstance
+	omf_egress_free(pData->eg, SHUTDOWN_MS);
+	pData->eg = NULL;
 	if (pData->stats != NULL)
 		statsobj.Destruct(&pData->stats);
+	SSL_CTX_free(pData->ssl_ctx);
+	free(pData->permitted);
+	pthread_mutex_destroy(&pData->log_mut);
+	pthread_mutex_destroy(&pData->stats_mut);
 	lgr_conf_free(&omf_table, &pData->conf);
 ENDfreeInstance
 
@@ -443,18 +649,51 @@ BEGINtryResume
 CODESTARTtryResume
 ENDtryResume
 
-/* The core passes the message object (OMSR_TPL_AS_MSG) and keeps owning it. */
+/*
+ * The core passes the message object (entry 0, OMSR_TPL_AS_MSG; the core keeps owning it) and the rendered
+ * templates that were configured. Whatever happens, the action succeeds: a message that gives no envelope is a
+ * counted drop, never a retry.
+ */
 BEGINdoAction_NoStrings
-	smsg_t *const msg = ((smsg_t **)pMsgData)[0];
+	void **params = pMsgData;
+	smsg_t *const msg = params[0];
 	instanceData *const pData = pWrkrData->pData;
+	struct msgenv_tpl tpl;
+	struct lgr_env *env = NULL;
+	struct omf_env *item;
+	const uint8_t *wire;
+	size_t len;
+	bool from_iml = false;
+	int rc;
 CODESTARTdoAction
-	(void)msg;
-	STATSCOUNTER_INC(pData->ctr_ingress, pData->mut_ctr_ingress);
+	__atomic_add_fetch(&pData->ingress, 1, __ATOMIC_RELAXED);
+	tpl.source_id = pData->tpl_sid > 0 ? params[pData->tpl_sid] : NULL;
+	tpl.instance_id = pData->tpl_iid > 0 ? params[pData->tpl_iid] : NULL;
+	tpl.source_type = pData->tpl_stype > 0 ? params[pData->tpl_stype] : NULL;
+	rc = msgenv_build(msg, &tpl, NULL, &env, &from_iml);
+	/* encoded once, here on rsyslog's workers; every subscriber shares these bytes */
+	if (rc == LGR_OK)
+		rc = lgr_env_encode(env, &wire, &len);
+	if (rc != LGR_OK) {
+		bad_input(pData, rc, from_iml);
+		lgr_env_unref(env);
+		FINALIZE;
+	}
+	item = omf_env_new(env); /* takes env */
+	if (item == NULL) {
+		bad_input(pData, LGR_ENOMEM, from_iml);
+		FINALIZE;
+	}
+	omf_egress_publish(pData->eg, item);
+	omf_env_unref(item);
+finalize_it:
 ENDdoAction
 
 BEGINnewActInst
 	struct cnfparamvals *pvals = NULL;
 	char err[GLUE_ERR_MAX];
+	const char *tpls[3];
+	int ntpl = 0, i;
 	uchar *tpl = NULL;
 CODESTARTnewActInst
 	pvals = nvlstGetParams(lst, &actpblk, NULL);
@@ -470,18 +709,70 @@ CODESTARTnewActInst
 	if (lgr_conf_is_set(&omf_table, &pData->conf, "gateway.port") && !pData->conf.gw_tls)
 		LogMsg(0, NO_ERRCODE, LOG_WARNING,
 			MODNAME ": gateway.tls=\"off\": plaintext, for tests and loopback only");
-	CODE_STD_STRING_REQUESTnewActInst(1)
+	CHKiRet(tls_init(pData));
+	CHKiRet(egress_init(pData));
+	if (pData->conf.source_id_tpl != NULL) {
+		tpls[ntpl++] = pData->conf.source_id_tpl;
+		pData->tpl_sid = ntpl;
+	}
+	if (pData->conf.instance_id_tpl != NULL) {
+		tpls[ntpl++] = pData->conf.instance_id_tpl;
+		pData->tpl_iid = ntpl;
+	}
+	if (pData->conf.source_type_tpl != NULL) {
+		tpls[ntpl++] = pData->conf.source_type_tpl;
+		pData->tpl_stype = ntpl;
+	}
+	CODE_STD_STRING_REQUESTnewActInst(1 + ntpl)
 	/* the name is not used for a message-passing entry, but the core wants one */
 	CHKmalloc(tpl = (uchar *)strdup("RSYSLOG_FileFormat"));
 	CHKiRet(OMSRsetEntry(*ppOMSR, 0, tpl, OMSR_TPL_AS_MSG));
 	tpl = NULL; /* ownership transferred */
+	for (i = 0; i < ntpl; i++) {
+		CHKmalloc(tpl = (uchar *)strdup(tpls[i]));
+		CHKiRet(OMSRsetEntry(*ppOMSR, 1 + i, tpl, OMSR_NO_RQD_TPL_OPTS));
+		tpl = NULL; /* ownership transferred */
+	}
 	CHKiRet(stats_init(pData));
+	/* the last step, nothing can fail after it: a failed instance is freed by the core and must not be listed */
+	if (loadModConf != NULL) {
+		pData->next = loadModConf->insts;
+		loadModConf->insts = pData;
+	}
 CODE_STD_FINALIZERnewActInst
 	free(tpl);
 	cnfparamvalsDestruct(pvals, &actpblk);
 ENDnewActInst
 
 NO_LEGACY_CONF_parseSelectorAct
+
+BEGINbeginCnfLoad
+CODESTARTbeginCnfLoad
+	loadModConf = pModConf;
+	pModConf->pConf = pConf;
+ENDbeginCnfLoad
+
+BEGINendCnfLoad
+CODESTARTendCnfLoad
+	loadModConf = NULL;
+ENDendCnfLoad
+
+BEGINcheckCnf
+CODESTARTcheckCnf
+ENDcheckCnf
+
+/* The configuration becomes the running one (never with -N1): listeners and network threads start. */
+BEGINactivateCnf
+	instanceData *inst;
+CODESTARTactivateCnf
+	for (inst = pModConf->insts; inst != NULL; inst = inst->next)
+		egress_start(inst);
+ENDactivateCnf
+
+/* The instances themselves are freed by the core (freeInstance), before this. */
+BEGINfreeCnf
+CODESTARTfreeCnf
+ENDfreeCnf
 
 BEGINmodExit
 CODESTARTmodExit
@@ -493,6 +784,7 @@ BEGINqueryEtryPt
 CODESTARTqueryEtryPt
 CODEqueryEtryPt_STD_OMOD_QUERIES
 CODEqueryEtryPt_STD_OMOD8_QUERIES
+CODEqueryEtryPt_STD_CONF2_QUERIES
 CODEqueryEtryPt_STD_CONF2_OMOD_QUERIES
 ENDqueryEtryPt
 

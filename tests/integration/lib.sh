@@ -417,3 +417,49 @@ lgr_stat_ge() {
 	v=$(lgr_stat "$1" "$2" "$3")
 	[ -n "$v" ] && [ "$v" -ge "$4" ]
 }
+
+# ---- helpers of the omfirehose tests: egress subscribers (peer.js subscribe) in the background -----------------
+# A test that uses them calls lgr_bg_init first; subscribers are background processes like the routers.
+
+declare -A LGR_SUB_PIDS=()
+
+# lgr_lines FILE: lines in FILE (0 when absent).
+lgr_lines() {
+	[ -f "$1" ] || { echo 0; return; }
+	wc -l <"$1" | tr -d ' '
+}
+
+# lgr_lines_reach FILE N: at least N lines in FILE (for lgr_wait_for).
+lgr_lines_reach() { [ "$(lgr_lines "$1")" -ge "$2" ]; }
+
+# lgr_subscriber NAME ARGS...: starts `peer.js subscribe` with ARGS (target, TLS, method, selectors...); what it
+# receives goes to $LGR_WORK/NAME.jsonl, its final status line to $LGR_WORK/NAME.out; it ends when
+# $LGR_WORK/NAME.stop appears. Returns at once (the request is on its way once $LGR_WORK/NAME.ready exists; that the
+# server registered it shows in the subscriptions counter).
+lgr_subscriber() {
+	local name=$1
+	shift
+	rm -f "$LGR_WORK/$name.jsonl" "$LGR_WORK/$name.stop" "$LGR_WORK/$name.ready"
+	node "$LGR_PEER_DIR/peer.js" subscribe --out "$LGR_WORK/$name.jsonl" --ready-file "$LGR_WORK/$name.ready" \
+		--stop-file "$LGR_WORK/$name.stop" "$@" >"$LGR_WORK/$name.out" 2>"$LGR_WORK/$name.err" &
+	LGR_SUB_PIDS[$name]=$!
+	LGR_BG_PIDS+=("$!")
+}
+
+lgr_sub_gone() { ! kill -0 "${LGR_SUB_PIDS[$1]}" 2>/dev/null; }
+
+# lgr_subscriber_wait NAME: waits until the subscriber has ended by itself (a status from the server).
+lgr_subscriber_wait() {
+	lgr_wait_for "subscriber $1 to end" lgr_sub_gone "$1"
+	wait "${LGR_SUB_PIDS[$1]}" 2>/dev/null
+	return 0
+}
+
+# lgr_subscriber_stop NAME: cancels the subscriber's call and waits until it has ended.
+lgr_subscriber_stop() {
+	: >"$LGR_WORK/$1.stop"
+	lgr_subscriber_wait "$1"
+}
+
+# lgr_subscriber_status NAME: the subscriber's final status line ({"event":"status","code":c,...}).
+lgr_subscriber_status() { lgr_peer_line "$LGR_WORK/$1.out" status; }

@@ -65,6 +65,23 @@
 //     answered with OK, or with --eof as the real Go router answers it: UNKNOWN "EOF". While --stall-file exists
 //     the router reads nothing (every call is paused, so HTTP/2 flow control stops the client); once it is
 //     removed reading resumes. Runs until SIGTERM or SIGINT.
+//
+// Subscriber tool (tests/integration/omfirehose-*.sh): a consumer of a router's or RLP's egress.
+//
+//   node peer.js subscribe --target HOST:PORT [--tls --ca F --cert F --key F --name SAN]
+//       --method BatchedReceiver|Receiver|BatchSubscribe|Subscribe --out F [--ready-file F] [--pause-file F]
+//       [--stop-file F] (--selectors JSON | --app-id A [--filter log|metric]) [--shard-id S]
+//       [--deterministic-name N] [--preferred-tags]
+//     One egress call. v2 methods send an EgressBatchRequest / EgressRequest with the selectors given as a JSON
+//     array of Selector objects (proto field names, e.g. '[{"source_id":"a","log":{}},{"counter":{"name":"c"}}]';
+//     '[]' sends none), shard_id, deterministic_name and use_preferred_tags; v1 methods send a SubscriptionRequest
+//     {shardID: S, filter: {appID: A, log|metric}} (no filter without --app-id and --filter). Every envelope
+//     received is appended to --out as one JSON line: v2 in the JSON form of wire.md section 5 (every default field
+//     present, as `send --dump` writes it); v1 as {"v1": <events.Envelope as protobufjs JSON>}. --ready-file is
+//     written once the request is sent. While --pause-file exists the call reads nothing (HTTP/2 flow control then
+//     stops the server); once it is removed reading resumes. When --stop-file appears, or on SIGTERM, the call is
+//     cancelled. At the end prints {"event":"status","code":c,"details":d,"messages":n,"envelopes":n} (code -1
+//     when the subscriber cancelled) and exits.
 'use strict';
 
 const fs = require('fs');
@@ -78,7 +95,7 @@ function parseArgs(argv) {
     const a = argv[i];
     if (!a.startsWith('--')) {
       opts._.push(a);
-    } else if (a === '--tls' || a === '--stream' || a === '--eof') {
+    } else if (a === '--tls' || a === '--stream' || a === '--eof' || a === '--preferred-tags') {
       opts[a.slice(2)] = true;
     } else {
       opts[a.slice(2)] = argv[++i];
@@ -278,6 +295,107 @@ function runSubscriber(opts, v2) {
   });
   call.on('status', (st) => result(st.code, st.details));
   call.on('error', (err) => result(err.code, err.details));
+}
+
+// ---- subscriber tool --------------------------------------------------------------------------------------------
+
+const EGRESS_PATHS = {
+  BatchedReceiver: '/loggregator.v2.Egress/BatchedReceiver',
+  Receiver: '/loggregator.v2.Egress/Receiver',
+  BatchSubscribe: '/plumbing.Doppler/BatchSubscribe',
+  Subscribe: '/plumbing.Doppler/Subscribe',
+};
+
+function runSubscribe(opts, protoDir) {
+  const method = opts.method || 'BatchedReceiver';
+  const rpcPath = EGRESS_PATHS[method];
+  if (!rpcPath || !opts.out) {
+    process.stderr.write('subscribe: --method must be BatchedReceiver, Receiver, BatchSubscribe or Subscribe; --out is required\n');
+    process.exit(2);
+  }
+  const protobuf = require(require.resolve('protobufjs',
+    { paths: [path.dirname(require.resolve('@grpc/proto-loader'))] }));
+  const root = new protobuf.Root();
+  root.resolvePath = (origin, target) => path.join(protoDir, target);
+  root.loadSync(['envelope.proto', 'events.proto', 'egress.proto', 'plumbing.proto'], { keepCase: true });
+  const types = { v2: root.lookupType('loggregator.v2.Envelope'), v1: root.lookupType('events.Envelope') };
+  const v1 = method === 'BatchSubscribe' || method === 'Subscribe';
+  let request;
+  if (v1) {
+    const req = { shardID: opts['shard-id'] || '' };
+    if (opts['app-id'] !== undefined || opts.filter !== undefined) {
+      req.filter = { appID: opts['app-id'] || '' };
+      if (opts.filter === 'log') req.filter.log = {};
+      else if (opts.filter === 'metric') req.filter.metric = {};
+    }
+    const T = root.lookupType('plumbing.SubscriptionRequest');
+    request = Buffer.from(T.encode(T.fromObject(req)).finish());
+  } else {
+    const T = root.lookupType(method === 'Receiver' ? 'loggregator.v2.EgressRequest' : 'loggregator.v2.EgressBatchRequest');
+    request = Buffer.from(T.encode(T.fromObject({
+      shard_id: opts['shard-id'] || '',
+      deterministic_name: opts['deterministic-name'] || '',
+      use_preferred_tags: !!opts['preferred-tags'],
+      selectors: JSON.parse(opts.selectors || '[]'),
+    })).finish());
+  }
+  const out = fs.openSync(opts.out, 'a');
+  const [creds, chanOpts] = clientCreds(opts);
+  const client = new grpc.Client(opts.target, creds,
+    Object.assign({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 }, chanOpts));
+  const call = client.makeServerStreamRequest(rpcPath, identity, identity, request);
+  let messages = 0;
+  let envelopes = 0;
+  let ended = false;
+  const v1Json = (buf) => ({
+    v1: types.v1.toObject(types.v1.decode(buf), { longs: String, enums: String, bytes: String, json: true, defaults: false }),
+  });
+  const write = (lines) => {
+    if (lines.length > 0) fs.writeSync(out, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+  };
+  const end = (code, details) => {
+    if (ended) return;
+    ended = true;
+    fs.closeSync(out);
+    say({ event: 'status', code, details, messages, envelopes });
+    client.close();
+    process.exit(0);
+  };
+  call.on('data', (msg) => {
+    messages++;
+    let lines;
+    if (method === 'BatchedReceiver') lines = batchEnvelopes(msg).map((e) => canonV2(types, e));
+    else if (method === 'Receiver') lines = [canonV2(types, msg)];
+    else lines = batchEnvelopes(msg).map(v1Json); /* BatchResponse and Response: payload = 1 */
+    envelopes += lines.length;
+    write(lines);
+  });
+  call.on('status', (st) => end(st.code, st.details));
+  call.on('error', (err) => end(err.code, err.details));
+  const pauseFile = opts['pause-file'];
+  const stopFile = opts['stop-file'];
+  let paused = false;
+  setInterval(() => {
+    if (stopFile !== undefined && fs.existsSync(stopFile)) {
+      call.cancel();
+      end(-1, 'cancelled by the subscriber');
+    }
+    const now = pauseFile !== undefined && fs.existsSync(pauseFile);
+    if (now !== paused) {
+      paused = now;
+      if (paused) call.pause();
+      else call.resume();
+    }
+  }, 20);
+  if (pauseFile !== undefined && fs.existsSync(pauseFile)) {
+    paused = true;
+    call.pause();
+  }
+  process.on('SIGTERM', () => {
+    call.cancel();
+    end(-1, 'cancelled by the subscriber');
+  });
+  if (opts['ready-file']) fs.writeFileSync(opts['ready-file'], 'ready\n');
 }
 
 function runClient(opts, v2) {
@@ -879,8 +997,9 @@ function main() {
   else if (mode === 'h2') runH2(opts);
   else if (mode === 'udp') runUdp(opts, loadRoot(protoDir));
   else if (mode === 'router') runRouter(opts, loadRoot(protoDir));
+  else if (mode === 'subscribe') runSubscribe(opts, protoDir);
   else {
-    process.stderr.write('usage: peer.js server|client|send|raw|h2|udp|router [options] (see the header of peer.js)\n');
+    process.stderr.write('usage: peer.js server|client|send|raw|h2|udp|router|subscribe [options] (see the header of peer.js)\n');
     process.exit(2);
   }
 }

@@ -1,0 +1,182 @@
+/*
+ * omf.h: the egress of one omfirehose action (omf_egress.c), beside its rsyslog glue: the subscription registry,
+ * one drop-oldest buffer and batcher per subscriber, and the gRPC Egress server (loggregator.v2.Egress
+ * BatchedReceiver and Receiver, plumbing.Doppler BatchSubscribe and Subscribe) on a network thread of its own.
+ * It never includes rsyslog headers and never waits for rsyslog; rsyslog's workers never wait for it.
+ *
+ * Flow: a worker wraps each envelope in an omf_env and calls omf_egress_publish(), which matches it against the
+ * registry (lgr_select: selectors, shard groups) and pushes one reference into the ring of each subscriber it goes
+ * to. A full ring drops its oldest envelope (counted in dropped, reported per subscriber). The ring wakes the
+ * network thread, which takes envelopes out in batches (batch_max, or what is there after flush_ms) and offers
+ * them to the subscriber's sink. A sink that cannot take more (a gRPC send queue that is full) leaves them in the
+ * subscriber, which stops taking from its ring until the sink calls omf_sub_resume(): the ring keeps the newest.
+ *
+ * Envelopes are encoded once (on the worker) and shared: a gRPC batch is the concatenation of field-1 records that
+ * reference the cached encodings (evbuffer_add_reference, released when HTTP/2 has sent them). The other forms a
+ * sink may need (use_preferred_tags folding, v1) are computed at most once per envelope, on the network thread.
+ *
+ * Counters (struct omf_counters), with deliveries = one envelope pushed to one subscriber's ring:
+ *	deliveries == egress + skipped + dropped + held by subscribers
+ * holds at every quiet moment, and with held == 0 once the egress has stopped.
+ *
+ * Threads: omf_egress_new, omf_egress_start and omf_egress_free run on an rsyslog thread; omf_egress_publish on
+ * any number of threads at once. Everything else, the whole subscriber interface included, belongs to the network
+ * thread (the sinks' callbacks run there and its functions must be called there).
+ */
+#ifndef OMF_H
+#define OMF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "lgr.h"
+#include "lgr_env.h"
+#include "lgr_select.h"
+
+struct event_base;
+
+#define OMF_BATCH_MAX_BYTES (1u << 20) /* a gRPC batch is closed once it holds this many bytes of envelopes */
+#define OMF_SEND_QUEUE	    (4u << 20) /* bytes queued per gRPC stream before the subscriber waits */
+#define OMF_MAX_REQUEST	    (1u << 20) /* largest subscription request accepted */
+
+/* Written with atomic adds (subscriptions: atomic stores); read from any thread. */
+struct omf_counters {
+	uint64_t egress;	/* envelopes a sink sent */
+	uint64_t skipped;	/* envelopes a sink took without sending (no v1 form, no encoding) */
+	uint64_t dropped;	/* envelopes a subscriber's ring dropped or a subscriber held when it went away */
+	uint64_t slow;		/* slow-consumer episodes: a subscriber started to lose envelopes */
+	uint64_t subscriptions; /* subscribers now (gRPC streams and other sinks) */
+};
+
+/* ---- envelopes as the egress shares them -------------------------------------------------------------------- */
+
+/*
+ * One published envelope: the envelope as received, with its other forms cached. Reference counted (atomic);
+ * immutable for every thread but the network thread, which alone fills the caches (omf_env_form, omf_env_v1).
+ */
+struct omf_env;
+
+/* Wraps env (taking the caller's reference, even on failure), refcount 1. NULL when out of memory. */
+struct omf_env *omf_env_new(struct lgr_env *env);
+struct omf_env *omf_env_ref(struct omf_env *e);
+void omf_env_unref(struct omf_env *e); /* NULL is a no-op; any thread */
+
+/* The envelope as published. */
+struct lgr_env *omf_env_v2(const struct omf_env *e);
+
+/*
+ * The envelope as a subscriber with use_preferred_tags = preferred sees it (wire.md section 4): true: deprecated
+ * tags folded into tags (text as is, integers in decimal, decimals as the agent writes them; a deprecated tag wins
+ * over a tag of the same key), deprecated_tags empty; false: tags folded into deprecated_tags as text (a tag wins),
+ * tags empty. The envelope itself when folding changes nothing. Computed on first use; the reference stays the
+ * omf_env's. Network thread only. LGR_OK or LGR_ENOMEM.
+ */
+int omf_env_form(struct omf_env *e, bool preferred, struct lgr_env **out);
+
+/*
+ * The v1 form (lgr_v1_from_v2): the encoded v1 envelopes, each as one field-1 record (key 0x0a, varint length,
+ * bytes), concatenated: exactly the body of a plumbing.BatchResponse, and each record exactly one
+ * plumbing.Response. *len 0 for an envelope without a v1 form (an Event). Computed on first use; valid as long as
+ * the caller's reference. Network thread only. LGR_OK or LGR_ENOMEM.
+ */
+int omf_env_v1(struct omf_env *e, const uint8_t **data, size_t *len);
+
+/* ---- the egress ------------------------------------------------------------------------------------------------- */
+
+struct omf_egress_conf {
+	const char *name;		    /* prefix of log lines, e.g. "omfirehose(127.0.0.1:8083)"; copied */
+	const char *address;		    /* numeric listen address; copied */
+	int port;			    /* 0: an ephemeral port */
+	SSL_CTX *ssl_ctx;		    /* borrowed, must outlive the egress; NULL: h2c */
+	const char *const *permitted_peers; /* TLS: NULL-terminated client names (borrowed), or NULL for any */
+	size_t sub_buffer;		    /* envelopes in each subscriber's ring */
+	unsigned max_streams;		    /* subscribers at once; beyond, RESOURCE_EXHAUSTED */
+	unsigned batch_max;		    /* envelopes per batch */
+	unsigned flush_ms;		    /* longest wait of a partial batch */
+	struct omf_counters *ctr;	    /* borrowed */
+	/* Where the egress's own lines go (rate-limited here); NULL: lgr_log. Called on the network thread. */
+	lgr_log_fn *log;
+	void *log_ud;
+};
+
+struct omf_egress;
+
+/* Creates the registry and the loop; no thread, no socket yet. LGR_OK; LGR_EINVAL; LGR_ENOMEM. */
+int omf_egress_new(const struct omf_egress_conf *conf, struct omf_egress **out);
+
+/*
+ * Binds the listener and starts the network thread; *port is the bound port. LGR_OK; LGR_EINVAL (bad address or
+ * already started); LGR_EIO (bind failed, or the thread cannot start; reported through lgr_log); LGR_ENOMEM.
+ */
+int omf_egress_start(struct omf_egress *eg, uint16_t *port);
+
+/*
+ * Hands e to every subscription it matches (one reference per delivery); e stays the caller's. Never blocks
+ * beyond the registry's shared lock and the rings' short locks. Returns the number of deliveries. Any thread.
+ */
+size_t omf_egress_publish(struct omf_egress *eg, struct omf_env *e);
+
+/*
+ * Stops and frees: GOAWAY to every client, what each subscriber holds offered to its sink once more, every
+ * stream ended (UNAVAILABLE "server shutting down"), at most budget_ms for the last bytes to leave; then the
+ * thread is joined and every envelope reference released (what was still held counted as dropped). NULL is a
+ * no-op.
+ */
+void omf_egress_free(struct omf_egress *eg, unsigned budget_ms);
+
+/* The network thread's loop, for another listener of the same action (the gateway) to share it. */
+struct event_base *omf_egress_base(struct omf_egress *eg);
+
+/* ---- subscribers: what a sink (gRPC stream, gateway SSE stream) builds on --------------------------------------- */
+
+struct omf_sub;
+
+/*
+ * A sink's side of a subscriber. Both callbacks run on the network thread.
+ *
+ * deliver: envs[0..n) (n >= 1, oldest first) are offered; they stay the subscriber's: the sink takes references
+ *   (omf_env_ref, or evbuffer_add_reference with an unref) for whatever it keeps. The sink sets *taken to the
+ *   number of envelopes it consumed from the front (sent, or deliberately skipped) and *sent to how many of those
+ *   it actually sent, then returns
+ *     LGR_OK: it can take more now; with *taken < n the rest is offered again at once (a size-capped batch);
+ *     LGR_EFULL: it cannot take more; the rest waits until the sink calls omf_sub_resume();
+ *     another error: the stream is unusable; the rest stays until the sink frees the subscriber.
+ *   A sink that sends one envelope as several messages and is refused half-way keeps its own position in
+ *   envs[0] and counts it as not taken.
+ * close: the egress is stopping; what the subscriber held has been offered. The sink ends its stream and, now or
+ *   later, calls omf_sub_free(). May be NULL (the subscriber is then freed by the egress at its end).
+ */
+struct omf_sink {
+	int (*deliver)(
+		struct omf_sub *sub, struct omf_env *const *envs, size_t n, size_t *taken, size_t *sent, void *ud);
+	void (*close)(struct omf_sub *sub, void *ud);
+};
+
+/*
+ * Subscribes: one subscription per selector of req (shard group and deterministic name as lgr_select says),
+ * a ring of the egress's sub_buffer, batches of batch_max or after flush_ms. sink is borrowed (it must outlive
+ * the subscriber); peer names the subscriber in log lines (copied). LGR_OK and *out (owned by the caller until
+ * omf_sub_free); LGR_EFULL (max_streams subscribers already); LGR_EINVAL (the egress is stopping, or a selector
+ * lgr_select refuses); LGR_ELIMIT; LGR_ENOMEM.
+ */
+int omf_sub_new(struct omf_egress *eg, const struct lgr_select_req *req, const struct omf_sink *sink, void *ud,
+	const char *peer, struct omf_sub **out);
+
+/* The sink can take envelopes again (after LGR_EFULL): delivery continues from the loop. */
+void omf_sub_resume(struct omf_sub *sub);
+
+/*
+ * Unsubscribes and frees: no delivery reaches the subscriber after this; envelopes it still held are released
+ * and counted as dropped. Never call it from inside deliver. NULL is a no-op.
+ */
+void omf_sub_free(struct omf_sub *sub);
+
+bool omf_sub_preferred_tags(const struct omf_sub *sub); /* the request's use_preferred_tags */
+const char *omf_sub_peer(const struct omf_sub *sub);
+const char *omf_sub_shard_id(const struct omf_sub *sub);
+struct omf_egress *omf_sub_egress(const struct omf_sub *sub);
+
+#endif

@@ -1,0 +1,1242 @@
+/*
+ * omf_egress.c: the egress of one omfirehose action (see omf.h): shared envelopes and their cached forms,
+ * subscribers (ring, batching, slow-consumer accounting), the gRPC sinks and the Egress server, and the network
+ * thread that runs them.
+ *
+ * The loop reacts to: the wake eventfd (a subscriber's ring turned non-empty, or the stop request), each
+ * subscriber's pump event (activated by the loop itself to continue in the next turn, or by omf_sub_resume), each
+ * subscriber's flush timer (a partial batch waited flush_ms), and a housekeeping tick (drop reports). The only
+ * state shared with rsyslog's workers is the registry (its own lock), the rings (their own locks), the per
+ * subscriber pending flags and drop counts, the wake flag and the counters (all atomic).
+ *
+ * Waking: a ring calls sub_notify() when it turns non-empty; that marks the subscriber pending and writes the
+ * eventfd only if no wake is outstanding, so a burst of pushes into many rings costs one write. The loop clears
+ * the outstanding flag before it scans the pending flags (both sequentially consistent), so a push that the scan
+ * missed always writes the eventfd again.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "lgr_agent.h"
+#include "lgr_grpc.h"
+#include "lgr_h2.h"
+#include "lgr_ring.h"
+#include "lgr_tls.h"
+#include "lgr_v1.h"
+#include "omf.h"
+#include "plumbing.pb-c.h"
+
+#define TICK_MS	      500   /* drop reports */
+#define PUMP_ROUNDS   16    /* batches per subscriber per loop turn, so sockets are served in between */
+#define LOG_WINDOW_MS 10000 /* own log lines: at most LOG_BURST per window */
+#define LOG_BURST     5
+#define STOP_SLACK_MS 1500 /* after the grace the transport takes at most one more second to close */
+
+/* ---- small helpers ---------------------------------------------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void add(uint64_t *ctr, uint64_t n)
+{
+	if (n > 0)
+		__atomic_add_fetch(ctr, n, __ATOMIC_RELAXED);
+}
+
+static void timer_in(struct event *ev, uint64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+	event_add(ev, &tv);
+}
+
+/* Appends a protobuf varint; returns its length (at most 10). */
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* ---- shared envelopes ------------------------------------------------------------------------------------------- */
+
+struct omf_env {
+	struct lgr_env *env;
+	int refs; /* atomic */
+	/* network thread only */
+	bool form_done[2];
+	struct lgr_env *form[2]; /* [0]: use_preferred_tags false, [1]: true; a reference of its own */
+	bool v1_done;
+	uint8_t *v1;
+	size_t v1_len;
+};
+
+struct omf_env *omf_env_new(struct lgr_env *env)
+{
+	struct omf_env *e = calloc(1, sizeof(*e));
+
+	if (e == NULL) {
+		lgr_env_unref(env);
+		return NULL;
+	}
+	e->env = env;
+	e->refs = 1;
+	return e;
+}
+
+struct omf_env *omf_env_ref(struct omf_env *e)
+{
+	__atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED);
+	return e;
+}
+
+void omf_env_unref(struct omf_env *e)
+{
+	if (e == NULL || __atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	lgr_env_unref(e->form[0]);
+	lgr_env_unref(e->form[1]);
+	lgr_env_unref(e->env);
+	free(e->v1);
+	free(e);
+}
+
+struct lgr_env *omf_env_v2(const struct omf_env *e)
+{
+	return e->env;
+}
+
+/* Frees every entry of a protobuf-c map field and empties it. */
+static void clear_map(size_t *n, void ***entries)
+{
+	for (size_t i = 0; i < *n; i++)
+		protobuf_c_message_free_unpacked((*entries)[i], NULL);
+	free(*entries);
+	*entries = NULL;
+	*n = 0;
+}
+
+/* Deprecated tags into tags (true) or tags into deprecated tags as text (false), on an unshared copy. */
+static int fold(struct lgr_env *env, bool preferred)
+{
+	Loggregator__V2__Envelope *pb = env->pb;
+	char num[LGR_AGENT_DECIMAL_MAX];
+	const char *text;
+	int rc = LGR_OK;
+
+	if (preferred) {
+		for (size_t i = 0; i < pb->n_deprecated_tags && rc == LGR_OK; i++) {
+			const Loggregator__V2__Value *v = pb->deprecated_tags[i]->value;
+
+			text = "";
+			if (v != NULL && v->data_case == LOGGREGATOR__V2__VALUE__DATA_TEXT && v->text != NULL) {
+				text = v->text;
+			} else if (v != NULL && v->data_case == LOGGREGATOR__V2__VALUE__DATA_INTEGER) {
+				snprintf(num, sizeof(num), "%" PRId64, (int64_t)v->integer);
+				text = num;
+			} else if (v != NULL && v->data_case == LOGGREGATOR__V2__VALUE__DATA_DECIMAL) {
+				lgr_agent_format_decimal(v->decimal, num);
+				text = num;
+			}
+			rc = lgr_env_set_tag(env, pb->deprecated_tags[i]->key ? pb->deprecated_tags[i]->key : "", text);
+		}
+		if (rc == LGR_OK)
+			clear_map(&pb->n_deprecated_tags, (void ***)&pb->deprecated_tags);
+		return rc;
+	}
+	for (size_t i = 0; i < pb->n_tags && rc == LGR_OK; i++)
+		rc = lgr_env_set_dtag_text(
+			env, pb->tags[i]->key ? pb->tags[i]->key : "", pb->tags[i]->value ? pb->tags[i]->value : "");
+	if (rc == LGR_OK)
+		clear_map(&pb->n_tags, (void ***)&pb->tags);
+	return rc;
+}
+
+int omf_env_form(struct omf_env *e, bool preferred, struct lgr_env **out)
+{
+	const Loggregator__V2__Envelope *pb = e->env->pb;
+	struct lgr_env *copy = NULL;
+	const uint8_t *wire;
+	size_t len;
+	int i = preferred ? 1 : 0, rc;
+
+	if (e->form_done[i])
+		goto done;
+	/* nothing to fold: the envelope as it is */
+	if ((preferred && pb->n_deprecated_tags == 0) || (!preferred && pb->n_tags == 0)) {
+		e->form[i] = lgr_env_ref(e->env);
+		e->form_done[i] = true;
+		goto done;
+	}
+	rc = lgr_env_encode(e->env, &wire, &len);
+	if (rc == LGR_OK)
+		rc = lgr_env_unpack(wire, len, &copy);
+	if (rc == LGR_OK)
+		rc = fold(copy, preferred);
+	if (rc != LGR_OK) {
+		lgr_env_unref(copy);
+		return rc;
+	}
+	e->form[i] = copy;
+	e->form_done[i] = true;
+done:
+	*out = e->form[i];
+	return LGR_OK;
+}
+
+struct v1_acc {
+	uint8_t *buf;
+	size_t len, cap;
+	int rc;
+};
+
+static int v1_collect(Events__Envelope *v1, void *ud)
+{
+	struct v1_acc *a = ud;
+	uint8_t *enc = NULL, *grown;
+	size_t len = 0, need;
+	int rc;
+
+	rc = lgr_v1_encode(v1, &enc, &len);
+	lgr_v1_free(v1);
+	if (rc != LGR_OK)
+		goto out;
+	need = a->len + 11 + len;
+	if (need > a->cap) {
+		rc = LGR_ENOMEM;
+		grown = realloc(a->buf, need * 2);
+		if (grown == NULL)
+			goto out;
+		a->buf = grown;
+		a->cap = need * 2;
+	}
+	a->buf[a->len++] = 0x0a; /* field 1, length-delimited */
+	a->len += put_varint(a->buf + a->len, len);
+	memcpy(a->buf + a->len, enc, len);
+	a->len += len;
+	rc = LGR_OK;
+out:
+	free(enc);
+	return rc;
+}
+
+int omf_env_v1(struct omf_env *e, const uint8_t **data, size_t *len)
+{
+	struct v1_acc a = {0};
+	int rc;
+
+	if (!e->v1_done) {
+		rc = lgr_v1_from_v2(e->env, v1_collect, &a);
+		if (rc == LGR_ENOMEM) {
+			free(a.buf);
+			return rc;
+		}
+		/* LGR_EUNSUPPORTED (an Event) and envelopes that cannot be encoded have no v1 form */
+		if (rc != LGR_OK)
+			a.len = 0;
+		e->v1 = a.buf;
+		e->v1_len = a.len;
+		e->v1_done = true;
+	}
+	*data = e->v1;
+	*len = e->v1_len;
+	return LGR_OK;
+}
+
+/* ---- the egress and its subscribers ----------------------------------------------------------------------------- */
+
+struct limiter {
+	uint64_t window;
+	unsigned lines;
+	uint64_t suppressed;
+};
+
+enum gkind {
+	G_BATCHED,
+	G_RECEIVER,
+	G_V1_BATCH,
+	G_V1_SINGLE,
+};
+
+static const char *const paths[] = {
+	[G_BATCHED] = "/loggregator.v2.Egress/BatchedReceiver",
+	[G_RECEIVER] = "/loggregator.v2.Egress/Receiver",
+	[G_V1_BATCH] = "/plumbing.Doppler/BatchSubscribe",
+	[G_V1_SINGLE] = "/plumbing.Doppler/Subscribe",
+};
+#define NPATHS (sizeof(paths) / sizeof(paths[0]))
+
+struct omf_egress {
+	struct omf_egress_conf conf;
+	char *name;
+	char *address;
+	struct event_base *base;
+	struct lgr_select *reg;
+	struct lgr_h2_server *srv;
+	struct lgr_h2_route routes[NPATHS];
+	struct event *wake_ev, *tick_ev, *deadline_ev;
+	int wake_fd;
+	int wake_pending;   /* atomic */
+	int stop_requested; /* atomic */
+	unsigned budget_ms;
+	pthread_t thread;
+	bool started, stopping;
+	struct omf_sub *subs; /* doubly linked */
+	size_t nsubs;
+	size_t reserved; /* gRPC streams accepted that have not subscribed yet */
+	struct limiter lim;
+};
+
+struct omf_sub {
+	struct omf_egress *eg;
+	struct omf_sub *prev, *next;
+	const struct omf_sink *sink;
+	void *ud;
+	char *peer, *shard_id;
+	bool preferred;
+	struct lgr_ring *ring;
+	struct lgr_select_sub **sel;
+	size_t nsel;
+	struct event *pump_ev, *flush_ev;
+	struct omf_env **open; /* taken from the ring, offered to the sink, oldest first */
+	size_t nopen;
+	bool blocked;	  /* the sink said LGR_EFULL */
+	bool failed;	  /* the sink said its stream is unusable */
+	bool closing;	  /* close was called */
+	int pending;	  /* atomic: the ring turned non-empty */
+	uint64_t dropped; /* atomic: drop-oldest losses of this ring */
+	uint64_t dropped_seen, dropped_reported;
+	uint64_t reported_at; /* ms: drop reports at most once per LOG_WINDOW_MS per subscriber */
+	bool slow;	      /* in a slow-consumer episode */
+};
+
+/* One line of the egress's own, prefixed with its name. */
+static void __attribute__((format(printf, 3, 4)))
+put(struct omf_egress *eg, enum lgr_log_level level, const char *fmt, ...)
+{
+	char line[640];
+	int n;
+	va_list ap;
+
+	n = snprintf(line, sizeof(line), "%s: ", eg->name);
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (eg->conf.log != NULL)
+		eg->conf.log(level, line, eg->conf.log_ud);
+	else
+		lgr_log(level, "%s", line);
+}
+
+/* At most LOG_BURST lines per LOG_WINDOW_MS; the first line after a quiet spell counts the others. */
+static void __attribute__((format(printf, 3, 4)))
+say(struct omf_egress *eg, enum lgr_log_level level, const char *fmt, ...)
+{
+	struct limiter *l = &eg->lim;
+	uint64_t now = now_ms();
+	char line[512];
+	va_list ap;
+
+	if (now - l->window >= LOG_WINDOW_MS) {
+		l->window = now;
+		l->lines = 0;
+	}
+	if (l->lines >= LOG_BURST) {
+		l->suppressed++;
+		return;
+	}
+	l->lines++;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (l->suppressed > 0)
+		put(eg, level, "%s (%" PRIu64 " lines suppressed before this one)", line, l->suppressed);
+	else
+		put(eg, level, "%s", line);
+	l->suppressed = 0;
+}
+
+/* The ring's drop callback: a worker pushed out the oldest envelope. Runs on that worker. */
+static void sub_drop(void *item, void *ud)
+{
+	struct omf_sub *sub = ud;
+
+	omf_env_unref(item);
+	__atomic_add_fetch(&sub->dropped, 1, __ATOMIC_RELAXED);
+	add(&sub->eg->conf.ctr->dropped, 1);
+}
+
+/* The ring's notify callback (see the file comment). Runs on a worker; must not block. */
+static void sub_notify(void *ud)
+{
+	struct omf_sub *sub = ud;
+	struct omf_egress *eg = sub->eg;
+	uint64_t one = 1;
+	ssize_t w;
+
+	__atomic_store_n(&sub->pending, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_exchange_n(&eg->wake_pending, 1, __ATOMIC_SEQ_CST) == 0) {
+		do
+			w = write(eg->wake_fd, &one, sizeof(one));
+		while (w < 0 && errno == EINTR);
+	}
+}
+
+/* Releases an envelope the subscriber still held when it went away: counted as dropped. */
+static void sub_release(void *item, void *ud)
+{
+	struct omf_sub *sub = ud;
+
+	omf_env_unref(item);
+	add(&sub->eg->conf.ctr->dropped, 1);
+}
+
+/* New drops on sub's ring start an episode (counted once) and are reported, rate-limited. */
+static void sub_check_drops(struct omf_sub *sub)
+{
+	struct omf_egress *eg = sub->eg;
+	uint64_t d = __atomic_load_n(&sub->dropped, __ATOMIC_RELAXED);
+
+	if (d == sub->dropped_seen)
+		return;
+	sub->dropped_seen = d;
+	if (!sub->slow) {
+		sub->slow = true;
+		sub->reported_at = now_ms();
+		add(&eg->conf.ctr->slow, 1);
+		say(eg, LGR_LOG_WARNING,
+			"subscriber %s (shard id \"%s\") reads too slowly: its buffer of %zu envelopes is full, the "
+			"oldest are dropped",
+			sub->peer, sub->shard_id, eg->conf.sub_buffer);
+	}
+}
+
+/* Drops since the last report; at most once per LOG_WINDOW_MS unless final (the subscriber goes away). */
+static void sub_report_drops(struct omf_sub *sub, bool final)
+{
+	uint64_t n = sub->dropped_seen - sub->dropped_reported, now = now_ms();
+
+	if (n == 0 || (!final && now - sub->reported_at < LOG_WINDOW_MS))
+		return;
+	sub->dropped_reported = sub->dropped_seen;
+	sub->reported_at = now;
+	say(sub->eg, LGR_LOG_WARNING, "subscriber %s (shard id \"%s\"): %" PRIu64 " envelopes dropped, oldest first",
+		sub->peer, sub->shard_id, n);
+}
+
+/* Offers the open batch to the sink once and applies its answer. */
+static int sub_offer(struct omf_sub *sub)
+{
+	struct omf_counters *ctr = sub->eg->conf.ctr;
+	size_t taken = 0, sent = 0;
+	int rc;
+
+	rc = sub->sink->deliver(sub, sub->open, sub->nopen, &taken, &sent, sub->ud);
+	if (taken > sub->nopen)
+		taken = sub->nopen;
+	if (sent > taken)
+		sent = taken;
+	for (size_t i = 0; i < taken; i++)
+		omf_env_unref(sub->open[i]);
+	sub->nopen -= taken;
+	memmove(sub->open, sub->open + taken, sub->nopen * sizeof(sub->open[0]));
+	add(&ctr->egress, sent);
+	add(&ctr->skipped, taken - sent);
+	if (rc == LGR_EFULL)
+		sub->blocked = true;
+	else if (rc != LGR_OK)
+		sub->failed = true;
+	if (sub->nopen == 0)
+		event_del(sub->flush_ev);
+	return rc;
+}
+
+/*
+ * Moves envelopes from the ring to the sink: full batches at once, a partial batch when flush is set (its flush
+ * timer fired, or the egress stops) or else once its timer fires. Continues in the next loop turn after
+ * PUMP_ROUNDS batches.
+ */
+static void sub_pump(struct omf_sub *sub, bool flush)
+{
+	unsigned batch_max = sub->eg->conf.batch_max;
+	size_t got, want;
+	bool empty;
+
+	sub_check_drops(sub);
+	for (unsigned rounds = 0;; rounds++) {
+		if (sub->blocked || sub->failed)
+			return;
+		if (rounds >= PUMP_ROUNDS) {
+			event_active(sub->pump_ev, EV_WRITE, 0);
+			return;
+		}
+		empty = false;
+		if (sub->nopen < batch_max) {
+			want = batch_max - sub->nopen;
+			got = lgr_ring_pop(sub->ring, (void **)(sub->open + sub->nopen), want);
+			sub->nopen += got;
+			empty = got < want;
+		}
+		if (sub->nopen == 0) {
+			/* caught up: a slow-consumer episode ends once nothing more was dropped */
+			sub_check_drops(sub);
+			if (empty && __atomic_load_n(&sub->dropped, __ATOMIC_RELAXED) == sub->dropped_seen)
+				sub->slow = false;
+			return;
+		}
+		if (sub->nopen < batch_max && !flush) {
+			/* armed when the first envelope of the batch arrived, or after a refusal ended the last wait */
+			if (!event_pending(sub->flush_ev, EV_TIMEOUT, NULL))
+				timer_in(sub->flush_ev, sub->eg->conf.flush_ms);
+			return;
+		}
+		sub_offer(sub);
+	}
+}
+
+static void on_sub_pump(evutil_socket_t fd, short what, void *ud)
+{
+	(void)fd;
+	(void)what;
+	sub_pump(ud, false);
+}
+
+static void on_sub_flush(evutil_socket_t fd, short what, void *ud)
+{
+	(void)fd;
+	(void)what;
+	sub_pump(ud, true);
+}
+
+/* Called by lgr_select_match under the registry's shared lock, on the publishing thread. */
+static void publish_one(void *subscriber, void *ud)
+{
+	struct omf_sub *sub = subscriber;
+
+	lgr_ring_push(sub->ring, omf_env_ref(ud)); /* a full ring drops its oldest (sub_drop) */
+}
+
+size_t omf_egress_publish(struct omf_egress *eg, struct omf_env *e)
+{
+	return lgr_select_match(eg->reg, e->env, publish_one, e);
+}
+
+int omf_sub_new(struct omf_egress *eg, const struct lgr_select_req *req, const struct omf_sink *sink, void *ud,
+	const char *peer, struct omf_sub **out)
+{
+	struct lgr_ring_conf rc_conf = {0};
+	struct omf_sub *sub;
+	int rc;
+
+	*out = NULL;
+	if (eg->stopping || sink == NULL || sink->deliver == NULL || req->n_selectors == 0)
+		return LGR_EINVAL;
+	if (eg->nsubs + eg->reserved >= eg->conf.max_streams)
+		return LGR_EFULL;
+	sub = calloc(1, sizeof(*sub));
+	if (sub == NULL)
+		return LGR_ENOMEM;
+	sub->eg = eg;
+	sub->sink = sink;
+	sub->ud = ud;
+	sub->preferred = req->use_preferred_tags;
+	rc = LGR_ENOMEM;
+	sub->peer = strdup(peer != NULL ? peer : "?");
+	sub->shard_id = strdup(req->shard_id != NULL ? req->shard_id : "");
+	sub->open = calloc(eg->conf.batch_max, sizeof(sub->open[0]));
+	sub->sel = calloc(req->n_selectors, sizeof(sub->sel[0]));
+	sub->pump_ev = event_new(eg->base, -1, 0, on_sub_pump, sub);
+	sub->flush_ev = evtimer_new(eg->base, on_sub_flush, sub);
+	if (sub->peer == NULL || sub->shard_id == NULL || sub->open == NULL || sub->sel == NULL ||
+		sub->pump_ev == NULL || sub->flush_ev == NULL)
+		goto fail;
+	rc_conf.capacity = eg->conf.sub_buffer;
+	rc_conf.drop = sub_drop;
+	rc_conf.drop_ud = sub;
+	rc_conf.notify = sub_notify;
+	rc_conf.notify_ud = sub;
+	rc = lgr_ring_new(&rc_conf, &sub->ring);
+	if (rc != LGR_OK)
+		goto fail;
+	/* the last step: from here on workers deliver */
+	rc = lgr_select_add_req(eg->reg, sub, req, sub->sel);
+	if (rc != LGR_OK)
+		goto fail;
+	sub->nsel = req->n_selectors;
+	sub->next = eg->subs;
+	if (eg->subs != NULL)
+		eg->subs->prev = sub;
+	eg->subs = sub;
+	eg->nsubs++;
+	__atomic_store_n(&eg->conf.ctr->subscriptions, (uint64_t)eg->nsubs, __ATOMIC_RELAXED);
+	*out = sub;
+	return LGR_OK;
+fail:
+	lgr_ring_free(sub->ring);
+	if (sub->pump_ev != NULL)
+		event_free(sub->pump_ev);
+	if (sub->flush_ev != NULL)
+		event_free(sub->flush_ev);
+	free(sub->sel);
+	free(sub->open);
+	free(sub->shard_id);
+	free(sub->peer);
+	free(sub);
+	return rc;
+}
+
+void omf_sub_resume(struct omf_sub *sub)
+{
+	if (!sub->blocked)
+		return;
+	sub->blocked = false;
+	event_active(sub->pump_ev, EV_WRITE, 0);
+}
+
+void omf_sub_free(struct omf_sub *sub)
+{
+	struct omf_egress *eg;
+
+	if (sub == NULL)
+		return;
+	eg = sub->eg;
+	for (size_t i = 0; i < sub->nsel; i++)
+		lgr_select_remove(eg->reg, sub->sel[i]); /* waits for matches in progress */
+	if (sub->prev != NULL)
+		sub->prev->next = sub->next;
+	else
+		eg->subs = sub->next;
+	if (sub->next != NULL)
+		sub->next->prev = sub->prev;
+	eg->nsubs--;
+	__atomic_store_n(&eg->conf.ctr->subscriptions, (uint64_t)eg->nsubs, __ATOMIC_RELAXED);
+	sub_check_drops(sub);
+	sub_report_drops(sub, true);
+	for (size_t i = 0; i < sub->nopen; i++)
+		sub_release(sub->open[i], sub);
+	lgr_ring_drain(sub->ring, sub_release, sub);
+	lgr_ring_free(sub->ring);
+	event_free(sub->pump_ev);
+	event_free(sub->flush_ev);
+	free(sub->sel);
+	free(sub->open);
+	free(sub->shard_id);
+	free(sub->peer);
+	free(sub);
+}
+
+bool omf_sub_preferred_tags(const struct omf_sub *sub)
+{
+	return sub->preferred;
+}
+
+const char *omf_sub_peer(const struct omf_sub *sub)
+{
+	return sub->peer;
+}
+
+const char *omf_sub_shard_id(const struct omf_sub *sub)
+{
+	return sub->shard_id;
+}
+
+struct omf_egress *omf_sub_egress(const struct omf_sub *sub)
+{
+	return sub->eg;
+}
+
+struct event_base *omf_egress_base(struct omf_egress *eg)
+{
+	return eg->base;
+}
+
+/* ---- the gRPC sinks --------------------------------------------------------------------------------------------- */
+
+/* One Egress call: before its request it holds a reserved stream slot; after, a subscriber. */
+struct gstream {
+	struct omf_egress *eg;
+	struct lgr_h2_stream *s;
+	enum gkind kind;
+	struct omf_sub *sub;
+	struct evbuffer *buf; /* reused to build messages; empty between calls */
+	size_t v1_pos;	      /* Subscribe: records of the head envelope already sent */
+	bool ended;
+};
+
+static void ref_done(const void *data, size_t len, void *extra)
+{
+	(void)data;
+	(void)len;
+	omf_env_unref(extra);
+}
+
+/* Appends the bytes [data, data+len), which e keeps alive, by reference. */
+static int add_ref(struct evbuffer *buf, struct omf_env *e, const uint8_t *data, size_t len)
+{
+	if (len == 0)
+		return LGR_OK;
+	omf_env_ref(e);
+	if (evbuffer_add_reference(buf, data, len, ref_done, e) != 0) {
+		omf_env_unref(e);
+		return LGR_ENOMEM;
+	}
+	return LGR_OK;
+}
+
+/* The encoding of e as this subscriber sees it; LGR_OK or LGR_ENOMEM. */
+static int v2_wire(struct gstream *g, struct omf_env *e, const uint8_t **wire, size_t *len)
+{
+	struct lgr_env *form;
+	int rc = omf_env_form(e, omf_sub_preferred_tags(g->sub), &form);
+
+	if (rc == LGR_OK)
+		rc = lgr_env_encode(form, wire, len);
+	return rc;
+}
+
+/* Sends the built message; on refusal the references are released again. */
+static int send_built(struct gstream *g)
+{
+	int rc = lgr_h2_stream_send_buffer(g->s, g->buf);
+
+	if (rc != LGR_OK)
+		evbuffer_drain(g->buf, evbuffer_get_length(g->buf));
+	return rc;
+}
+
+/* BatchedReceiver (EnvelopeBatch) and BatchSubscribe (BatchResponse): one message of field-1 records. */
+static int deliver_batch(struct gstream *g, struct omf_env *const *envs, size_t n, size_t *taken, size_t *sent)
+{
+	uint8_t hdr[11];
+	const uint8_t *data;
+	size_t len, bytes = 0, i, k = 0;
+	int rc = LGR_OK;
+
+	for (i = 0; i < n; i++) {
+		if (g->kind == G_BATCHED) {
+			if (v2_wire(g, envs[i], &data, &len) != LGR_OK)
+				continue; /* skipped */
+			if (k > 0 && bytes + len > OMF_BATCH_MAX_BYTES)
+				break;
+			hdr[0] = 0x0a;
+			rc = evbuffer_add(g->buf, hdr, 1 + put_varint(hdr + 1, len)) == 0 ? LGR_OK : LGR_ENOMEM;
+			if (rc == LGR_OK)
+				rc = add_ref(g->buf, envs[i], data, len);
+		} else {
+			if (omf_env_v1(envs[i], &data, &len) != LGR_OK || len == 0)
+				continue; /* skipped: no v1 form */
+			if (k > 0 && bytes + len > OMF_BATCH_MAX_BYTES)
+				break;
+			rc = add_ref(g->buf, envs[i], data, len); /* already field-1 records */
+		}
+		if (rc != LGR_OK)
+			break;
+		bytes += len;
+		k++;
+	}
+	if (rc == LGR_OK && k > 0)
+		rc = send_built(g);
+	else
+		evbuffer_drain(g->buf, evbuffer_get_length(g->buf));
+	if (rc != LGR_OK) {
+		*taken = *sent = 0;
+		return rc == LGR_ENOMEM ? LGR_EFULL : rc; /* out of memory: try again after the next drain */
+	}
+	*taken = i;
+	*sent = k;
+	return LGR_OK;
+}
+
+/* Receiver: one Envelope per message. */
+static int deliver_single(struct gstream *g, struct omf_env *const *envs, size_t n, size_t *taken, size_t *sent)
+{
+	const uint8_t *data;
+	size_t len, i;
+	int rc = LGR_OK;
+
+	*sent = 0;
+	for (i = 0; i < n; i++) {
+		if (v2_wire(g, envs[i], &data, &len) != LGR_OK)
+			continue;
+		rc = add_ref(g->buf, envs[i], data, len);
+		if (rc == LGR_OK)
+			rc = send_built(g);
+		if (rc != LGR_OK)
+			break;
+		(*sent)++;
+	}
+	*taken = i;
+	return rc == LGR_ENOMEM ? LGR_EFULL : rc;
+}
+
+/* Subscribe: one Response per v1 envelope; an envelope may give several, so the position is kept on refusal. */
+static int deliver_v1_single(struct gstream *g, struct omf_env *const *envs, size_t n, size_t *taken, size_t *sent)
+{
+	const uint8_t *data;
+	size_t len, i, pos, rlen;
+	uint64_t v;
+	int rc = LGR_OK, shift;
+
+	*sent = 0;
+	for (i = 0; i < n && rc == LGR_OK; i++) {
+		if (omf_env_v1(envs[i], &data, &len) != LGR_OK || len == 0) {
+			g->v1_pos = 0;
+			continue;
+		}
+		for (pos = g->v1_pos; pos < len; pos += rlen) {
+			/* one record: key, varint length, bytes (written by omf_env_v1, so well formed) */
+			rlen = 1;
+			v = 0;
+			shift = 0;
+			while (data[pos + rlen] & 0x80) {
+				v |= (uint64_t)(data[pos + rlen] & 0x7f) << shift;
+				shift += 7;
+				rlen++;
+			}
+			v |= (uint64_t)data[pos + rlen] << shift;
+			rlen += 1 + (size_t)v;
+			rc = add_ref(g->buf, envs[i], data + pos, rlen);
+			if (rc == LGR_OK)
+				rc = send_built(g);
+			if (rc != LGR_OK)
+				break;
+		}
+		if (rc != LGR_OK) {
+			g->v1_pos = pos;
+			break;
+		}
+		g->v1_pos = 0;
+		(*sent)++;
+	}
+	*taken = i; /* after a refusal i is the refused envelope, whose position g->v1_pos keeps */
+	return rc == LGR_ENOMEM ? LGR_EFULL : rc;
+}
+
+static int grpc_deliver(
+	struct omf_sub *sub, struct omf_env *const *envs, size_t n, size_t *taken, size_t *sent, void *ud)
+{
+	struct gstream *g = ud;
+
+	(void)sub;
+	if (g->ended) {
+		*taken = *sent = 0;
+		return LGR_EINVAL;
+	}
+	switch (g->kind) {
+	case G_BATCHED:
+	case G_V1_BATCH: return deliver_batch(g, envs, n, taken, sent);
+	case G_RECEIVER: return deliver_single(g, envs, n, taken, sent);
+	case G_V1_SINGLE: return deliver_v1_single(g, envs, n, taken, sent);
+	}
+	*taken = *sent = 0;
+	return LGR_EINVAL;
+}
+
+static void grpc_close(struct omf_sub *sub, void *ud)
+{
+	struct gstream *g = ud;
+
+	(void)sub;
+	if (g->ended)
+		return;
+	g->ended = true;
+	lgr_h2_stream_finish(g->s, LGR_GRPC_UNAVAILABLE, "server shutting down");
+}
+
+static const struct omf_sink grpc_sink = {
+	.deliver = grpc_deliver,
+	.close = grpc_close,
+};
+
+/* ---- the Egress server ------------------------------------------------------------------------------------------ */
+
+static void refuse(struct gstream *g, int status, const char *message)
+{
+	g->ended = true;
+	lgr_h2_stream_finish(g->s, status, message);
+}
+
+static int on_open(struct lgr_h2_stream *s, void *ud)
+{
+	struct omf_egress *eg = ud;
+	const char *path = lgr_h2_stream_path(s);
+	struct gstream *g;
+	SSL *ssl = lgr_h2_stream_ssl(s);
+
+	if (ssl != NULL && eg->conf.permitted_peers != NULL && !lgr_tls_peer_permitted(ssl, eg->conf.permitted_peers)) {
+		say(eg, LGR_LOG_WARNING, "%s: client certificate names no permitted peer", lgr_h2_stream_peer(s));
+		lgr_h2_stream_finish(s, LGR_GRPC_PERMISSION_DENIED, "client not permitted");
+		return LGR_GRPC_PERMISSION_DENIED;
+	}
+	if (eg->stopping) {
+		lgr_h2_stream_finish(s, LGR_GRPC_UNAVAILABLE, "server shutting down");
+		return LGR_GRPC_UNAVAILABLE;
+	}
+	if (eg->nsubs + eg->reserved >= eg->conf.max_streams) {
+		say(eg, LGR_LOG_WARNING, "%s: %s refused: maxStreams (%u) egress streams open", lgr_h2_stream_peer(s),
+			path, eg->conf.max_streams);
+		lgr_h2_stream_finish(s, LGR_GRPC_RESOURCE_EXHAUSTED, "too many egress streams");
+		return LGR_GRPC_RESOURCE_EXHAUSTED;
+	}
+	g = calloc(1, sizeof(*g));
+	if (g == NULL || (g->buf = evbuffer_new()) == NULL) {
+		free(g);
+		return LGR_GRPC_RESOURCE_EXHAUSTED;
+	}
+	g->eg = eg;
+	g->s = s;
+	for (size_t i = 0; i < NPATHS; i++) {
+		if (strcmp(path, paths[i]) == 0)
+			g->kind = (enum gkind)i;
+	}
+	eg->reserved++;
+	lgr_h2_stream_set_data(s, g);
+	return LGR_GRPC_OK;
+}
+
+/* A v1 SubscriptionRequest as selectors: the filter's app id as source id; log -> Log; metric -> Counter, Gauge,
+ * Timer; no filter or no type -> all four (Events have no v1 form). */
+static int v1_req(const Plumbing__SubscriptionRequest *r, struct lgr_select_req *out)
+{
+	static const enum lgr_env_type all[] = {LGR_ENV_LOG, LGR_ENV_COUNTER, LGR_ENV_GAUGE, LGR_ENV_TIMER};
+	const Plumbing__Filter *f = r->filter;
+	const char *app = f != NULL && f->appid != NULL ? f->appid : "";
+	size_t first = 0, n = 4;
+
+	memset(out, 0, sizeof(*out));
+	if (f != NULL && f->message_case == PLUMBING__FILTER__MESSAGE_LOG)
+		n = 1;
+	else if (f != NULL && f->message_case == PLUMBING__FILTER__MESSAGE_METRIC)
+		first = 1, n = 3;
+	out->selectors = calloc(n, sizeof(out->selectors[0]));
+	if (out->selectors == NULL)
+		return LGR_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		out->selectors[i].source_id = app;
+		out->selectors[i].type = all[first + i];
+	}
+	out->n_selectors = n;
+	out->shard_id = r->shardid != NULL ? r->shardid : "";
+	out->deterministic_name = "";
+	out->use_preferred_tags = false;
+	return LGR_OK;
+}
+
+static void on_message(struct lgr_h2_stream *s, const uint8_t *msg, size_t len, void *ud)
+{
+	struct omf_egress *eg = ud;
+	struct gstream *g = lgr_h2_stream_data(s);
+	Loggregator__V2__EgressBatchRequest *breq = NULL;
+	Loggregator__V2__EgressRequest *sreq = NULL;
+	Plumbing__SubscriptionRequest *vreq = NULL;
+	struct lgr_select_req req = {0};
+	const char *why = NULL;
+	int rc = LGR_EDECODE;
+
+	if (g->ended || g->sub != NULL)
+		return; /* a server-streaming call has one request */
+	switch (g->kind) {
+	case G_BATCHED:
+		breq = loggregator__v2__egress_batch_request__unpack(NULL, len, msg);
+		if (breq != NULL)
+			rc = lgr_select_req_parse(breq, &req, &why);
+		break;
+	case G_RECEIVER:
+		sreq = loggregator__v2__egress_request__unpack(NULL, len, msg);
+		if (sreq != NULL)
+			rc = lgr_select_req_parse_single(sreq, &req, &why);
+		break;
+	case G_V1_BATCH:
+	case G_V1_SINGLE:
+		vreq = plumbing__subscription_request__unpack(NULL, len, msg);
+		if (vreq != NULL)
+			rc = v1_req(vreq, &req);
+		break;
+	}
+	if (rc == LGR_EDECODE && why == NULL)
+		why = "cannot decode the request";
+	if (rc == LGR_OK) {
+		eg->reserved--;
+		rc = omf_sub_new(eg, &req, &grpc_sink, g, lgr_h2_stream_peer(s), &g->sub);
+		if (rc != LGR_OK)
+			eg->reserved++;
+		if (rc == LGR_EFULL)
+			why = "too many egress streams";
+		else if (rc != LGR_OK)
+			why = lgr_strerror(rc);
+	}
+	if (rc != LGR_OK) {
+		say(eg, LGR_LOG_NOTICE, "%s: %s refused: %s", lgr_h2_stream_peer(s), paths[g->kind], why);
+		refuse(g, rc == LGR_ENOMEM || rc == LGR_EFULL ? LGR_GRPC_RESOURCE_EXHAUSTED : LGR_GRPC_INVALID_ARGUMENT,
+			why);
+	}
+	lgr_select_req_cleanup(&req);
+	if (breq != NULL)
+		loggregator__v2__egress_batch_request__free_unpacked(breq, NULL);
+	if (sreq != NULL)
+		loggregator__v2__egress_request__free_unpacked(sreq, NULL);
+	if (vreq != NULL)
+		plumbing__subscription_request__free_unpacked(vreq, NULL);
+}
+
+static void on_drain(struct lgr_h2_stream *s, void *ud)
+{
+	struct gstream *g = lgr_h2_stream_data(s);
+
+	(void)ud;
+	if (g->sub != NULL)
+		omf_sub_resume(g->sub);
+}
+
+static void on_close(struct lgr_h2_stream *s, bool reset, void *ud)
+{
+	struct omf_egress *eg = ud;
+	struct gstream *g = lgr_h2_stream_data(s);
+
+	(void)reset;
+	if (g->sub != NULL)
+		omf_sub_free(g->sub);
+	else
+		eg->reserved--;
+	evbuffer_free(g->buf);
+	free(g);
+	lgr_h2_stream_set_data(s, NULL);
+}
+
+static void on_refused(const char *peer, const char *path, int status, const char *why, void *ud)
+{
+	struct omf_egress *eg = ud;
+
+	if (path == NULL)
+		say(eg, LGR_LOG_NOTICE, "%s: connection refused: %s", peer, why);
+	else
+		say(eg, LGR_LOG_NOTICE, "%s: %s: call refused with status %d (%s): %s", peer, path, status,
+			lgr_grpc_status_name(status), why);
+}
+
+static const struct lgr_h2_handlers handlers = {
+	.on_open = on_open,
+	.on_message = on_message,
+	.on_drain = on_drain,
+	.on_close = on_close,
+};
+
+/* ---- the loop --------------------------------------------------------------------------------------------------- */
+
+static void on_server_done(void *ud)
+{
+	struct omf_egress *eg = ud;
+
+	event_base_loopexit(eg->base, NULL);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *ud)
+{
+	struct omf_egress *eg = ud;
+
+	(void)fd;
+	(void)what;
+	event_base_loopexit(eg->base, NULL);
+}
+
+/* Stop: GOAWAY, what each subscriber holds offered once more, every sink closed; the loop ends once the last
+ * connection is gone (or at the deadline). */
+static void begin_stop(struct omf_egress *eg)
+{
+	struct omf_sub *sub, *next;
+
+	eg->stopping = true;
+	timer_in(eg->deadline_ev, eg->budget_ms + STOP_SLACK_MS);
+	lgr_h2_server_shutdown(eg->srv, eg->budget_ms, on_server_done, eg);
+	for (sub = eg->subs; sub != NULL; sub = sub->next)
+		sub_pump(sub, true);
+	for (sub = eg->subs; sub != NULL; sub = next) {
+		next = sub->next;
+		if (sub->closing)
+			continue;
+		sub->closing = true;
+		if (sub->sink->close != NULL)
+			sub->sink->close(sub, sub->ud);
+	}
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *ud)
+{
+	struct omf_egress *eg = ud;
+	struct omf_sub *sub;
+	uint64_t v;
+
+	(void)what;
+	while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR)
+		;
+	__atomic_store_n(&eg->wake_pending, 0, __ATOMIC_SEQ_CST);
+	if (!eg->stopping && __atomic_load_n(&eg->stop_requested, __ATOMIC_ACQUIRE)) {
+		begin_stop(eg);
+		return;
+	}
+	for (sub = eg->subs; sub != NULL; sub = sub->next) {
+		if (__atomic_exchange_n(&sub->pending, 0, __ATOMIC_SEQ_CST))
+			sub_pump(sub, false);
+	}
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *ud)
+{
+	struct omf_egress *eg = ud;
+
+	(void)fd;
+	(void)what;
+	for (struct omf_sub *sub = eg->subs; sub != NULL; sub = sub->next) {
+		sub_check_drops(sub);
+		sub_report_drops(sub, false);
+	}
+}
+
+static void *loop_main(void *arg)
+{
+	struct omf_egress *eg = arg;
+
+	event_base_dispatch(eg->base);
+	return NULL;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------------------------------- */
+
+int omf_egress_new(const struct omf_egress_conf *conf, struct omf_egress **out)
+{
+	struct omf_egress *eg;
+	int rc = LGR_EINVAL;
+
+	*out = NULL;
+	if (conf->ctr == NULL || conf->sub_buffer == 0 || conf->max_streams == 0 || conf->batch_max == 0 ||
+		conf->flush_ms == 0)
+		return rc;
+	eg = calloc(1, sizeof(*eg));
+	if (eg == NULL)
+		return LGR_ENOMEM;
+	eg->conf = *conf;
+	eg->wake_fd = -1;
+	rc = LGR_ENOMEM;
+	eg->name = strdup(conf->name != NULL ? conf->name : "omfirehose");
+	eg->address = strdup(conf->address != NULL ? conf->address : "127.0.0.1");
+	eg->base = event_base_new();
+	if (eg->name == NULL || eg->address == NULL || eg->base == NULL)
+		goto out;
+	eg->conf.name = eg->name;
+	eg->conf.address = eg->address;
+	rc = lgr_select_new(&eg->reg);
+	if (rc != LGR_OK)
+		goto out;
+	eg->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (eg->wake_fd < 0) {
+		lgr_log(LGR_LOG_ERR, "%s: eventfd: %s", eg->name, strerror(errno));
+		rc = LGR_EIO;
+		goto out;
+	}
+	rc = LGR_ENOMEM;
+	eg->wake_ev = event_new(eg->base, eg->wake_fd, EV_READ | EV_PERSIST, on_wake, eg);
+	eg->tick_ev = event_new(eg->base, -1, EV_PERSIST, on_tick, eg);
+	eg->deadline_ev = evtimer_new(eg->base, on_deadline, eg);
+	if (eg->wake_ev == NULL || eg->tick_ev == NULL || eg->deadline_ev == NULL || event_add(eg->wake_ev, NULL) != 0)
+		goto out;
+	timer_in(eg->tick_ev, TICK_MS);
+	*out = eg;
+	eg = NULL;
+	rc = LGR_OK;
+out:
+	omf_egress_free(eg, 0);
+	return rc;
+}
+
+int omf_egress_start(struct omf_egress *eg, uint16_t *port)
+{
+	struct lgr_h2_server_config cfg = {0};
+	int rc;
+
+	if (eg->started || eg->srv != NULL)
+		return LGR_EINVAL;
+	for (size_t i = 0; i < NPATHS; i++) {
+		eg->routes[i].path = paths[i];
+		eg->routes[i].handlers = &handlers;
+		eg->routes[i].ud = eg;
+	}
+	cfg.address = eg->address;
+	cfg.port = (uint16_t)eg->conf.port;
+	cfg.ssl_ctx = eg->conf.ssl_ctx;
+	cfg.routes = eg->routes;
+	cfg.nroutes = NPATHS;
+	cfg.max_message = OMF_MAX_REQUEST;
+	cfg.max_send_queue = OMF_SEND_QUEUE;
+	cfg.name = eg->name;
+	cfg.on_refused = on_refused;
+	cfg.ud = eg;
+	rc = lgr_h2_server_new(eg->base, &cfg, &eg->srv);
+	if (rc != LGR_OK)
+		return rc;
+	*port = lgr_h2_server_port(eg->srv);
+	if (pthread_create(&eg->thread, NULL, loop_main, eg) != 0) {
+		lgr_log(LGR_LOG_ERR, "%s: cannot start the network thread", eg->name);
+		lgr_h2_server_free(eg->srv);
+		eg->srv = NULL;
+		return LGR_EIO;
+	}
+	eg->started = true;
+	return LGR_OK;
+}
+
+void omf_egress_free(struct omf_egress *eg, unsigned budget_ms)
+{
+	uint64_t one = 1;
+	ssize_t w;
+
+	if (eg == NULL)
+		return;
+	if (eg->started) {
+		eg->budget_ms = budget_ms;
+		__atomic_store_n(&eg->stop_requested, 1, __ATOMIC_RELEASE);
+		do
+			w = write(eg->wake_fd, &one, sizeof(one));
+		while (w < 0 && errno == EINTR);
+		pthread_join(eg->thread, NULL);
+	}
+	/* the loop has ended: what is left is released here, on this thread */
+	eg->stopping = true;
+	lgr_h2_server_free(eg->srv); /* streams still open see on_close and free their subscribers */
+	while (eg->subs != NULL)
+		omf_sub_free(eg->subs);
+	if (eg->wake_ev != NULL)
+		event_free(eg->wake_ev);
+	if (eg->tick_ev != NULL)
+		event_free(eg->tick_ev);
+	if (eg->deadline_ev != NULL)
+		event_free(eg->deadline_ev);
+	if (eg->base != NULL)
+		event_base_free(eg->base);
+	if (eg->wake_fd >= 0)
+		close(eg->wake_fd);
+	lgr_select_free(eg->reg);
+	free(eg->name);
+	free(eg->address);
+	free(eg);
+}
