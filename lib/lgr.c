@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 static lgr_log_fn *log_fn;
 static void *log_ud;
@@ -58,4 +59,29 @@ void lgr_log(enum lgr_log_level level, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	log_fn(level, line, log_ud);
+}
+
+bool lgr_ratelimit_take(struct lgr_ratelimit *rl, uint64_t now_ms, uint64_t *held)
+{
+	if (rl->lines == 0 || now_ms - rl->start >= rl->window_ms) {
+		rl->start = now_ms;
+		rl->lines = 0;
+	}
+	if (rl->lines >= rl->burst) {
+		rl->held++;
+		return false;
+	}
+	rl->lines++;
+	if (held != NULL)
+		*held = rl->held;
+	rl->held = 0;
+	return true;
+}
+
+uint64_t lgr_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }

@@ -8,6 +8,7 @@
 #ifndef LGR_H
 #define LGR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,5 +65,31 @@ void lgr_log_set(lgr_log_fn *fn, void *ud);
 
 /* Formats and reports one line through the hook. Thread-safe; cheap when no hook is installed. */
 void lgr_log(enum lgr_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * A limiter for repeated log lines: at most burst lines per window; those beyond are counted, and the next line let
+ * through reports how many were held back. Not thread-safe: keep one per thread, or take the caller's own lock.
+ */
+struct lgr_ratelimit {
+	uint64_t window_ms; /* length of a window */
+	unsigned burst;	    /* lines per window */
+	uint64_t start;	    /* start of the current window (ms) */
+	unsigned lines;	    /* lines let through in it */
+	uint64_t held;	    /* lines held back since the last one let through */
+};
+
+#define LGR_RATELIMIT_INIT(window_ms, burst)                                                                           \
+	{                                                                                                              \
+		(window_ms), (burst), 0, 0, 0                                                                          \
+	}
+
+/*
+ * Whether a line may go out at now_ms (any monotonic clock in milliseconds). When it may, *held (if not NULL) is the
+ * number of lines held back since the last one let through, and that count starts again from zero.
+ */
+bool lgr_ratelimit_take(struct lgr_ratelimit *rl, uint64_t now_ms, uint64_t *held);
+
+/* Milliseconds of CLOCK_MONOTONIC, for lgr_ratelimit_take and timers. */
+uint64_t lgr_now_ms(void);
 
 #endif

@@ -11,6 +11,7 @@
  * messages were accepted; it is counted in `invalid` and logged, at most LOG_BURST lines per LOG_WINDOW seconds.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,10 +31,10 @@
 #include "lgr_pb.h"
 #include "lgr_tls.h"
 
-#define LOG_WINDOW 10 /* seconds */
-#define LOG_BURST  5  /* lines per window */
-#define UDP_READS  64 /* datagrams per readiness callback, so one busy socket cannot starve the loop */
-#define UDP_BUF	   65536
+#define LOG_WINDOW_MS 10000u /* refusal lines: at most LOG_BURST per window */
+#define LOG_BURST     5
+#define UDP_READS     64 /* datagrams per readiness callback, so one busy socket cannot starve the loop */
+#define UDP_BUF	      65536
 
 enum call_kind {
 	CALL_SENDER, /* stream of Envelope */
@@ -52,10 +53,7 @@ struct iml_net {
 	int fd;
 	struct event *udp_ev;
 	uint8_t *udp_buf;
-	/* the log limiter */
-	time_t log_window;
-	unsigned log_lines;
-	uint64_t log_suppressed;
+	struct lgr_ratelimit log_rl; /* refusal lines (loop thread) */
 };
 
 /* One accepted gRPC call. */
@@ -73,33 +71,24 @@ static const char *const paths[] = {
 	[CALL_PUSHER] = "/plumbing.DopplerIngestor/Pusher",
 };
 
-/* Logs a refusal, at most LOG_BURST lines per LOG_WINDOW seconds; the first line after a quiet spell says how many
- * were left out. */
+/* Logs a refusal, at most LOG_BURST lines per LOG_WINDOW_MS; the first line after a quiet spell says how many were
+ * left out. */
 static void __attribute__((format(printf, 2, 3))) log_refusal(struct iml_net *net, const char *fmt, ...)
 {
 	char line[512];
+	uint64_t held;
 	va_list ap;
-	time_t now = time(NULL);
 
-	if (now - net->log_window >= LOG_WINDOW) {
-		net->log_window = now;
-		net->log_lines = 0;
-	}
-	if (net->log_lines >= LOG_BURST) {
-		net->log_suppressed++;
+	if (!lgr_ratelimit_take(&net->log_rl, lgr_now_ms(), &held))
 		return;
-	}
-	net->log_lines++;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (net->log_suppressed > 0) {
-		lgr_log(LGR_LOG_WARNING, "%s: %s (%llu similar lines suppressed before this one)", net->name, line,
-			(unsigned long long)net->log_suppressed);
-		net->log_suppressed = 0;
-	} else {
+	if (held > 0)
+		lgr_log(LGR_LOG_WARNING, "%s: %s (%" PRIu64 " similar lines suppressed before this one)", net->name,
+			line, held);
+	else
 		lgr_log(LGR_LOG_WARNING, "%s: %s", net->name, line);
-	}
 }
 
 static void count_invalid(struct iml_net *net)
@@ -516,6 +505,7 @@ int iml_net_new(struct event_base *base, const struct iml_net_conf *conf, struct
 		goto out;
 	net->conf = *conf;
 	net->fd = -1;
+	net->log_rl = (struct lgr_ratelimit)LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
 	net->name = strdup(conf->name != NULL ? conf->name : "imloggregator");
 	if (net->name == NULL)
 		goto out;

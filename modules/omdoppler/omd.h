@@ -14,6 +14,10 @@
  * given up while a router is reachable. A router's end of stream after our half-close (OK, or UNKNOWN "EOF" from
  * the real Go router) is normal.
  *
+ * Items: the ring carries each envelope as its protobuf encoding (struct omd_item), made on rsyslog's worker that
+ * built the envelope, so the envelope's many small allocations are freed by the thread that made them and the
+ * network thread only copies bytes into batches.
+ *
  * Counters: every envelope popped from the ring ends as exactly one of egress or dropped (given up at shutdown,
  * or having no v1 form), so with the ring's own figures
  *	pushed == egress + ring dropped + net dropped + ring length + in flight
@@ -56,7 +60,7 @@ struct omd_net_conf {
 	bool v1;		  /* Pusher with v1 envelopes instead of BatchSender */
 	SSL_CTX *ssl_ctx;	  /* borrowed, must outlive the net; NULL: h2c */
 	const char *server_name;  /* DNS SAN the routers must present (TLS) */
-	struct lgr_ring *ring;	  /* borrowed; made with conf.eventfd, items are struct lgr_env * */
+	struct lgr_ring *ring;	  /* borrowed; made with conf.eventfd, items are struct omd_item * */
 	struct omd_counters *ctr; /* borrowed */
 	/* Where the net's own lines go (already rate-limited here, unlike the transport's, which take lgr_log);
 	 * NULL: lgr_log. Called on the network thread. */
@@ -79,7 +83,16 @@ int omd_net_new(const struct omd_net_conf *conf, struct omd_net **out);
  */
 void omd_net_free(struct omd_net *net, unsigned budget_ms);
 
-/* Frees a ring item (an envelope); the ring's drop callback. */
+/* One envelope in the ring: its protobuf encoding (an Envelope message, as lgr_env_encode gives it). */
+struct omd_item {
+	size_t len;
+	uint8_t data[];
+};
+
+/* A new item with room for len bytes, which the caller writes; NULL when out of memory. Free with omd_item_free. */
+struct omd_item *omd_item_new(size_t len);
+
+/* Frees a ring item; the ring's drop callback. */
 void omd_item_free(void *item, void *ud);
 
 #endif

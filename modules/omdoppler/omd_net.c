@@ -2,9 +2,10 @@
  * omd_net.c: the network thread of one omdoppler action (see omd.h): routers' clients, streams, batching,
  * delivery accounting, resending, recycling, shutdown.
  *
- * The loop reacts to four things: the ring's eventfd (envelopes arrived, or the stop request), a pump event it
- * activates itself to continue work in the next turn, the flush timer of a partial batch, and a housekeeping tick
- * (delivery accounting, drop reports, recycling, the stop deadline). Everything runs on the loop thread; the only
+ * The loop reacts to five things: the ring's eventfd (envelopes arrived, or the stop request), the gather timer
+ * that lets envelopes which do not fill a batch yet wait a moment in the ring for more, a pump event it activates
+ * itself to continue work in the next turn, the flush timer of a partial batch, and a housekeeping tick (delivery
+ * accounting, drop reports, recycling, the stop deadline). Everything runs on the loop thread; the only
  * state shared with rsyslog's workers is the ring, the counters (atomic) and the stop flag (atomic).
  *
  * A stream takes a batch while its send queue (bytes not yet in DATA frames) is below QUEUE_SOFT; when no stream
@@ -32,6 +33,7 @@
 #define QUEUE_SOFT     (128u << 10) /* a stream takes no new batch while this much waits in its send queue */
 #define QUEUE_HARD     (16u << 20)  /* lgr_h2's bound: never reached while QUEUE_SOFT is kept */
 #define POLL_MS	       5	    /* while a ready stream's queue is over QUEUE_SOFT */
+#define GATHER_MS      2	    /* envelopes that do not fill a batch wait this long for more before a pump */
 #define TICK_MS	       250	    /* housekeeping */
 #define PUMP_BATCHES   64	    /* batches per loop turn, so sockets are served in between */
 #define RECYCLE_WRITES 100000u	    /* a stream is also replaced after this many messages, as the real agent does */
@@ -40,11 +42,18 @@
 #define LOG_WINDOW_MS  10000u
 #define LOG_BURST      3
 
+/*
+ * What one send puts on a stream, ready-made: the gRPC messages (v2: one EnvelopeBatch; v1: the EnvelopeData of one
+ * envelope's v1 form) back to back in one block after msg_len[], so that sending again after a lost stream costs
+ * no encoding.
+ */
 struct unit {
 	struct unit *next;
 	uint64_t end; /* the stream's byte count once this unit's messages are queued */
-	size_t n;
-	struct lgr_env *envs[];
+	size_t n;     /* envelopes */
+	size_t nmsg;
+	size_t msg_len[];
+	/* followed by the messages' bytes */
 };
 
 struct unitq {
@@ -86,19 +95,13 @@ struct slot {
 	uint64_t recycle_at;
 };
 
-struct limiter {
-	uint64_t window;
-	unsigned lines;
-	uint64_t suppressed;
-};
-
 struct omd_net {
 	struct omd_net_conf conf;
 	char *name;
 	pthread_t thread;
 	bool thread_started;
 	struct event_base *base;
-	struct event *ring_ev, *pump_ev, *flush_ev, *tick_ev, *poll_ev;
+	struct event *ring_ev, *pump_ev, *flush_ev, *tick_ev, *poll_ev, *gather_ev;
 	struct router *routers;
 	size_t nrouters;
 	struct slot *slots;
@@ -107,7 +110,7 @@ struct omd_net {
 	unsigned rr;
 	uint64_t rng;
 	/* the open batch */
-	struct lgr_env **open;
+	struct omd_item **open;
 	size_t nopen;
 	size_t open_bytes;
 	/* units waiting for a stream again */
@@ -116,7 +119,7 @@ struct omd_net {
 	uint64_t ring_dropped_seen;
 	uint64_t drop_full, drop_v1, drop_enc; /* since the last report */
 	uint64_t drop_reported_at;
-	struct limiter lim_router;
+	struct lgr_ratelimit lim_router;
 	/* stop */
 	int stop_requested; /* atomic */
 	unsigned budget_ms;
@@ -126,21 +129,22 @@ struct omd_net {
 
 static void pump(struct omd_net *net);
 
+struct omd_item *omd_item_new(size_t len)
+{
+	struct omd_item *it = malloc(sizeof(*it) + (len > 0 ? len : 1));
+
+	if (it != NULL)
+		it->len = len;
+	return it;
+}
+
 void omd_item_free(void *item, void *ud)
 {
 	(void)ud;
-	lgr_env_unref(item);
+	free(item);
 }
 
 /* ---- small helpers ------------------------------------------------------------------------------------------ */
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint64_t rnd(struct omd_net *net)
 {
@@ -189,51 +193,47 @@ put(struct omd_net *net, enum lgr_log_level level, const char *fmt, ...)
 
 /* At most LOG_BURST lines per LOG_WINDOW_MS per limiter; the first line after a quiet spell counts the others. */
 static void __attribute__((format(printf, 4, 5)))
-say(struct omd_net *net, struct limiter *l, enum lgr_log_level level, const char *fmt, ...)
+say(struct omd_net *net, struct lgr_ratelimit *l, enum lgr_log_level level, const char *fmt, ...)
 {
-	uint64_t now = now_ms();
 	char line[512];
+	uint64_t held;
 	va_list ap;
 
-	if (now - l->window >= LOG_WINDOW_MS) {
-		l->window = now;
-		l->lines = 0;
-	}
-	if (l->lines >= LOG_BURST) {
-		l->suppressed++;
+	if (!lgr_ratelimit_take(l, lgr_now_ms(), &held))
 		return;
-	}
-	l->lines++;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (l->suppressed > 0)
-		put(net, level, "%s (%" PRIu64 " similar lines suppressed before this one)", line, l->suppressed);
+	if (held > 0)
+		put(net, level, "%s (%" PRIu64 " similar lines suppressed before this one)", line, held);
 	else
 		put(net, level, "%s", line);
-	l->suppressed = 0;
 }
 
 /* ---- units -------------------------------------------------------------------------------------------------- */
 
-static struct unit *unit_new(struct lgr_env *const *envs, size_t n)
+/* A unit of n envelopes with room for nmsg messages of bytes bytes in all (lengths and bytes set by the caller). */
+static struct unit *unit_new(size_t n, size_t nmsg, size_t bytes)
 {
-	struct unit *u = malloc(sizeof(*u) + n * sizeof(u->envs[0]));
+	struct unit *u = malloc(sizeof(*u) + nmsg * sizeof(u->msg_len[0]) + bytes);
 
 	if (u == NULL)
 		return NULL;
 	u->next = NULL;
 	u->end = 0;
 	u->n = n;
-	memcpy(u->envs, envs, n * sizeof(envs[0]));
+	u->nmsg = nmsg;
 	return u;
 }
 
-/* Releases u's envelopes and counts them in ctr. */
+static uint8_t *unit_bytes(struct unit *u)
+{
+	return (uint8_t *)&u->msg_len[u->nmsg];
+}
+
+/* Frees u and counts its envelopes in ctr. */
 static void unit_free(struct unit *u, uint64_t *ctr)
 {
-	for (size_t i = 0; i < u->n; i++)
-		lgr_env_unref(u->envs[i]);
 	if (ctr != NULL)
 		add(ctr, u->n);
 	free(u);
@@ -314,79 +314,125 @@ static void settle_all(struct omd_net *net)
 
 /* ---- sending ------------------------------------------------------------------------------------------------ */
 
-/* Collects the EnvelopeData messages of one v2 envelope's v1 form. */
+static size_t varint_len(size_t v)
+{
+	size_t n = 1;
+
+	for (; v >= 0x80; v >>= 7)
+		n++;
+	return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, size_t v)
+{
+	for (; v >= 0x80; v >>= 7)
+		*p++ = (uint8_t)(v | 0x80);
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+/* Bytes of len bytes as a field-1 record: of an EnvelopeBatch (envelopes), or of an EnvelopeData (payload). */
+static size_t record_len(size_t len)
+{
+	return 1 + varint_len(len) + len;
+}
+
+static uint8_t *put_record(uint8_t *p, const uint8_t *data, size_t len)
+{
+	*p++ = 0x0a;
+	p = put_varint(p, len);
+	memcpy(p, data, len);
+	return p + len;
+}
+
+/* v2: items[0..k) as one EnvelopeBatch of bytes bytes (their records). NULL when out of memory. */
+static struct unit *unit_v2(struct omd_item *const *items, size_t k, size_t bytes)
+{
+	struct unit *u = unit_new(k, 1, bytes);
+	uint8_t *p;
+
+	if (u == NULL)
+		return NULL;
+	u->msg_len[0] = bytes;
+	p = unit_bytes(u);
+	for (size_t i = 0; i < k; i++)
+		p = put_record(p, items[i]->data, items[i]->len);
+	return u;
+}
+
+/* Collects the encoded v1 envelopes of one v2 envelope's v1 form. */
 struct v1_parts {
-	uint8_t *msg[64];
+	uint8_t *enc[64];
 	size_t len[64];
 	size_t n;
-	int rc;
 };
 
 static int v1_sink(Events__Envelope *v1, void *ud)
 {
 	struct v1_parts *p = ud;
-	uint8_t *enc = NULL, *msg = NULL;
-	size_t len = 0, hdr = 1, v;
-	int rc;
+	int rc = LGR_ELIMIT;
 
-	rc = lgr_v1_encode(v1, &enc, &len);
+	if (p->n < sizeof(p->enc) / sizeof(p->enc[0])) {
+		rc = lgr_v1_encode(v1, &p->enc[p->n], &p->len[p->n]);
+		if (rc == LGR_OK)
+			p->n++;
+	}
 	lgr_v1_free(v1);
-	if (rc != LGR_OK)
-		goto out;
-	rc = LGR_ELIMIT;
-	if (p->n >= sizeof(p->msg) / sizeof(p->msg[0]))
-		goto out;
-	for (v = len; v >= 0x80; v >>= 7)
-		hdr++;
-	rc = LGR_ENOMEM;
-	msg = malloc(1 + hdr + len);
-	if (msg == NULL)
-		goto out;
-	/* EnvelopeData {payload = 1}: key, varint length, the v1 envelope */
-	msg[0] = 0x0a;
-	v = len;
-	for (size_t i = 1; i <= hdr; i++, v >>= 7)
-		msg[i] = (uint8_t)((v & 0x7f) | (i < hdr ? 0x80 : 0));
-	memcpy(msg + 1 + hdr, enc, len);
-	p->msg[p->n] = msg;
-	p->len[p->n++] = 1 + hdr + len;
-	msg = NULL;
-	rc = LGR_OK;
-out:
-	free(enc);
-	free(msg);
 	return rc;
 }
 
-/* Queues unit u on oc (BatchSender: one EnvelopeBatch; Pusher: one EnvelopeData per v1 envelope). */
-static int send_unit(struct ocall *oc, struct unit *u)
+/*
+ * v1: the v1 form of one envelope as EnvelopeData messages {payload = 1: a v1 envelope}. LGR_OK and *out;
+ * LGR_EUNSUPPORTED (no v1 form: an event), LGR_ENOMEM, or another error of decoding or converting.
+ */
+static int unit_v1(const struct omd_item *it, struct unit **out)
 {
-	struct omd_net *net = oc->net;
+	struct lgr_env *env = NULL;
 	struct v1_parts parts;
-	uint8_t *buf = NULL;
-	size_t len = 0, i;
+	struct unit *u;
+	size_t bytes = 0, i;
+	uint8_t *p;
 	int rc;
 
-	if (!net->conf.v1) {
-		rc = lgr_env_encode_batch(u->envs, u->n, &buf, &len);
-		if (rc == LGR_OK)
-			rc = lgr_h2_call_send(oc->call, buf, len);
-		if (rc == LGR_OK)
-			oc->pushed += LGR_GRPC_PREFIX + len;
-		free(buf);
-		goto out;
-	}
-	/* v1 units hold one envelope (see take_open) */
+	*out = NULL;
 	memset(&parts, 0, sizeof(parts));
-	rc = lgr_v1_from_v2(u->envs[0], v1_sink, &parts);
-	for (i = 0; i < parts.n && rc == LGR_OK; i++) {
-		rc = lgr_h2_call_send(oc->call, parts.msg[i], parts.len[i]);
-		if (rc == LGR_OK)
-			oc->pushed += LGR_GRPC_PREFIX + parts.len[i];
-	}
+	rc = lgr_env_decode(it->data, it->len, NULL, &env);
+	if (rc == LGR_OK)
+		rc = lgr_v1_from_v2(env, v1_sink, &parts);
+	if (rc != LGR_OK)
+		goto out;
 	for (i = 0; i < parts.n; i++)
-		free(parts.msg[i]);
+		bytes += record_len(parts.len[i]);
+	rc = LGR_ENOMEM;
+	u = unit_new(1, parts.n, bytes);
+	if (u == NULL)
+		goto out;
+	p = unit_bytes(u);
+	for (i = 0; i < parts.n; i++) {
+		u->msg_len[i] = record_len(parts.len[i]);
+		p = put_record(p, parts.enc[i], parts.len[i]);
+	}
+	*out = u;
+	rc = LGR_OK;
 out:
+	for (i = 0; i < parts.n; i++)
+		free(parts.enc[i]);
+	lgr_env_unref(env);
+	return rc;
+}
+
+/* Queues unit u's messages on oc. */
+static int send_unit(struct ocall *oc, struct unit *u)
+{
+	const uint8_t *p = unit_bytes(u);
+	int rc = LGR_OK;
+
+	for (size_t i = 0; i < u->nmsg && rc == LGR_OK; i++) {
+		rc = lgr_h2_call_send(oc->call, p, u->msg_len[i]);
+		if (rc == LGR_OK)
+			oc->pushed += LGR_GRPC_PREFIX + u->msg_len[i];
+		p += u->msg_len[i];
+	}
 	if (rc == LGR_OK) {
 		u->end = oc->pushed;
 		oc->writes++;
@@ -429,74 +475,73 @@ static struct ocall *pick(struct omd_net *net)
 static bool dispatch(struct omd_net *net, struct unit *u)
 {
 	struct ocall *oc = pick(net);
-	int rc;
 
-	if (oc == NULL) {
-		unitq_push_front(&net->resend, u);
-		return false;
-	}
-	rc = send_unit(oc, u);
-	if (rc == LGR_OK) {
+	if (oc != NULL && send_unit(oc, u) == LGR_OK) {
 		unitq_push(&oc->q, u);
 		return true;
 	}
-	if (rc == LGR_EUNSUPPORTED || rc == LGR_ENOMEM || rc == LGR_ELIMIT || rc == LGR_EMISSING) {
-		/* no v1 form (events), or no encoding at all: given up, reported by the next tick */
-		if (rc == LGR_EUNSUPPORTED)
-			net->drop_v1 += u->n;
-		else
-			net->drop_enc += u->n;
-		unit_free(u, &net->conf.ctr->dropped);
-		return true;
-	}
-	/* the stream refused (full or ended): another one takes it later */
+	/* no stream takes it now (none ready, or the stream refused: full or ended): another one takes it later */
 	unitq_push_front(&net->resend, u);
 	return false;
 }
 
-/* Takes the first envelopes of the open batch (up to OMD_BATCH_MAX_BYTES; one per unit with v1) as a unit. */
-static struct unit *take_open(struct omd_net *net)
+/*
+ * Takes the first envelopes of the open batch (up to OMD_BATCH_MAX_BYTES; one with v1) as a unit into *out.
+ * LGR_OK, with *out NULL when the envelope was given up (no v1 form, or not convertible: counted, reported by the
+ * next tick); LGR_ENOMEM, the open batch unchanged.
+ */
+static int take_open(struct omd_net *net, struct unit **out)
 {
-	size_t k = 0, bytes = 0, elen;
-	const uint8_t *data;
-	struct unit *u;
+	size_t k = 0, bytes = 0, rlen;
+	int rc;
 
-	while (k < net->nopen && !(net->conf.v1 && k == 1)) {
-		elen = 0;
-		if (lgr_env_encode(net->open[k], &data, &elen) != LGR_OK)
-			elen = 0;
-		if (k > 0 && bytes + elen + 6 > OMD_BATCH_MAX_BYTES)
-			break;
-		bytes += elen + 6;
-		k++;
+	*out = NULL;
+	if (net->conf.v1) {
+		k = 1;
+		bytes = record_len(net->open[0]->len);
+		rc = unit_v1(net->open[0], out);
+		if (rc == LGR_ENOMEM)
+			return rc;
+		if (rc != LGR_OK) {
+			if (rc == LGR_EUNSUPPORTED)
+				net->drop_v1++;
+			else
+				net->drop_enc++;
+			add(&net->conf.ctr->dropped, 1);
+		}
+	} else {
+		while (k < net->nopen) {
+			rlen = record_len(net->open[k]->len);
+			if (k > 0 && bytes + rlen > OMD_BATCH_MAX_BYTES)
+				break;
+			bytes += rlen;
+			k++;
+		}
+		*out = unit_v2(net->open, k, bytes);
+		if (*out == NULL)
+			return LGR_ENOMEM;
 	}
-	u = unit_new(net->open, k);
-	if (u == NULL)
-		return NULL;
+	for (size_t i = 0; i < k; i++)
+		omd_item_free(net->open[i], NULL);
 	net->nopen -= k;
 	memmove(net->open, net->open + k, net->nopen * sizeof(net->open[0]));
 	net->open_bytes = net->open_bytes > bytes ? net->open_bytes - bytes : 0;
 	if (net->nopen == 0)
 		event_del(net->flush_ev);
-	return u;
+	return LGR_OK;
 }
 
 /* Fills the open batch from the ring. Returns true when the ring had fewer than asked (it is empty). */
 static bool fill_open(struct omd_net *net)
 {
 	size_t want = net->conf.batch_max - net->nopen, got, i;
-	const uint8_t *data;
-	size_t elen;
 	bool was_empty = net->nopen == 0;
 
 	if (want == 0)
 		return false;
 	got = lgr_ring_pop(net->conf.ring, (void **)(net->open + net->nopen), want);
-	for (i = 0; i < got; i++) {
-		elen = 0;
-		if (lgr_env_encode(net->open[net->nopen + i], &data, &elen) == LGR_OK)
-			net->open_bytes += elen + 6;
-	}
+	for (i = 0; i < got; i++)
+		net->open_bytes += record_len(net->open[net->nopen + i]->len);
 	net->nopen += got;
 	if (was_empty && net->nopen > 0)
 		timer_in(net->flush_ev, net->conf.flush_ms);
@@ -530,10 +575,10 @@ static void pump_work(struct omd_net *net, bool flush)
 		if (net->nopen < net->conf.batch_max && net->open_bytes < OMD_BATCH_MAX_BYTES && !flush &&
 			!net->stopping)
 			break;
-		u = take_open(net);
-		if (u == NULL)
+		if (take_open(net, &u) != LGR_OK)
 			break; /* out of memory: the flush timer tries again */
-		dispatch(net, u);
+		if (u != NULL)
+			dispatch(net, u);
 		budget--;
 		if (net->nopen == 0 && ring_empty)
 			break;
@@ -618,7 +663,7 @@ static void slot_open(struct slot *s)
 		net->calls->prev = oc;
 	net->calls = oc;
 	s->cur = oc;
-	s->recycle_at = now_ms() + jitter(net, net->conf.recycle_ms);
+	s->recycle_at = lgr_now_ms() + jitter(net, net->conf.recycle_ms);
 }
 
 static void on_restart(evutil_socket_t fd, short what, void *ud)
@@ -734,7 +779,7 @@ static void drain_one(void *item, void *ud)
 {
 	struct omd_net *net = ud;
 
-	lgr_env_unref(item);
+	omd_item_free(item, NULL);
 	add(&net->conf.ctr->dropped, 1);
 }
 
@@ -769,7 +814,7 @@ static void stop_progress(struct omd_net *net)
 
 	if (!net->stopping || net->tearing_down)
 		return;
-	if (now_ms() >= net->deadline) {
+	if (lgr_now_ms() >= net->deadline) {
 		teardown(net);
 		return;
 	}
@@ -796,16 +841,31 @@ static void pump(struct omd_net *net)
 
 /* ---- events ------------------------------------------------------------------------------------------------- */
 
+/*
+ * The ring turned non-empty (or the stop was requested). Envelopes that do not fill a batch yet are left in the
+ * ring for GATHER_MS: the ring signals only its empty -> non-empty turn, so taking each envelope as it comes would
+ * wake this thread (and make the producer write the eventfd) for every few envelopes.
+ */
 static void on_ring(evutil_socket_t fd, short what, void *ud)
 {
 	struct omd_net *net = ud;
+	struct lgr_ring_stats st;
 
 	(void)fd;
 	(void)what;
 	lgr_ring_fd_reset(net->conf.ring);
 	if (!net->stopping && __atomic_load_n(&net->stop_requested, __ATOMIC_ACQUIRE)) {
 		net->stopping = true;
-		net->deadline = now_ms() + net->budget_ms;
+		net->deadline = lgr_now_ms() + net->budget_ms;
+	}
+	if (!net->stopping && net->resend.head == NULL) {
+		if (event_pending(net->gather_ev, EV_TIMEOUT, NULL))
+			return;
+		lgr_ring_stats(net->conf.ring, &st);
+		if (st.len + net->nopen < net->conf.batch_max) {
+			timer_in(net->gather_ev, GATHER_MS);
+			return;
+		}
 	}
 	pump(net);
 }
@@ -857,7 +917,7 @@ static void report_drops(struct omd_net *net, uint64_t now)
 static void on_tick(evutil_socket_t fd, short what, void *ud)
 {
 	struct omd_net *net = ud;
-	uint64_t now = now_ms();
+	uint64_t now = lgr_now_ms();
 
 	(void)fd;
 	(void)what;
@@ -946,9 +1006,10 @@ static int events_new(struct omd_net *net)
 	net->pump_ev = event_new(net->base, -1, 0, on_pump, net);
 	net->flush_ev = evtimer_new(net->base, on_flush, net);
 	net->poll_ev = evtimer_new(net->base, on_pump, net);
+	net->gather_ev = evtimer_new(net->base, on_pump, net);
 	net->tick_ev = event_new(net->base, -1, EV_PERSIST, on_tick, net);
 	if (net->ring_ev == NULL || net->pump_ev == NULL || net->flush_ev == NULL || net->poll_ev == NULL ||
-		net->tick_ev == NULL || event_add(net->ring_ev, NULL) != 0)
+		net->tick_ev == NULL || net->gather_ev == NULL || event_add(net->ring_ev, NULL) != 0)
 		return LGR_ENOMEM;
 	timer_in(net->tick_ev, TICK_MS);
 	for (size_t i = 0; i < net->nslots; i++) {
@@ -986,6 +1047,8 @@ static void net_release(struct omd_net *net)
 		event_free(net->poll_ev);
 	if (net->tick_ev != NULL)
 		event_free(net->tick_ev);
+	if (net->gather_ev != NULL)
+		event_free(net->gather_ev);
 	if (net->base != NULL)
 		event_base_free(net->base);
 	free(net->routers);
@@ -1009,6 +1072,7 @@ int omd_net_new(const struct omd_net_conf *conf, struct omd_net **out)
 		return LGR_ENOMEM;
 	net->conf = *conf;
 	net->conf.routers = NULL; /* copied into the routers below */
+	net->lim_router = (struct lgr_ratelimit)LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
 	if (net->conf.recycle_ms == 0)
 		net->conf.recycle_ms = OMD_RECYCLE_DEFAULT_MS;
 	net->rng = (uint64_t)time(NULL) ^ ((uint64_t)(uintptr_t)net << 16) ^ 0x9e3779b97f4a7c15ull;

@@ -54,10 +54,10 @@ MODULE_CNFNAME("omdoppler")
 DEF_OMOD_STATIC_DATA
 DEFobjCurrIf(statsobj)
 
-#define MODNAME	     "omdoppler"
-#define SHUTDOWN_MS  2000 /* freeInstance: what is still buffered gets this long to reach a router */
-#define LOG_WINDOW_S 10	  /* log lines: at most LOG_BURST per LOG_WINDOW_S seconds */
-#define LOG_BURST    10
+#define MODNAME	      "omdoppler"
+#define SHUTDOWN_MS   2000   /* freeInstance: what is still buffered gets this long to reach a router */
+#define LOG_WINDOW_MS 10000u /* log lines: at most LOG_BURST per LOG_WINDOW_MS */
+#define LOG_BURST     10
 /* The largest envelope a batch of one can carry to a router (whose limit is 10 MiB per message). */
 #define MAX_ENVELOPE (LGR_LIMITS_DEFAULT_MESSAGE - 16)
 
@@ -211,7 +211,7 @@ typedef struct _instanceData {
 	struct omd_conf conf;
 	char *action_name;     /* NULL: unnamed */
 	SSL_CTX *ssl_ctx;      /* TLS: made in newActInst, so -N1 reports unusable certificates */
-	struct lgr_ring *ring; /* doAction -> network thread; items are struct lgr_env * */
+	struct lgr_ring *ring; /* doAction -> network thread; items are struct omd_item * */
 	struct omd_net *net;   /* started by the first worker, under start_mut */
 	bool net_tried;
 	pthread_mutex_t start_mut;
@@ -219,9 +219,7 @@ typedef struct _instanceData {
 	uint64_t invalid;		 /* atomic: messages that gave no envelope */
 	int tpl_sid, tpl_iid, tpl_stype; /* entries of the rendered templates; 0: not configured */
 	pthread_mutex_t log_mut;
-	time_t log_window;
-	unsigned log_lines;
-	uint64_t log_suppressed;
+	struct lgr_ratelimit log_rl;
 	/* impstats: deltas added when impstats reads */
 	pthread_mutex_t stats_mut;
 	uint64_t seen_ingress, seen_egress, seen_dropped, seen_connects, seen_errors;
@@ -359,27 +357,15 @@ out:
 	pthread_mutex_unlock(&pData->start_mut);
 }
 
-/* A message that gave no envelope: counted, and logged at most LOG_BURST times per LOG_WINDOW_S. */
+/* A message that gave no envelope: counted, and logged at most LOG_BURST times per LOG_WINDOW_MS. */
 static void bad_input(instanceData *pData, int rc, bool from_iml, size_t size)
 {
-	time_t now = time(NULL);
 	uint64_t suppressed = 0;
-	bool log = false;
+	bool log;
 
 	__atomic_add_fetch(&pData->invalid, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&pData->log_mut);
-	if (now - pData->log_window >= LOG_WINDOW_S) {
-		pData->log_window = now;
-		pData->log_lines = 0;
-	}
-	if (pData->log_lines < LOG_BURST) {
-		pData->log_lines++;
-		log = true;
-		suppressed = pData->log_suppressed;
-		pData->log_suppressed = 0;
-	} else {
-		pData->log_suppressed++;
-	}
+	log = lgr_ratelimit_take(&pData->log_rl, lgr_now_ms(), &suppressed);
 	pthread_mutex_unlock(&pData->log_mut);
 	if (!log)
 		return;
@@ -400,32 +386,17 @@ static void bad_input(instanceData *pData, int rc, bool from_iml, size_t size)
  * own lines (unreachable routers, drops) are rate-limited per action and go to glue_log directly, so that the
  * transport's lines cannot crowd them out. */
 static pthread_mutex_t hook_mut = PTHREAD_MUTEX_INITIALIZER;
-static time_t hook_window;
-static unsigned hook_lines;
-static uint64_t hook_suppressed;
+static struct lgr_ratelimit hook_rl = LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
 
 static void omd_log(enum lgr_log_level level, const char *msg, void *ud)
 {
-	time_t now;
 	uint64_t suppressed = 0;
 	bool pass = true;
 	char line[640];
 
 	if (level < LGR_LOG_DEBUG) {
-		now = time(NULL);
 		pthread_mutex_lock(&hook_mut);
-		if (now - hook_window >= LOG_WINDOW_S) {
-			hook_window = now;
-			hook_lines = 0;
-		}
-		pass = hook_lines < LOG_BURST;
-		if (pass) {
-			hook_lines++;
-			suppressed = hook_suppressed;
-			hook_suppressed = 0;
-		} else {
-			hook_suppressed++;
-		}
+		pass = lgr_ratelimit_take(&hook_rl, lgr_now_ms(), &suppressed);
 		pthread_mutex_unlock(&hook_mut);
 	}
 	if (!pass)
@@ -444,6 +415,7 @@ BEGINcreateInstance
 CODESTARTcreateInstance
 	pthread_mutex_init(&pData->start_mut, NULL);
 	pthread_mutex_init(&pData->log_mut, NULL);
+	pData->log_rl = (struct lgr_ratelimit)LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
 	pthread_mutex_init(&pData->stats_mut, NULL);
 ENDcreateInstance
 
@@ -495,7 +467,7 @@ BEGINdoAction_NoStrings
 	instanceData *const pData = pWrkrData->pData;
 	struct msgenv_tpl tpl;
 	struct lgr_env *env = NULL;
-	const uint8_t *wire;
+	struct omd_item *item = NULL;
 	size_t len = 0;
 	bool from_iml = false;
 	int rc;
@@ -504,15 +476,23 @@ CODESTARTdoAction
 	tpl.instance_id = pData->tpl_iid > 0 ? params[pData->tpl_iid] : NULL;
 	tpl.source_type = pData->tpl_stype > 0 ? params[pData->tpl_stype] : NULL;
 	rc = msgenv_build(msg, &tpl, NULL, &env, &from_iml);
-	/* encoded here, on rsyslog's workers, so that the network thread only copies bytes */
+	/* encoded straight into the ring item, and the envelope freed here by the thread that allocated it (malloc's
+	 * fast path, no contention on its arena): the network thread only copies bytes into batches */
 	if (rc == LGR_OK)
-		rc = lgr_env_encode(env, &wire, &len);
-	if (rc != LGR_OK || len > MAX_ENVELOPE) {
+		len = loggregator__v2__envelope__get_packed_size(env->pb);
+	if (rc == LGR_OK && len <= MAX_ENVELOPE) {
+		item = omd_item_new(len);
+		if (item == NULL)
+			rc = LGR_ENOMEM;
+		else
+			loggregator__v2__envelope__pack(env->pb, item->data);
+	}
+	lgr_env_unref(env);
+	if (item == NULL) {
 		bad_input(pData, rc, from_iml, rc == LGR_OK ? len : 0);
-		lgr_env_unref(env);
 		FINALIZE;
 	}
-	lgr_ring_push(pData->ring, env); /* ownership transferred; a full ring drops its oldest */
+	lgr_ring_push(pData->ring, item); /* ownership transferred; a full ring drops its oldest */
 finalize_it:
 ENDdoAction
 

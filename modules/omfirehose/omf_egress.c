@@ -45,14 +45,6 @@
 
 /* ---- small helpers ---------------------------------------------------------------------------------------------- */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void add(uint64_t *ctr, uint64_t n)
 {
 	if (n > 0)
@@ -266,12 +258,6 @@ int omf_env_v1(struct omf_env *e, const uint8_t **data, size_t *len)
 
 /* ---- the egress and its subscribers ----------------------------------------------------------------------------- */
 
-struct limiter {
-	uint64_t window;
-	unsigned lines;
-	uint64_t suppressed;
-};
-
 enum gkind {
 	G_BATCHED,
 	G_RECEIVER,
@@ -304,8 +290,8 @@ struct omf_egress {
 	bool started, stopping;
 	struct omf_sub *subs; /* doubly linked */
 	size_t nsubs;
-	size_t reserved; /* gRPC streams accepted that have not subscribed yet */
-	struct limiter lim;
+	size_t reserved;	     /* gRPC streams accepted that have not subscribed yet */
+	struct lgr_ratelimit log_rl; /* own log lines (loop thread) */
 };
 
 struct omf_sub {
@@ -353,28 +339,19 @@ put(struct omf_egress *eg, enum lgr_log_level level, const char *fmt, ...)
 static void __attribute__((format(printf, 3, 4)))
 say(struct omf_egress *eg, enum lgr_log_level level, const char *fmt, ...)
 {
-	struct limiter *l = &eg->lim;
-	uint64_t now = now_ms();
 	char line[512];
+	uint64_t held;
 	va_list ap;
 
-	if (now - l->window >= LOG_WINDOW_MS) {
-		l->window = now;
-		l->lines = 0;
-	}
-	if (l->lines >= LOG_BURST) {
-		l->suppressed++;
+	if (!lgr_ratelimit_take(&eg->log_rl, lgr_now_ms(), &held))
 		return;
-	}
-	l->lines++;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (l->suppressed > 0)
-		put(eg, level, "%s (%" PRIu64 " lines suppressed before this one)", line, l->suppressed);
+	if (held > 0)
+		put(eg, level, "%s (%" PRIu64 " lines suppressed before this one)", line, held);
 	else
 		put(eg, level, "%s", line);
-	l->suppressed = 0;
 }
 
 /* The ring's drop callback: a worker pushed out the oldest envelope. Runs on that worker. */
@@ -423,7 +400,7 @@ static void sub_check_drops(struct omf_sub *sub)
 	sub->dropped_seen = d;
 	if (!sub->slow) {
 		sub->slow = true;
-		sub->reported_at = now_ms();
+		sub->reported_at = lgr_now_ms();
 		add(&eg->conf.ctr->slow, 1);
 		say(eg, LGR_LOG_WARNING,
 			"subscriber %s (shard id \"%s\") reads too slowly: its buffer of %zu envelopes is full, the "
@@ -435,7 +412,7 @@ static void sub_check_drops(struct omf_sub *sub)
 /* Drops since the last report; at most once per LOG_WINDOW_MS unless final (the subscriber goes away). */
 static void sub_report_drops(struct omf_sub *sub, bool final)
 {
-	uint64_t n = sub->dropped_seen - sub->dropped_reported, now = now_ms();
+	uint64_t n = sub->dropped_seen - sub->dropped_reported, now = lgr_now_ms();
 
 	if (n == 0 || (!final && now - sub->reported_at < LOG_WINDOW_MS))
 		return;
@@ -1137,6 +1114,7 @@ int omf_egress_new(const struct omf_egress_conf *conf, struct omf_egress **out)
 		return LGR_ENOMEM;
 	eg->conf = *conf;
 	eg->wake_fd = -1;
+	eg->log_rl = (struct lgr_ratelimit)LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
 	rc = LGR_ENOMEM;
 	eg->name = strdup(conf->name != NULL ? conf->name : "omfirehose");
 	eg->address = strdup(conf->address != NULL ? conf->address : "127.0.0.1");

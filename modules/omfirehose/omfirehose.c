@@ -56,10 +56,10 @@ MODULE_CNFNAME("omfirehose")
 DEF_OMOD_STATIC_DATA
 DEFobjCurrIf(statsobj)
 
-#define MODNAME	     "omfirehose"
-#define SHUTDOWN_MS  1000 /* freeInstance: subscribers get this long to take what they still hold */
-#define LOG_WINDOW_S 10	  /* bad-input lines: at most LOG_BURST per LOG_WINDOW_S seconds */
-#define LOG_BURST    10
+#define MODNAME	      "omfirehose"
+#define SHUTDOWN_MS   1000   /* freeInstance: subscribers get this long to take what they still hold */
+#define LOG_WINDOW_MS 10000u /* bad-input lines: at most LOG_BURST per LOG_WINDOW_MS */
+#define LOG_BURST     10
 
 	enum omf_auth {
 		OMF_AUTH_TOKEN,
@@ -424,9 +424,7 @@ typedef struct _instanceData {
 	uint64_t invalid;		 /* atomic: messages that gave no envelope */
 	int tpl_sid, tpl_iid, tpl_stype; /* entries of the rendered templates; 0: not configured */
 	pthread_mutex_t log_mut;
-	time_t log_window;
-	unsigned log_lines;
-	uint64_t log_suppressed;
+	struct lgr_ratelimit log_rl;
 	/* impstats: deltas added when impstats reads */
 	pthread_mutex_t stats_mut;
 	uint64_t seen_ingress, seen_egress, seen_dropped, seen_slow;
@@ -577,33 +575,21 @@ static void egress_start(instanceData *pData)
 	write_port_file(pData, port);
 }
 
-/* A message that gave no envelope: counted, and logged at most LOG_BURST times per LOG_WINDOW_S. */
+/* A message that gave no envelope: counted, and logged at most LOG_BURST times per LOG_WINDOW_MS. */
 static void bad_input(instanceData *pData, int rc, bool from_iml)
 {
-	time_t now = time(NULL);
-	uint64_t suppressed = 0;
-	bool log = false;
+	uint64_t held = 0;
+	bool log;
 
 	__atomic_add_fetch(&pData->invalid, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&pData->log_mut);
-	if (now - pData->log_window >= LOG_WINDOW_S) {
-		pData->log_window = now;
-		pData->log_lines = 0;
-	}
-	if (pData->log_lines < LOG_BURST) {
-		pData->log_lines++;
-		log = true;
-		suppressed = pData->log_suppressed;
-		pData->log_suppressed = 0;
-	} else {
-		pData->log_suppressed++;
-	}
+	log = lgr_ratelimit_take(&pData->log_rl, lgr_now_ms(), &held);
 	pthread_mutex_unlock(&pData->log_mut);
 	if (log)
 		LogMsg(0, NO_ERRCODE, LOG_WARNING,
 			MODNAME ": cannot rebuild an envelope from a message%s: %s; dropped "
 				"(%" PRIu64 " similar lines suppressed before this one)",
-			from_iml ? " ($!loggregator)" : "", lgr_strerror(rc), suppressed);
+			from_iml ? " ($!loggregator)" : "", lgr_strerror(rc), held);
 }
 
 /* rsyslog's entry points: its macros are not statements clang-format understands, so it keeps off them */
@@ -612,6 +598,7 @@ static void bad_input(instanceData *pData, int rc, bool from_iml)
 BEGINcreateInstance
 CODESTARTcreateInstance
 	pthread_mutex_init(&pData->log_mut, NULL);
+	pData->log_rl = (struct lgr_ratelimit)LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
 	pthread_mutex_init(&pData->stats_mut, NULL);
 ENDcreateInstance
 
