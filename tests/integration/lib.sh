@@ -463,3 +463,34 @@ lgr_subscriber_stop() {
 
 # lgr_subscriber_status NAME: the subscriber's final status line ({"event":"status","code":c,...}).
 lgr_subscriber_status() { lgr_peer_line "$LGR_WORK/$1.out" status; }
+
+# ---- helpers of the client tests: lgr (contrib/lgr-cli) in the background -------------------------------------
+# A test that uses them calls lgr_bg_init first; clients are background processes like the subscribers.
+
+LGR_CLI=$LGR_TOP_BUILDDIR/contrib/lgr-cli/lgr
+declare -A LGR_CLIENT_PIDS=()
+
+# lgr_need_cli: the client must be built.
+lgr_need_cli() { [ -x "$LGR_CLI" ] || lgr_fail "the client is not built ($LGR_CLI)"; }
+
+# lgr_client NAME ARGS...: starts `lgr ARGS` in the background, its stdout in $LGR_WORK/NAME.out and its stderr in
+# $LGR_WORK/NAME.err. Returns at once.
+lgr_client() {
+	local name=$1
+	shift
+	"$LGR_CLI" "$@" >"$LGR_WORK/$name.out" 2>"$LGR_WORK/$name.err" &
+	LGR_CLIENT_PIDS[$name]=$!
+	LGR_BG_PIDS+=("$!")
+}
+
+lgr_client_gone() { ! kill -0 "${LGR_CLIENT_PIDS[$1]}" 2>/dev/null; }
+
+# lgr_client_stop NAME: SIGTERM, waits for the exit, which must be status 0.
+lgr_client_stop() {
+	local rc
+	kill -TERM "${LGR_CLIENT_PIDS[$1]}" 2>/dev/null || lgr_fail "client $1 was not running at stop"
+	lgr_wait_for "client $1 to exit after SIGTERM" lgr_client_gone "$1"
+	wait "${LGR_CLIENT_PIDS[$1]}"
+	rc=$?
+	[ "$rc" -eq 0 ] || { cat "$LGR_WORK/$1.err" >&2; lgr_fail "client $1 exited with status $rc after SIGTERM"; }
+}
