@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh: build the libFuzzer targets with clang (ASan + UBSan) in build-fuzz/ and run each for a while.
 #
-#   contrib/fuzz.sh [--seconds N] [--grow] [TARGET...]     (targets: env v1 json grpc h2server; default all)
+#   contrib/fuzz.sh [--seconds N] [--grow] [TARGET...]     (targets: env v1 json grpc h2server gateway drain bindings; default all)
 #
 # Each target starts from its seed corpus in fuzz/corpus/TARGET. Without --grow, new inputs go to a scratch
 # directory; with --grow they are merged back into fuzz/corpus/TARGET (minimised), so the corpus grows in the tree.
@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(env v1 json grpc h2server)
+[ ${#targets[@]} -gt 0 ] || targets=(env v1 json grpc h2server gateway drain bindings)
 
 [ -x configure ] || contrib/setup.sh --no-build
 mkdir -p build-fuzz
