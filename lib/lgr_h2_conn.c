@@ -231,8 +231,12 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	struct lgr_h2__conn *c = arg;
 
 	enter(c);
-	if (c->need_up && !c->dead)
+	if (c->need_up && !c->dead) {
 		become_up(c);
+		/* A connection handed over by lgr_http may hold input read before the hand-over. */
+		if (c->ng != NULL && !c->dead)
+			recv_all(c);
+	}
 	send_pass(c);
 	leave(c);
 }
@@ -399,14 +403,17 @@ void lgr_h2__outq_cleanup(struct lgr_h2__outq *q)
 	q->buf = NULL;
 }
 
-/* Whether a message of len bytes may join the queue; records the refusal for the drain notice. */
-static int admit(struct lgr_h2__outq *q, size_t len)
+/*
+ * Whether a message of len bytes plus overhead bytes of framing may join the queue; records the refusal for the
+ * drain notice.
+ */
+static int admit(struct lgr_h2__outq *q, size_t len, size_t overhead)
 {
 	size_t have = evbuffer_get_length(q->buf);
 
 	if (q->eof || len > UINT32_MAX)
 		return LGR_EINVAL;
-	if (have > 0 && (len + LGR_GRPC_PREFIX > q->limit || have > q->limit - len - LGR_GRPC_PREFIX)) {
+	if (have > 0 && (len + overhead > q->limit || have > q->limit - len - overhead)) {
 		q->want_drain = true;
 		return LGR_EFULL;
 	}
@@ -416,7 +423,7 @@ static int admit(struct lgr_h2__outq *q, size_t len)
 int lgr_h2__outq_push(struct lgr_h2__outq *q, const uint8_t *msg, size_t len)
 {
 	uint8_t prefix[LGR_GRPC_PREFIX];
-	int rc = admit(q, len);
+	int rc = admit(q, len, LGR_GRPC_PREFIX);
 
 	if (rc != LGR_OK)
 		return rc;
@@ -434,7 +441,7 @@ int lgr_h2__outq_push_buffer(struct lgr_h2__outq *q, struct evbuffer *msg)
 {
 	uint8_t prefix[LGR_GRPC_PREFIX];
 	size_t len = evbuffer_get_length(msg);
-	int rc = admit(q, len);
+	int rc = admit(q, len, LGR_GRPC_PREFIX);
 
 	if (rc != LGR_OK)
 		return rc;
@@ -447,6 +454,24 @@ int lgr_h2__outq_push_buffer(struct lgr_h2__outq *q, struct evbuffer *msg)
 		return LGR_ENOMEM;
 	}
 	return LGR_OK;
+}
+
+int lgr_h2__outq_push_raw(struct lgr_h2__outq *q, const uint8_t *data, size_t len)
+{
+	int rc = admit(q, len, 0);
+
+	if (rc != LGR_OK || len == 0)
+		return rc;
+	return evbuffer_add(q->buf, data, len) == 0 ? LGR_OK : LGR_ENOMEM;
+}
+
+int lgr_h2__outq_push_raw_buffer(struct lgr_h2__outq *q, struct evbuffer *data)
+{
+	int rc = admit(q, evbuffer_get_length(data), 0);
+
+	if (rc != LGR_OK)
+		return rc;
+	return evbuffer_add_buffer(q->buf, data) == 0 ? LGR_OK : LGR_ENOMEM;
 }
 
 bool lgr_h2__outq_drained(struct lgr_h2__outq *q)

@@ -2,7 +2,8 @@
  * lgr_h2_internal.h: what the files of lgr_h2 share, not part of the public API: one HTTP/2 connection driven by a
  * bufferevent (lgr_h2__conn, lgr_h2_conn.c), the bounded per-stream send queue that feeds nghttp2 DATA frames
  * (lgr_h2__outq, lgr_h2_conn.c), and the server's (lgr_h2_server.c, lgr_h2_stream.c) and the client's
- * (lgr_h2_client.c, lgr_h2_call.c) objects.
+ * (lgr_h2_client.c, lgr_h2_call.c) objects. lgr_http.c drives its HTTP/2 connections with lgr_h2__conn and
+ * lgr_h2__outq too.
  *
  * Lifetime: a connection dies in two steps. lgr_h2__conn_kill() only marks it (with a reason) and wakes it; the
  * owner's down() runs when the current event of that connection ends, so no code ever runs on a freed connection
@@ -77,7 +78,10 @@ struct lgr_h2__conn {
 int lgr_h2__conn_init(struct lgr_h2__conn *c, struct event_base *base, struct bufferevent *bev, SSL *ssl,
 	const struct lgr_h2__conn_ops *ops, void *owner, unsigned handshake_ms);
 
-/* For a connection that is ready without a handshake (h2c server): up() runs at the next event. */
+/*
+ * For a connection that is ready without a handshake (h2c server), or handed over after its TLS handshake or with
+ * its first bytes already read (lgr_http): up() runs at the next event, which then reads any buffered input.
+ */
 void lgr_h2__conn_start(struct lgr_h2__conn *c);
 
 /* Keepalive after up (ms, LGR_H2_NEVER for none); call from up(). */
@@ -122,6 +126,9 @@ void lgr_h2__outq_cleanup(struct lgr_h2__outq *q);
 /* Appends one framed message. LGR_OK; LGR_EFULL (want_drain set); LGR_EINVAL (eof, or over 4 GiB); LGR_ENOMEM. */
 int lgr_h2__outq_push(struct lgr_h2__outq *q, const uint8_t *msg, size_t len);
 int lgr_h2__outq_push_buffer(struct lgr_h2__outq *q, struct evbuffer *msg);
+/* The same for bytes without gRPC framing (lgr_http's response bodies); push_raw_buffer moves data's contents. */
+int lgr_h2__outq_push_raw(struct lgr_h2__outq *q, const uint8_t *data, size_t len);
+int lgr_h2__outq_push_raw_buffer(struct lgr_h2__outq *q, struct evbuffer *data);
 
 /* True (once) when a refused push is owed its drain notice. */
 bool lgr_h2__outq_drained(struct lgr_h2__outq *q);
@@ -142,6 +149,15 @@ nghttp2_nv lgr_h2__nv(const char *name, const char *value);
 bool lgr_h2__grpc_content_type(const uint8_t *value, size_t len);
 
 /* ---- server ------------------------------------------------------------------------------------------------ */
+
+struct sockaddr;
+struct sockaddr_storage;
+
+/* "addr:port" ("[addr]:port" for IPv6) of a peer, for log lines (lgr_h2_server.c, also lgr_http). */
+void lgr_h2__peer_name(const struct sockaddr *sa, char *buf, size_t len);
+
+/* A numeric address and a port (0 included, which evutil_parse_sockaddr_port refuses) as a sockaddr. */
+int lgr_h2__parse_address(const char *addr, uint16_t port, struct sockaddr_storage *ss, int *sslen);
 
 enum lgr_h2__phase { LGR_H2__RUNNING, LGR_H2__GRACE, LGR_H2__FLUSHING, LGR_H2__CLOSED };
 

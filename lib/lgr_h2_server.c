@@ -100,7 +100,7 @@ static const struct lgr_h2__conn_ops conn_ops = {
 	.down = conn_down,
 };
 
-static void peer_name(const struct sockaddr *sa, char *buf, size_t len)
+void lgr_h2__peer_name(const struct sockaddr *sa, char *buf, size_t len)
 {
 	char host[INET6_ADDRSTRLEN] = "?";
 
@@ -192,7 +192,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	char peer[64];
 
 	srv->depth++;
-	peer_name(sa, peer, sizeof(peer));
+	lgr_h2__peer_name(sa, peer, sizeof(peer));
 	add_conn(srv, fd, peer);
 	srv_leave(srv);
 }
@@ -362,8 +362,7 @@ static int make_callbacks(struct lgr_h2_server *srv)
 	return LGR_OK;
 }
 
-/* A numeric address and a port (0 included, which evutil_parse_sockaddr_port refuses) as a sockaddr. */
-static int parse_address(const char *addr, uint16_t port, struct sockaddr_storage *ss, int *sslen)
+int lgr_h2__parse_address(const char *addr, uint16_t port, struct sockaddr_storage *ss, int *sslen)
 {
 	struct sockaddr_in *in = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
@@ -393,7 +392,7 @@ static int listen_on(struct lgr_h2_server *srv)
 	unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE;
 
 	snprintf(spec, sizeof(spec), strchr(addr, ':') != NULL ? "[%s]:%u" : "%s:%u", addr, srv->cfg.port);
-	if (parse_address(addr, srv->cfg.port, &ss, &sslen) != LGR_OK) {
+	if (lgr_h2__parse_address(addr, srv->cfg.port, &ss, &sslen) != LGR_OK) {
 		lgr_log(LGR_LOG_ERR, "%s: bad listen address %s (a numeric IPv4 or IPv6 address is needed)", srv->name,
 			addr);
 		return LGR_EINVAL;

@@ -40,15 +40,10 @@ static size_t alpn_wire(const char *const *alpn, unsigned char *out, size_t cap)
 	return n;
 }
 
-/*
- * Server side: pick our most preferred protocol that the client offers; none in common is fatal, as it is for
- * grpc-go. The configured list is the callback argument.
- */
-static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
-	unsigned int inlen, void *arg)
+/* Our most preferred protocol that the client offers, from the configured list ours. */
+static int alpn_pick(const char *const *ours, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+	unsigned int inlen)
 {
-	const char *const *ours = arg;
-
 	for (; ours != NULL && *ours != NULL; ours++) {
 		size_t len = strlen(*ours);
 		unsigned int i = 0;
@@ -66,7 +61,23 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 			i += 1 + plen;
 		}
 	}
-	return SSL_TLSEXT_ERR_ALERT_FATAL;
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* Server side: none in common is fatal, as it is for grpc-go. The configured list is the callback argument. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+	unsigned int inlen, void *arg)
+{
+	int rc = alpn_pick(arg, out, outlen, in, inlen);
+
+	return rc == SSL_TLSEXT_ERR_OK ? rc : SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+/* With alpn_optional: none in common goes on without a protocol. */
+static int alpn_select_optional(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+	unsigned int inlen, void *arg)
+{
+	return alpn_pick(arg, out, outlen, in, inlen);
 }
 
 /* A client that offers no ALPN at all never reaches alpn_select: refuse it in the ClientHello. */
@@ -132,16 +143,19 @@ int lgr_tls_server_ctx(const struct lgr_tls_config *cfg, SSL_CTX **out, char *er
 	rc = common(ctx, cfg, err, errlen);
 	if (rc != LGR_OK)
 		goto out;
-	if (cfg->require_client_cert) {
+	if (cfg->require_client_cert || cfg->request_client_cert) {
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->ca_file);
 
 		if (names != NULL)
 			SSL_CTX_set_client_CA_list(ctx, names);
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+		SSL_CTX_set_verify(
+			ctx, SSL_VERIFY_PEER | (cfg->require_client_cert ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
 	} else {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	}
-	if (cfg->alpn != NULL && cfg->alpn[0] != NULL) {
+	if (cfg->alpn != NULL && cfg->alpn[0] != NULL && cfg->alpn_optional) {
+		SSL_CTX_set_alpn_select_cb(ctx, alpn_select_optional, (void *)cfg->alpn);
+	} else if (cfg->alpn != NULL && cfg->alpn[0] != NULL) {
 		SSL_CTX_set_alpn_select_cb(ctx, alpn_select, (void *)cfg->alpn);
 		SSL_CTX_set_client_hello_cb(ctx, client_hello, NULL);
 	}

@@ -3,9 +3,9 @@
  *
  * The profile: TLS 1.2 with only ECDHE-RSA-AES128-GCM-SHA256 and ECDHE-RSA-AES256-GCM-SHA384, or TLS 1.3; ALPN
  * mandatory (a server refuses a client that offers no protocol it serves, with the no_application_protocol alert,
- * as grpc-go does); servers require a client certificate chaining to the configured CA unless told otherwise and do
- * not check its name; clients verify the server's chain and its DNS SANs against the expected name, never the CN
- * (as Go does).
+ * as grpc-go does) unless alpn_optional (the HTTPS gateway); servers require a client certificate chaining to the
+ * configured CA unless told otherwise (none, or an optional one) and do not check its name; clients verify the
+ * server's chain and its DNS SANs against the expected name, never the CN (as Go does).
  *
  * Contexts are built once at configuration time and shared read-only by the connections of one listener or client
  * (OpenSSL makes that thread-safe).
@@ -28,8 +28,19 @@ struct lgr_tls_config {
 	const char *server_name;
 	/* Servers: require and verify a client certificate (gRPC listeners); false: request none (HTTPS gateway). */
 	bool require_client_cert;
-	/* ALPN protocols, most preferred first, e.g. {"h2", NULL} or {"h2", "http/1.1", NULL}. */
+	/*
+	 * Servers without require_client_cert: ask for a client certificate and verify it against ca_file when one is
+	 * sent (a bad one fails the handshake), but serve clients that send none.
+	 */
+	bool request_client_cert;
+	/* ALPN protocols, most preferred first, e.g. {"h2", NULL} or {"h2", "http/1.1", NULL}. Borrowed by a server
+	 * context: the list must outlive it. */
 	const char *const *alpn;
+	/*
+	 * Servers: a client offering no ALPN, or none of ours, is served without an agreed protocol instead of being
+	 * refused (HTTP/1.1 clients need not use ALPN).
+	 */
+	bool alpn_optional;
 };
 
 /*
