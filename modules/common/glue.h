@@ -11,8 +11,13 @@
 #ifndef LGR_MODULES_GLUE_H
 #define LGR_MODULES_GLUE_H
 
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lgr.h"
 #include "lgr_conf.h"
@@ -53,6 +58,32 @@ finalize_it:
 
 /* Room for one configuration message (lgr_conf messages quote at most 64 bytes of a value). */
 #define GLUE_ERR_MAX 640
+
+/*
+ * Writes the bound port to path (listenPortFileName; NULL: nothing to do) through a temporary file and a rename,
+ * so that whoever waits for the file never reads it half-written. A failure is logged with the module's name.
+ */
+static void __attribute__((unused)) glue_write_port_file(const char *mod, const char *path, uint16_t port)
+{
+	char tmp[4096];
+	FILE *f;
+	bool ok;
+
+	if (path == NULL)
+		return;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		LogError(0, RS_RET_IO_ERROR, "%s: listenPortFileName '%s' is too long", mod, path);
+		return;
+	}
+	f = fopen(tmp, "w");
+	ok = f != NULL && fprintf(f, "%u\n", (unsigned)port) > 0;
+	if (f != NULL && fclose(f) != 0)
+		ok = false;
+	if (!ok || rename(tmp, path) != 0) {
+		LogError(errno, RS_RET_IO_ERROR, "%s: cannot write listenPortFileName '%s'", mod, path);
+		unlink(tmp);
+	}
+}
 
 /*
  * The core's log hook: ud is the module name. Debug lines go to rsyslog's debug output only; the others become

@@ -16,6 +16,7 @@
 
 #include "rsyslog.h"
 #include "msg.h"
+#include "objomsr.h"
 
 #include "lgr_fjson.h"
 #include "msgenv.h"
@@ -139,4 +140,49 @@ int msgenv_build(
 	if (!found)
 		rc = from_plain(msg, tpl != NULL ? tpl : &none, out);
 	return rc;
+}
+
+void msgenv_tpl_slots_init(
+	struct msgenv_tpl_slots *s, const char *source_id, const char *instance_id, const char *source_type)
+{
+	memset(s, 0, sizeof(*s));
+	if (source_id != NULL) {
+		s->names[s->n++] = source_id;
+		s->source_id = s->n;
+	}
+	if (instance_id != NULL) {
+		s->names[s->n++] = instance_id;
+		s->instance_id = s->n;
+	}
+	if (source_type != NULL) {
+		s->names[s->n++] = source_type;
+		s->source_type = s->n;
+	}
+}
+
+rsRetVal msgenv_tpl_request(const struct msgenv_tpl_slots *s, omodStringRequest_t *omsr)
+{
+	uchar *tpl = NULL;
+	int i;
+	DEFiRet;
+
+	/* the name is not used for a message-passing entry, but the core wants one */
+	CHKmalloc(tpl = (uchar *)strdup("RSYSLOG_FileFormat"));
+	CHKiRet(OMSRsetEntry(omsr, 0, tpl, OMSR_TPL_AS_MSG));
+	tpl = NULL; /* ownership transferred */
+	for (i = 0; i < s->n; i++) {
+		CHKmalloc(tpl = (uchar *)strdup(s->names[i]));
+		CHKiRet(OMSRsetEntry(omsr, 1 + i, tpl, OMSR_NO_RQD_TPL_OPTS));
+		tpl = NULL; /* ownership transferred */
+	}
+finalize_it:
+	free(tpl);
+	RETiRet;
+}
+
+void msgenv_tpl_get(const struct msgenv_tpl_slots *s, void **params, struct msgenv_tpl *out)
+{
+	out->source_id = s->source_id > 0 ? params[s->source_id] : NULL;
+	out->instance_id = s->instance_id > 0 ? params[s->instance_id] : NULL;
+	out->source_type = s->source_type > 0 ? params[s->source_type] : NULL;
 }

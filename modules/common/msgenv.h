@@ -1,6 +1,6 @@
 /*
  * msgenv.h: an rsyslog message back to a Loggregator v2 envelope, for the outputs (omdoppler, omfirehose). Include
- * after rsyslog's headers ("rsyslog.h", "msg.h").
+ * after rsyslog's headers ("rsyslog.h", "msg.h", "objomsr.h").
  *
  * Two kinds of messages reach an output:
  * - from imloggregator: the message carries the whole envelope in $!loggregator (the JSON form without the log
@@ -29,6 +29,29 @@ struct msgenv_tpl {
 	const char *instance_id;
 	const char *source_type;
 };
+
+/*
+ * Where an action finds those templates among its doAction parameters: entry 0 is the message itself
+ * (OMSR_TPL_AS_MSG), the configured templates follow, in this order, unconfigured ones left out.
+ */
+struct msgenv_tpl_slots {
+	const char *names[3]; /* the configured template names (borrowed), n of them */
+	int n;
+	int source_id, instance_id, source_type; /* parameter index; 0: not configured */
+};
+
+/* Lays out the slots for the configured template names (NULL: not configured; borrowed). */
+void msgenv_tpl_slots_init(
+	struct msgenv_tpl_slots *s, const char *source_id, const char *instance_id, const char *source_type);
+
+/*
+ * Fills omsr, made by CODE_STD_STRING_REQUESTnewActInst(1 + s->n): the message as entry 0, then each template.
+ * RS_RET_OK or RS_RET_OUT_OF_MEMORY.
+ */
+rsRetVal msgenv_tpl_request(const struct msgenv_tpl_slots *s, omodStringRequest_t *omsr);
+
+/* The rendered templates of one doAction call. */
+void msgenv_tpl_get(const struct msgenv_tpl_slots *s, void **params, struct msgenv_tpl *out);
 
 /*
  * Builds the envelope of msg into *out (refcount 1, the caller's). lim bounds what $!loggregator may hold (NULL:

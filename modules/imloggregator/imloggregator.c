@@ -692,21 +692,6 @@ struct run {
 	bool stopping;
 };
 
-static void write_port_file(instanceConf_t *inst, uint16_t port)
-{
-	FILE *f;
-
-	if (inst->conf.port_file == NULL)
-		return;
-	f = fopen(inst->conf.port_file, "w");
-	if (f == NULL || fprintf(f, "%u\n", (unsigned)port) < 0 || fclose(f) != 0) {
-		LogError(
-			errno, RS_RET_IO_ERROR, MODNAME ": cannot write listenPortFileName '%s'", inst->conf.port_file);
-		if (f != NULL)
-			fclose(f);
-	}
-}
-
 static void listener_done(void *ud)
 {
 	struct run *run = ud;
@@ -779,7 +764,7 @@ static void listeners_start(struct run *run)
 			continue;
 		}
 		submitter_start(inst);
-		write_port_file(inst, iml_net_port(inst->net));
+		glue_write_port_file(MODNAME, inst->conf.port_file, iml_net_port(inst->net));
 		DBGPRINTF(MODNAME ": %s listening on port %u\n", name, (unsigned)iml_net_port(inst->net));
 	}
 }

@@ -215,9 +215,9 @@ typedef struct _instanceData {
 	struct omd_net *net;   /* started by the first worker, under start_mut */
 	bool net_tried;
 	pthread_mutex_t start_mut;
-	struct omd_counters ctr;	 /* the network thread's (atomic) */
-	uint64_t invalid;		 /* atomic: messages that gave no envelope */
-	int tpl_sid, tpl_iid, tpl_stype; /* entries of the rendered templates; 0: not configured */
+	struct omd_counters ctr;      /* the network thread's (atomic) */
+	uint64_t invalid;	      /* atomic: messages that gave no envelope */
+	struct msgenv_tpl_slots tpls; /* where doAction finds the rendered templates */
 	pthread_mutex_t log_mut;
 	struct lgr_ratelimit log_rl;
 	/* impstats: deltas added when impstats reads */
@@ -472,9 +472,7 @@ BEGINdoAction_NoStrings
 	bool from_iml = false;
 	int rc;
 CODESTARTdoAction
-	tpl.source_id = pData->tpl_sid > 0 ? params[pData->tpl_sid] : NULL;
-	tpl.instance_id = pData->tpl_iid > 0 ? params[pData->tpl_iid] : NULL;
-	tpl.source_type = pData->tpl_stype > 0 ? params[pData->tpl_stype] : NULL;
+	msgenv_tpl_get(&pData->tpls, params, &tpl);
 	rc = msgenv_build(msg, &tpl, NULL, &env, &from_iml);
 	/* encoded straight into the ring item, and the envelope freed here by the thread that allocated it (malloc's
 	 * fast path, no contention on its arena): the network thread only copies bytes into batches */
@@ -500,9 +498,6 @@ BEGINnewActInst
 	struct cnfparamvals *pvals = NULL, *nvals = NULL;
 	struct lgr_ring_conf rconf = {0};
 	char err[GLUE_ERR_MAX];
-	const char *tpls[3];
-	int ntpl = 0, i;
-	uchar *tpl = NULL;
 CODESTARTnewActInst
 	pvals = nvlstGetParams(lst, &actpblk, NULL);
 	if (pvals == NULL)
@@ -523,31 +518,12 @@ CODESTARTnewActInst
 	rconf.eventfd = true;
 	if (lgr_ring_new(&rconf, &pData->ring) != LGR_OK)
 		ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
-	if (pData->conf.source_id_tpl != NULL) {
-		tpls[ntpl++] = pData->conf.source_id_tpl;
-		pData->tpl_sid = ntpl;
-	}
-	if (pData->conf.instance_id_tpl != NULL) {
-		tpls[ntpl++] = pData->conf.instance_id_tpl;
-		pData->tpl_iid = ntpl;
-	}
-	if (pData->conf.source_type_tpl != NULL) {
-		tpls[ntpl++] = pData->conf.source_type_tpl;
-		pData->tpl_stype = ntpl;
-	}
-	CODE_STD_STRING_REQUESTnewActInst(1 + ntpl)
-	/* the name is not used for a message-passing entry, but the core wants one */
-	CHKmalloc(tpl = (uchar *)strdup("RSYSLOG_FileFormat"));
-	CHKiRet(OMSRsetEntry(*ppOMSR, 0, tpl, OMSR_TPL_AS_MSG));
-	tpl = NULL; /* ownership transferred */
-	for (i = 0; i < ntpl; i++) {
-		CHKmalloc(tpl = (uchar *)strdup(tpls[i]));
-		CHKiRet(OMSRsetEntry(*ppOMSR, 1 + i, tpl, OMSR_NO_RQD_TPL_OPTS));
-		tpl = NULL; /* ownership transferred */
-	}
+	msgenv_tpl_slots_init(&pData->tpls, pData->conf.source_id_tpl, pData->conf.instance_id_tpl,
+		pData->conf.source_type_tpl);
+	CODE_STD_STRING_REQUESTnewActInst(1 + pData->tpls.n)
+	CHKiRet(msgenv_tpl_request(&pData->tpls, *ppOMSR));
 	CHKiRet(stats_init(pData));
 CODE_STD_FINALIZERnewActInst
-	free(tpl);
 	cnfparamvalsDestruct(pvals, &actpblk);
 	if (nvals != NULL)
 		cnfparamvalsDestruct(nvals, &nameblk);

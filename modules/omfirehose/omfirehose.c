@@ -415,14 +415,14 @@ static struct cnfparamblk actpblk;
 
 typedef struct _instanceData {
 	struct omf_conf conf;
-	struct _instanceData *next;	 /* the instances of one configuration, for activateCnf */
-	SSL_CTX *ssl_ctx;		 /* TLS: made in newActInst, so -N1 reports unusable certificates */
-	const char **permitted;		 /* tls.permittedpeers, NULL-terminated; NULL when none */
-	struct omf_egress *eg;		 /* made in newActInst, started in activateCnf */
-	struct omf_counters ctr;	 /* the egress's (atomic) */
-	uint64_t ingress;		 /* atomic: messages the action took */
-	uint64_t invalid;		 /* atomic: messages that gave no envelope */
-	int tpl_sid, tpl_iid, tpl_stype; /* entries of the rendered templates; 0: not configured */
+	struct _instanceData *next;   /* the instances of one configuration, for activateCnf */
+	SSL_CTX *ssl_ctx;	      /* TLS: made in newActInst, so -N1 reports unusable certificates */
+	const char **permitted;	      /* tls.permittedpeers, NULL-terminated; NULL when none */
+	struct omf_egress *eg;	      /* made in newActInst, started in activateCnf */
+	struct omf_counters ctr;      /* the egress's (atomic) */
+	uint64_t ingress;	      /* atomic: messages the action took */
+	uint64_t invalid;	      /* atomic: messages that gave no envelope */
+	struct msgenv_tpl_slots tpls; /* where doAction finds the rendered templates */
 	pthread_mutex_t log_mut;
 	struct lgr_ratelimit log_rl;
 	/* impstats: deltas added when impstats reads */
@@ -546,22 +546,6 @@ finalize_it:
 	RETiRet;
 }
 
-static void write_port_file(const instanceData *pData, uint16_t port)
-{
-	char tmp[4096];
-	FILE *f;
-
-	if (pData->conf.port_file == NULL)
-		return;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", pData->conf.port_file);
-	f = fopen(tmp, "w");
-	if (f == NULL || fprintf(f, "%u\n", (unsigned)port) < 0 || fclose(f) != 0 ||
-		rename(tmp, pData->conf.port_file) != 0) {
-		LogError(errno, RS_RET_IO_ERROR, MODNAME ": cannot write listenPortFileName '%s'",
-			pData->conf.port_file);
-	}
-}
-
 /* Binds and starts the network thread; a failure is logged and the action then only counts its messages. */
 static void egress_start(instanceData *pData)
 {
@@ -572,7 +556,7 @@ static void egress_start(instanceData *pData)
 			pData->conf.address, pData->conf.port);
 		return;
 	}
-	write_port_file(pData, port);
+	glue_write_port_file(MODNAME, pData->conf.port_file, port);
 }
 
 /* A message that gave no envelope: counted, and logged at most LOG_BURST times per LOG_WINDOW_MS. */
@@ -654,9 +638,7 @@ BEGINdoAction_NoStrings
 	int rc;
 CODESTARTdoAction
 	__atomic_add_fetch(&pData->ingress, 1, __ATOMIC_RELAXED);
-	tpl.source_id = pData->tpl_sid > 0 ? params[pData->tpl_sid] : NULL;
-	tpl.instance_id = pData->tpl_iid > 0 ? params[pData->tpl_iid] : NULL;
-	tpl.source_type = pData->tpl_stype > 0 ? params[pData->tpl_stype] : NULL;
+	msgenv_tpl_get(&pData->tpls, params, &tpl);
 	rc = msgenv_build(msg, &tpl, NULL, &env, &from_iml);
 	/* encoded once, here on rsyslog's workers; every subscriber shares these bytes */
 	if (rc == LGR_OK)
@@ -679,9 +661,6 @@ ENDdoAction
 BEGINnewActInst
 	struct cnfparamvals *pvals = NULL;
 	char err[GLUE_ERR_MAX];
-	const char *tpls[3];
-	int ntpl = 0, i;
-	uchar *tpl = NULL;
 CODESTARTnewActInst
 	pvals = nvlstGetParams(lst, &actpblk, NULL);
 	if (pvals == NULL)
@@ -698,28 +677,10 @@ CODESTARTnewActInst
 			MODNAME ": gateway.tls=\"off\": plaintext, for tests and loopback only");
 	CHKiRet(tls_init(pData));
 	CHKiRet(egress_init(pData));
-	if (pData->conf.source_id_tpl != NULL) {
-		tpls[ntpl++] = pData->conf.source_id_tpl;
-		pData->tpl_sid = ntpl;
-	}
-	if (pData->conf.instance_id_tpl != NULL) {
-		tpls[ntpl++] = pData->conf.instance_id_tpl;
-		pData->tpl_iid = ntpl;
-	}
-	if (pData->conf.source_type_tpl != NULL) {
-		tpls[ntpl++] = pData->conf.source_type_tpl;
-		pData->tpl_stype = ntpl;
-	}
-	CODE_STD_STRING_REQUESTnewActInst(1 + ntpl)
-	/* the name is not used for a message-passing entry, but the core wants one */
-	CHKmalloc(tpl = (uchar *)strdup("RSYSLOG_FileFormat"));
-	CHKiRet(OMSRsetEntry(*ppOMSR, 0, tpl, OMSR_TPL_AS_MSG));
-	tpl = NULL; /* ownership transferred */
-	for (i = 0; i < ntpl; i++) {
-		CHKmalloc(tpl = (uchar *)strdup(tpls[i]));
-		CHKiRet(OMSRsetEntry(*ppOMSR, 1 + i, tpl, OMSR_NO_RQD_TPL_OPTS));
-		tpl = NULL; /* ownership transferred */
-	}
+	msgenv_tpl_slots_init(&pData->tpls, pData->conf.source_id_tpl, pData->conf.instance_id_tpl,
+		pData->conf.source_type_tpl);
+	CODE_STD_STRING_REQUESTnewActInst(1 + pData->tpls.n)
+	CHKiRet(msgenv_tpl_request(&pData->tpls, *ppOMSR));
 	CHKiRet(stats_init(pData));
 	/* the last step, nothing can fail after it: a failed instance is freed by the core and must not be listed */
 	if (loadModConf != NULL) {
@@ -727,7 +688,6 @@ CODESTARTnewActInst
 		loadModConf->insts = pData;
 	}
 CODE_STD_FINALIZERnewActInst
-	free(tpl);
 	cnfparamvalsDestruct(pvals, &actpblk);
 ENDnewActInst
 
