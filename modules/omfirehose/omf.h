@@ -179,4 +179,92 @@ const char *omf_sub_peer(const struct omf_sub *sub);
 const char *omf_sub_shard_id(const struct omf_sub *sub);
 struct omf_egress *omf_sub_egress(const struct omf_sub *sub);
 
+/* ---- the gateway (omf_gateway.c): HTTPS /v2/read server-sent events and /api/v1/read recent envelopes ----------- */
+
+/*
+ * The RLP gateway and Log Cache read of one action, on the egress's network thread (omf_egress_base): an lgr_http
+ * listener; /v2/read subscribes through omf_sub_new with a sink that writes server-sent events (lgr_gateway),
+ * heartbeats every heartbeat_ms, ends a stream after stream_timeout_ms; /api/v1/read/{source_id} answers from the
+ * recent store that omf_gateway_record fills. Bearer tokens from tokens_file (reloaded by omf_gateway_reload);
+ * every auth failure answers 404.
+ */
+struct omf_gateway_conf {
+	const char *name;	   /* prefix of log lines; copied */
+	const char *address;	   /* numeric listen address; copied */
+	int port;		   /* 0: an ephemeral port */
+	SSL_CTX *ssl_ctx;	   /* borrowed, must outlive the gateway; NULL: cleartext (h2c or HTTP/1.1) */
+	const char *tokens_file;   /* NULL: no authentication (gateway.auth="none") */
+	size_t recent_size;	   /* envelopes kept per source id; 0: no recent store (/api/v1/read answers 404) */
+	size_t recent_max_sources; /* source ids kept */
+	unsigned heartbeat_ms;	   /* 0: 15000 */
+	unsigned stream_timeout_ms; /* 0: never */
+	lgr_log_fn *log;	   /* NULL: lgr_log */
+	void *log_ud;
+};
+
+struct omf_gateway;
+
+/* Loads the tokens and makes the recent store; no socket yet. LGR_OK; LGR_EINVAL (tokens file unusable: err says
+ * why); LGR_ENOMEM. */
+int omf_gateway_new(struct omf_egress *eg, const struct omf_gateway_conf *conf, struct omf_gateway **out, char *err,
+	size_t errlen);
+
+/* Binds and starts serving on the egress's loop (the egress must be started). *port: the bound port.
+ * LGR_OK; LGR_EIO (bind failed; reported through the log). */
+int omf_gateway_start(struct omf_gateway *gw, uint16_t *port);
+
+/* Keeps e for /api/v1/read (a reference or a copy; e stays the caller's). Any thread. NULL gw is a no-op. */
+void omf_gateway_record(struct omf_gateway *gw, struct omf_env *e);
+
+/* Re-reads the tokens file (HUP); on failure the old tokens stay and the reason is logged. Any thread. */
+void omf_gateway_reload(struct omf_gateway *gw);
+
+/* Stops serving (streams ended, at most budget_ms for the last bytes) and frees; must run before
+ * omf_egress_free. NULL is a no-op. */
+void omf_gateway_free(struct omf_gateway *gw, unsigned budget_ms);
+
+/* ---- drains (omf_drains.c): each app's envelopes to the drains it is bound to ------------------------------------ */
+
+struct omf_drains_conf {
+	const char *name;		     /* prefix of log lines; copied */
+	const char *bindings_file;	     /* NULL: none */
+	const char *bindings_url;	     /* NULL: none */
+	SSL_CTX *bindings_ssl_ctx;	     /* client context for bindings_url (borrowed) */
+	const char *bindings_servername;     /* NULL: the URL's host */
+	unsigned poll_ms;		     /* bindings_url poll interval (with jitter) */
+	const char *const *aggregate;	     /* drain URLs for every source (borrowed), n_aggregate of them */
+	size_t n_aggregate;
+	size_t per_app;			     /* drains kept per app */
+	size_t buffer;			     /* envelopes in each drain's drop-oldest buffer */
+	unsigned idle_ms;		     /* a drain's writer closes after this long without traffic */
+	const char *const *deny_ranges;	     /* CIDR ranges (borrowed), n_deny of them */
+	size_t n_deny;
+	lgr_log_fn *log;		     /* NULL: lgr_log */
+	void *log_ud;
+};
+
+/* Per-drain figures are reported by the drains part itself; these add up over all drains. Atomic. */
+struct omf_drains_counters {
+	uint64_t sent;	      /* lines a drain writer sent */
+	uint64_t dropped;     /* envelopes lost: drop-oldest, writer losses, refused */
+	uint64_t invalid;     /* bindings refused (counted once per load) */
+	uint64_t drains;      /* drains with a writer now (a level) */
+};
+
+struct omf_drains;
+
+/* Loads the bindings (a file that does not parse is an error here, at startup). No thread, no socket. LGR_OK;
+ * LGR_EINVAL (err says why); LGR_ENOMEM. */
+int omf_drains_new(struct omf_egress *eg, const struct omf_drains_conf *conf, struct omf_drains_counters *ctr,
+	struct omf_drains **out, char *err, size_t errlen);
+
+/* Starts on the egress's loop (the egress must be started): file watching, URL polling. LGR_OK or LGR_EIO. */
+int omf_drains_start(struct omf_drains *d);
+
+/* Re-reads the bindings file now (HUP). Any thread. */
+void omf_drains_reload(struct omf_drains *d);
+
+/* Stops (at most budget_ms for writers to send what they hold) and frees; before omf_egress_free. NULL: no-op. */
+void omf_drains_free(struct omf_drains *d, unsigned budget_ms);
+
 #endif

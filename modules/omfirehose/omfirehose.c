@@ -5,7 +5,8 @@
  *
  * This file is the rsyslog glue: the parameter table, config checks, the TLS context, counters and the action
  * lifecycle. The egress (subscribers, batching, the gRPC server and its network thread) is omf_egress.c (omf.h),
- * the message mapping ../common/msgenv.c. The gateway and drains land in later changes.
+ * the gateway (/v2/read, /api/v1/read on the egress's loop) omf_gateway.c, the drains omf_drains.c, the message
+ * mapping ../common/msgenv.c.
  *
  * What the action asks rsyslog for: entry 0 is the message object itself (OMSR_TPL_AS_MSG), through the
  * non-transactional doAction, as omdoppler does: envelopes are rebuilt from the message's $!loggregator JSON and
@@ -44,6 +45,7 @@
 
 #include "lgr.h"
 #include "lgr_conf.h"
+#include "lgr_http.h"
 #include "lgr_tls.h"
 #include "omf.h"
 #include "../common/glue.h"
@@ -93,6 +95,7 @@ struct omf_conf {
 	char *gw_tls_myprivkey;
 	char *gw_tokens_file;
 	int gw_auth;
+	long long gw_stream_timeout_ms;
 	char *drains_bindings_file;
 	char *drains_bindings_url;
 	char *drains_tls_cacert;
@@ -117,12 +120,16 @@ static bool has_scheme(const char *value, const char *scheme)
 	return strncasecmp(value, scheme, len) == 0 && value[len] != '\0';
 }
 
-/* A drain URL as Loggregator accepts them: syslog://, syslog-tls://, https:// with something after it. */
+/* A drain URL of a scheme the drains serve, with something after it (lgr_drain_parse checks the rest). */
 static int check_drain_url(const char *value, char *why, size_t whylen)
 {
-	if (has_scheme(value, "syslog://") || has_scheme(value, "syslog-tls://") || has_scheme(value, "https://"))
-		return LGR_OK;
-	snprintf(why, whylen, "expected a syslog://, syslog-tls:// or https:// URL");
+	static const char *const schemes[] = {
+		"syslog://", "syslog-tls://", "syslog+tls://", "https://", "https-batch://", NULL};
+
+	for (size_t i = 0; schemes[i] != NULL; i++)
+		if (has_scheme(value, schemes[i]))
+			return LGR_OK;
+	snprintf(why, whylen, "expected a syslog://, syslog-tls://, syslog+tls://, https:// or https-batch:// URL");
 	return LGR_EINVAL;
 }
 
@@ -265,6 +272,13 @@ static const struct lgr_conf_param omf_params[] = {
 		.offset = F(gw_auth),
 		.words = auth_modes,
 		.desc = "token: bearer tokens from gateway.tokensFile; none: no authentication (tests only)"},
+	{.name = "gateway.streamTimeout",
+		.type = LGR_CONF_DURATION,
+		.def = "840000",
+		.offset = F(gw_stream_timeout_ms),
+		.min = 0,
+		.max = 86400000,
+		.desc = "a /v2/read stream is closed after this long (ms; 0: never), as the RLP gateway does"},
 	{.name = "drains.bindingsFile",
 		.type = LGR_CONF_STRING,
 		.offset = F(drains_bindings_file),
@@ -355,7 +369,7 @@ static int check_gateway(const struct lgr_conf_table *t, const struct omf_conf *
 {
 	static const char *const gateway_params[] = {"gateway.address", "gateway.listenPortFileName", "gateway.tls",
 		"gateway.tls.cacert", "gateway.tls.mycert", "gateway.tls.myprivkey", "gateway.tokensFile",
-		"gateway.auth", NULL};
+		"gateway.auth", "gateway.streamTimeout", NULL};
 	static const char *const gateway_files[] = {"gateway.tls.mycert", "gateway.tls.myprivkey", NULL};
 	int rc;
 
@@ -419,6 +433,11 @@ typedef struct _instanceData {
 	SSL_CTX *ssl_ctx;	      /* TLS: made in newActInst, so -N1 reports unusable certificates */
 	const char **permitted;	      /* tls.permittedpeers, NULL-terminated; NULL when none */
 	struct omf_egress *eg;	      /* made in newActInst, started in activateCnf */
+	SSL_CTX *gw_ssl_ctx;	      /* the gateway's server context (client certificates optional) */
+	struct omf_gateway *gw;	      /* NULL unless gateway.port is set; made in newActInst, started with the egress */
+	SSL_CTX *drains_ssl_ctx;      /* client context for drains.bindingsUrl */
+	struct omf_drains *drains;    /* NULL without bindings or aggregate drains */
+	struct omf_drains_counters dctr; /* the drains' (atomic) */
 	struct omf_counters ctr;      /* the egress's (atomic) */
 	uint64_t ingress;	      /* atomic: messages the action took */
 	uint64_t invalid;	      /* atomic: messages that gave no envelope */
@@ -427,13 +446,16 @@ typedef struct _instanceData {
 	struct lgr_ratelimit log_rl;
 	/* impstats: deltas added when impstats reads */
 	pthread_mutex_t stats_mut;
-	uint64_t seen_ingress, seen_egress, seen_dropped, seen_slow;
+	uint64_t seen_ingress, seen_egress, seen_dropped, seen_slow, seen_d_sent, seen_d_invalid;
 	statsobj_t *stats;
 	STATSCOUNTER_DEF(ctr_ingress, mut_ctr_ingress)
 	STATSCOUNTER_DEF(ctr_egress, mut_ctr_egress)
 	STATSCOUNTER_DEF(ctr_dropped, mut_ctr_dropped)
 	STATSCOUNTER_DEF(ctr_subscriptions, mut_ctr_subscriptions)
 	STATSCOUNTER_DEF(ctr_slow, mut_ctr_slow)
+	STATSCOUNTER_DEF(ctr_d_sent, mut_ctr_d_sent)
+	STATSCOUNTER_DEF(ctr_d_invalid, mut_ctr_d_invalid)
+	intctr_t ctr_d_active;
 } instanceData;
 
 typedef struct wrkrInstanceData {
@@ -448,30 +470,39 @@ static modConfData_t *loadModConf; /* the configuration being loaded */
 
 /*
  * impstats is about to read the counters: add what changed since the last read (deltas, never totals, so that
- * impstats' resetCounters works); subscriptions is a level and set as it is. dropped.egress = subscribers' losses
- * (drop-oldest, and what a subscriber held when it went away) and messages that gave no envelope.
+ * impstats' resetCounters works); subscriptions and active_drains are levels and set as they are. dropped.egress =
+ * subscribers' losses (drop-oldest, and what a subscriber held when it went away), drains' losses and messages that
+ * gave no envelope; drains.egress = lines the drains sent; invalid_drains = bindings refused.
  */
 static void stats_read(statsobj_t *stats, void *ud)
 {
 	instanceData *pData = ud;
-	uint64_t ingress, egress, dropped, slow;
+	uint64_t ingress, egress, dropped, slow, d_sent, d_invalid;
 
 	(void)stats;
 	ingress = __atomic_load_n(&pData->ingress, __ATOMIC_RELAXED);
 	egress = __atomic_load_n(&pData->ctr.egress, __ATOMIC_RELAXED);
 	dropped = __atomic_load_n(&pData->ctr.dropped, __ATOMIC_RELAXED) +
-		  __atomic_load_n(&pData->invalid, __ATOMIC_RELAXED);
+		  __atomic_load_n(&pData->invalid, __ATOMIC_RELAXED) +
+		  __atomic_load_n(&pData->dctr.dropped, __ATOMIC_RELAXED);
 	slow = __atomic_load_n(&pData->ctr.slow, __ATOMIC_RELAXED);
+	d_sent = __atomic_load_n(&pData->dctr.sent, __ATOMIC_RELAXED);
+	d_invalid = __atomic_load_n(&pData->dctr.invalid, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&pData->stats_mut);
 	STATSCOUNTER_ADD(pData->ctr_ingress, pData->mut_ctr_ingress, ingress - pData->seen_ingress);
 	STATSCOUNTER_ADD(pData->ctr_egress, pData->mut_ctr_egress, egress - pData->seen_egress);
 	STATSCOUNTER_ADD(pData->ctr_dropped, pData->mut_ctr_dropped, dropped - pData->seen_dropped);
 	STATSCOUNTER_ADD(pData->ctr_slow, pData->mut_ctr_slow, slow - pData->seen_slow);
+	STATSCOUNTER_ADD(pData->ctr_d_sent, pData->mut_ctr_d_sent, d_sent - pData->seen_d_sent);
+	STATSCOUNTER_ADD(pData->ctr_d_invalid, pData->mut_ctr_d_invalid, d_invalid - pData->seen_d_invalid);
 	pData->ctr_subscriptions = (intctr_t)__atomic_load_n(&pData->ctr.subscriptions, __ATOMIC_RELAXED);
+	pData->ctr_d_active = (intctr_t)__atomic_load_n(&pData->dctr.drains, __ATOMIC_RELAXED);
 	pData->seen_ingress = ingress;
 	pData->seen_egress = egress;
 	pData->seen_dropped = dropped;
 	pData->seen_slow = slow;
+	pData->seen_d_sent = d_sent;
+	pData->seen_d_invalid = d_invalid;
 	pthread_mutex_unlock(&pData->stats_mut);
 }
 
@@ -483,6 +514,9 @@ static rsRetVal stats_init(instanceData *pData)
 		{"dropped.egress", &pData->ctr_dropped},
 		{"subscriptions", &pData->ctr_subscriptions},
 		{"slow_consumer", &pData->ctr_slow},
+		{"drains.egress", &pData->ctr_d_sent},
+		{"invalid_drains", &pData->ctr_d_invalid},
+		{"active_drains", &pData->ctr_d_active},
 	};
 	char name[256];
 
@@ -516,6 +550,112 @@ static rsRetVal tls_init(instanceData *pData)
 		CHKmalloc(pData->permitted = calloc(pp->n + 1, sizeof(pData->permitted[0])));
 		for (size_t i = 0; i < pp->n; i++)
 			pData->permitted[i] = pp->v[i];
+	}
+finalize_it:
+	RETiRet;
+}
+
+/* The gateway's server context: HTTP/2 or HTTP/1.1 by ALPN (or none), client certificates optional. */
+static rsRetVal gateway_tls_init(instanceData *pData)
+{
+	struct lgr_tls_config tc = {0};
+	char err[512];
+	DEFiRet;
+
+	if (!lgr_conf_is_set(&omf_table, &pData->conf, "gateway.port") || !pData->conf.gw_tls)
+		FINALIZE;
+	tc.ca_file = pData->conf.gw_tls_cacert;
+	tc.cert_file = pData->conf.gw_tls_mycert;
+	tc.key_file = pData->conf.gw_tls_myprivkey;
+	tc.request_client_cert = tc.ca_file != NULL;
+	tc.alpn = lgr_http_alpn;
+	tc.alpn_optional = true;
+	if (lgr_tls_server_ctx(&tc, &pData->gw_ssl_ctx, err, sizeof(err)) != LGR_OK) {
+		LogError(0, RS_RET_CONF_PARAM_INVLD, MODNAME "(%s:%d): gateway TLS: %s", pData->conf.gw_address,
+			pData->conf.gw_port, err);
+		ABORT_FINALIZE(RS_RET_CONF_PARAM_INVLD);
+	}
+finalize_it:
+	RETiRet;
+}
+
+/* The gateway: tokens loaded and the recent store made here, so -N1 reports an unusable tokens file. */
+static rsRetVal gateway_init(instanceData *pData)
+{
+	struct omf_gateway_conf gc = {0};
+	char name[256], err[512];
+	DEFiRet;
+
+	if (!lgr_conf_is_set(&omf_table, &pData->conf, "gateway.port"))
+		FINALIZE;
+	snprintf(name, sizeof(name), MODNAME "(gateway %s:%d)", pData->conf.gw_address, pData->conf.gw_port);
+	gc.name = name;
+	gc.address = pData->conf.gw_address;
+	gc.port = pData->conf.gw_port;
+	gc.ssl_ctx = pData->gw_ssl_ctx;
+	gc.tokens_file = pData->conf.gw_auth == OMF_AUTH_TOKEN ? pData->conf.gw_tokens_file : NULL;
+	gc.recent_size = (size_t)pData->conf.recent_size;
+	gc.recent_max_sources = (size_t)pData->conf.recent_max_sources;
+	gc.stream_timeout_ms = (unsigned)pData->conf.gw_stream_timeout_ms;
+	gc.log = glue_log;
+	gc.log_ud = (void *)MODNAME;
+	if (omf_gateway_new(pData->eg, &gc, &pData->gw, err, sizeof(err)) != LGR_OK) {
+		LogError(0, RS_RET_CONF_PARAM_INVLD, "%s: %s", name, err);
+		ABORT_FINALIZE(RS_RET_CONF_PARAM_INVLD);
+	}
+finalize_it:
+	RETiRet;
+}
+
+/* The client context for drains.bindingsUrl (mutual TLS, as CF's binding cache requires). */
+static rsRetVal drains_tls_init(instanceData *pData)
+{
+	struct lgr_tls_config tc = {0};
+	char err[512];
+	DEFiRet;
+
+	if (pData->conf.drains_bindings_url == NULL)
+		FINALIZE;
+	tc.ca_file = pData->conf.drains_tls_cacert;
+	tc.cert_file = pData->conf.drains_tls_mycert;
+	tc.key_file = pData->conf.drains_tls_myprivkey;
+	tc.server_name = pData->conf.drains_tls_servername;
+	if (lgr_tls_client_ctx(&tc, &pData->drains_ssl_ctx, err, sizeof(err)) != LGR_OK) {
+		LogError(0, RS_RET_CONF_PARAM_INVLD, MODNAME ": drains.tls: %s", err);
+		ABORT_FINALIZE(RS_RET_CONF_PARAM_INVLD);
+	}
+finalize_it:
+	RETiRet;
+}
+
+/* The drains: bindings loaded here (a file that does not parse fails the configuration, and -N1 says why). */
+static rsRetVal drains_init(instanceData *pData)
+{
+	const struct omf_conf *c = &pData->conf;
+	struct omf_drains_conf dc = {0};
+	char err[512];
+	DEFiRet;
+
+	if (c->drains_bindings_file == NULL && c->drains_bindings_url == NULL && c->drains_aggregate.n == 0)
+		FINALIZE;
+	dc.name = MODNAME "(drains)";
+	dc.bindings_file = c->drains_bindings_file;
+	dc.bindings_url = c->drains_bindings_url;
+	dc.bindings_ssl_ctx = pData->drains_ssl_ctx;
+	dc.bindings_servername = c->drains_tls_servername;
+	dc.poll_ms = (unsigned)c->drains_poll_ms;
+	dc.aggregate = (const char *const *)c->drains_aggregate.v;
+	dc.n_aggregate = c->drains_aggregate.n;
+	dc.per_app = (size_t)c->drains_per_app;
+	dc.buffer = (size_t)c->drains_buffer;
+	dc.idle_ms = (unsigned)c->drains_idle_ms;
+	dc.deny_ranges = (const char *const *)c->drains_deny_ranges.v;
+	dc.n_deny = c->drains_deny_ranges.n;
+	dc.log = glue_log;
+	dc.log_ud = (void *)MODNAME;
+	if (omf_drains_new(pData->eg, &dc, &pData->dctr, &pData->drains, err, sizeof(err)) != LGR_OK) {
+		LogError(0, RS_RET_CONF_PARAM_INVLD, MODNAME "(drains): %s", err);
+		ABORT_FINALIZE(RS_RET_CONF_PARAM_INVLD);
 	}
 finalize_it:
 	RETiRet;
@@ -557,6 +697,15 @@ static void egress_start(instanceData *pData)
 		return;
 	}
 	glue_write_port_file(MODNAME, pData->conf.port_file, port);
+	if (pData->gw != NULL) {
+		if (omf_gateway_start(pData->gw, &port) == LGR_OK)
+			glue_write_port_file(MODNAME, pData->conf.gw_port_file, port);
+		else
+			LogError(0, RS_RET_ERR, MODNAME "(%s:%d): cannot start the gateway", pData->conf.gw_address,
+				pData->conf.gw_port);
+	}
+	if (pData->drains != NULL && omf_drains_start(pData->drains) != LGR_OK)
+		LogError(0, RS_RET_ERR, MODNAME ": cannot start the drains; no drain gets anything");
 }
 
 /* A message that gave no envelope: counted, and logged at most LOG_BURST times per LOG_WINDOW_MS. */
@@ -592,11 +741,17 @@ ENDcreateWrkrInstance
 
 BEGINfreeInstance
 CODESTARTfreeInstance
+	omf_gateway_free(pData->gw, SHUTDOWN_MS);
+	pData->gw = NULL;
+	omf_drains_free(pData->drains, SHUTDOWN_MS);
+	pData->drains = NULL;
 	omf_egress_free(pData->eg, SHUTDOWN_MS);
 	pData->eg = NULL;
 	if (pData->stats != NULL)
 		statsobj.Destruct(&pData->stats);
 	SSL_CTX_free(pData->ssl_ctx);
+	SSL_CTX_free(pData->gw_ssl_ctx);
+	SSL_CTX_free(pData->drains_ssl_ctx);
 	free(pData->permitted);
 	pthread_mutex_destroy(&pData->log_mut);
 	pthread_mutex_destroy(&pData->stats_mut);
@@ -619,6 +774,14 @@ ENDdbgPrintInstInfo
 BEGINtryResume
 CODESTARTtryResume
 ENDtryResume
+
+/* HUP: the gateway's tokens and the drains' bindings file are read again. */
+BEGINdoHUP
+CODESTARTdoHUP
+	omf_gateway_reload(pData->gw);
+	if (pData->drains != NULL)
+		omf_drains_reload(pData->drains);
+ENDdoHUP
 
 /*
  * The core passes the message object (entry 0, OMSR_TPL_AS_MSG; the core keeps owning it) and the rendered
@@ -654,6 +817,7 @@ CODESTARTdoAction
 		FINALIZE;
 	}
 	omf_egress_publish(pData->eg, item);
+	omf_gateway_record(pData->gw, item);
 	omf_env_unref(item);
 finalize_it:
 ENDdoAction
@@ -677,6 +841,10 @@ CODESTARTnewActInst
 			MODNAME ": gateway.tls=\"off\": plaintext, for tests and loopback only");
 	CHKiRet(tls_init(pData));
 	CHKiRet(egress_init(pData));
+	CHKiRet(gateway_tls_init(pData));
+	CHKiRet(gateway_init(pData));
+	CHKiRet(drains_tls_init(pData));
+	CHKiRet(drains_init(pData));
 	msgenv_tpl_slots_init(&pData->tpls, pData->conf.source_id_tpl, pData->conf.instance_id_tpl,
 		pData->conf.source_type_tpl);
 	CODE_STD_STRING_REQUESTnewActInst(1 + pData->tpls.n)
@@ -733,6 +901,7 @@ CODEqueryEtryPt_STD_OMOD_QUERIES
 CODEqueryEtryPt_STD_OMOD8_QUERIES
 CODEqueryEtryPt_STD_CONF2_QUERIES
 CODEqueryEtryPt_STD_CONF2_OMOD_QUERIES
+CODEqueryEtryPt_doHUP
 ENDqueryEtryPt
 
 BEGINmodInit()
