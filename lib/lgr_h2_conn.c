@@ -211,7 +211,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		if (!c->dead && !c->is_up)
 			become_up(c);
 	} else if (what & BEV_EVENT_EOF) {
-		bool expected = c->ng != NULL && !nghttp2_session_want_read(c->ng);
+		bool expected = (c->ng != NULL && !nghttp2_session_want_read(c->ng)) ||
+				(c->ops->idle != NULL && c->ops->idle(c));
 
 		lgr_h2__conn_kill(c, expected ? LGR_LOG_DEBUG : LGR_LOG_INFO, "connection closed by the peer");
 	} else if (what & BEV_EVENT_ERROR) {

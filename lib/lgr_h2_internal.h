@@ -44,6 +44,9 @@ struct lgr_h2__conn_ops {
 	void (*flushed)(struct lgr_h2__conn *c);
 	/* c is dead (c->why, c->level): end its streams, lgr_h2__conn_cleanup() and free it. */
 	void (*down)(struct lgr_h2__conn *c);
+	/* Servers: no request is open, so a peer closing now (clients often do without GOAWAY) is a normal end, not
+	 * worth an info line. May be NULL. */
+	bool (*idle)(struct lgr_h2__conn *c);
 };
 
 struct lgr_h2__conn {

@@ -92,12 +92,18 @@ static void conn_down(struct lgr_h2__conn *c)
 	maybe_done(srv);
 }
 
+static bool conn_idle(struct lgr_h2__conn *c)
+{
+	return ((struct lgr_h2__srv_conn *)c)->streams == NULL;
+}
+
 static const struct lgr_h2__conn_ops conn_ops = {
 	.enter = srv_enter,
 	.leave = srv_leave,
 	.up = conn_up,
 	.flushed = lgr_h2__streams_flushed,
 	.down = conn_down,
+	.idle = conn_idle,
 };
 
 void lgr_h2__peer_name(const struct sockaddr *sa, char *buf, size_t len)

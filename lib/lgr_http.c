@@ -1173,12 +1173,18 @@ static void h2_flushed(struct lgr_h2__conn *c)
 	}
 }
 
+static bool h2_idle(struct lgr_h2__conn *c)
+{
+	return ((struct conn *)c)->nstreams == 0;
+}
+
 static const struct lgr_h2__conn_ops h2_ops = {
 	.enter = srv_enter,
 	.leave = srv_leave,
 	.up = h2_up,
 	.flushed = h2_flushed,
 	.down = h2_down,
+	.idle = h2_idle,
 };
 
 /* Response HEADERS: :status, content-type, the handler's headers (names in lower case), date, content-length. */

@@ -93,7 +93,8 @@ static int client_hello(SSL *ssl, int *alert, void *arg)
 }
 
 /* The settings both sides share: versions, ciphers, own certificate and key, the CA to verify the peer. */
-static int common(SSL_CTX *ctx, const struct lgr_tls_config *cfg, char *err, size_t errlen)
+/* need_ca: the CA is required (clients, and servers that verify client certificates); otherwise optional. */
+static int common(SSL_CTX *ctx, const struct lgr_tls_config *cfg, bool need_ca, char *err, size_t errlen)
 {
 	char why[256];
 
@@ -106,8 +107,9 @@ static int common(SSL_CTX *ctx, const struct lgr_tls_config *cfg, char *err, siz
 		snprintf(err, errlen, "TLS 1.2 cipher list: %s", lgr_tls_error(why, sizeof(why)));
 		return LGR_EIO;
 	}
-	if (cfg->cert_file == NULL || cfg->key_file == NULL || cfg->ca_file == NULL) {
-		snprintf(err, errlen, "a CA, a certificate and a private key are required");
+	if (cfg->cert_file == NULL || cfg->key_file == NULL || (need_ca && cfg->ca_file == NULL)) {
+		snprintf(err, errlen, need_ca ? "a CA, a certificate and a private key are required"
+					      : "a certificate and a private key are required");
 		return LGR_EINVAL;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1) {
@@ -123,7 +125,7 @@ static int common(SSL_CTX *ctx, const struct lgr_tls_config *cfg, char *err, siz
 		ERR_clear_error();
 		return LGR_EIO;
 	}
-	if (SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL) != 1) {
+	if (cfg->ca_file != NULL && SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL) != 1) {
 		snprintf(err, errlen, "CA %s: %s", cfg->ca_file, lgr_tls_error(why, sizeof(why)));
 		return LGR_EIO;
 	}
@@ -140,7 +142,7 @@ int lgr_tls_server_ctx(const struct lgr_tls_config *cfg, SSL_CTX **out, char *er
 		snprintf(err, errlen, "out of memory");
 		return LGR_ENOMEM;
 	}
-	rc = common(ctx, cfg, err, errlen);
+	rc = common(ctx, cfg, cfg->require_client_cert || cfg->request_client_cert, err, errlen);
 	if (rc != LGR_OK)
 		goto out;
 	if (cfg->require_client_cert || cfg->request_client_cert) {
@@ -181,7 +183,7 @@ int lgr_tls_client_ctx(const struct lgr_tls_config *cfg, SSL_CTX **out, char *er
 		snprintf(err, errlen, "out of memory");
 		return LGR_ENOMEM;
 	}
-	rc = common(ctx, cfg, err, errlen);
+	rc = common(ctx, cfg, true, err, errlen);
 	if (rc != LGR_OK)
 		goto out;
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);

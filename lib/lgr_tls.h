@@ -21,7 +21,8 @@
 #include "lgr.h"
 
 struct lgr_tls_config {
-	const char *ca_file;   /* PEM CA bundle peers must chain to (clients: servers; servers: clients) */
+	const char *ca_file;   /* PEM CA bundle peers must chain to (clients: servers; servers: clients); a server that
+				* neither requires nor requests client certificates may have none */
 	const char *cert_file; /* PEM certificate (chain) of this side */
 	const char *key_file;  /* PEM private key of this side */
 	/* Clients: the DNS SAN the server must present. */
