@@ -7,7 +7,9 @@
 #   3. a router rsyslogd (imloggregator role=router -> omfirehose Egress) and an agent rsyslogd
 #      (imloggregator role=agent -> omdoppler -> the router);
 #   4. a sample app, demo-app: `lgr emit` once a second (a log line, a counter, a gauge) to the agent;
-#   5. `lgr logs --all-types demo-app` tailing it from the router's Egress, in the foreground.
+#   5. `lgr logs --all-types demo-app` tailing it from the router's Egress, in the foreground;
+#   6. with --seconds, at the end: `lgr logs --recent demo-app`, the app's recent logs as the router's HTTPS gateway
+#      serves them (Log Cache's GET /api/v1/read/demo-app, bearer token demo-admin-token).
 #
 #   contrib/run.sh [--seconds N] [--no-setup]
 #
@@ -49,7 +51,9 @@ say() { printf 'run: %s\n' "$*"; }
 # ---- 1. the example configurations, as shipped, must pass rsyslogd -N1 ---------------------------------------
 mkdir -p "$run/moddir" "$run/data"
 contrib/gen-pki.sh "$pki"
+# the gateway's bearer tokens and the drains' bindings (none), both files router.conf names
 [ -f "$pki/gateway.tokens" ] || printf 'demo-admin-token admin\n' >"$pki/gateway.tokens"
+[ -f "$run/data/bindings.json" ] || printf '[]\n' >"$run/data/bindings.json"
 for m in imloggregator omdoppler omfirehose; do
   ln -sf "$build/modules/$m/.libs/$m.so" "$run/moddir/$m.so"
 done
@@ -125,10 +129,11 @@ contrib/examples/render.sh "$run/moddir" "$pki" "$run/data" ROUTER_ADDRESS=127.0
 start router "$run/router.conf"
 router_pid=$!
 router_up() { alive "$router_pid" router "$run/router.log"; has_port "$run/data/router-ingress.port" &&
-  has_port "$run/data/router-egress.port"; }
+  has_port "$run/data/router-egress.port" && has_port "$run/data/gateway.port"; }
 wait_for "the router's port files" router_up
 ingress=$(port_of "$run/data/router-ingress.port")
 egress=$(port_of "$run/data/router-egress.port")
+gateway=https://127.0.0.1:$(port_of "$run/data/gateway.port")
 
 contrib/examples/render.sh "$run/moddir" "$pki" "$run/data" AGENT_PORT=0 AGENT_UDP_PORT=0 \
   ROUTER="127.0.0.1:$ingress" <contrib/examples/agent.conf >"$run/agent.conf"
@@ -138,7 +143,8 @@ agent_up() { alive "$agent_pid" agent "$run/agent.log"; has_port "$run/data/agen
 wait_for "the agent's port file" agent_up
 agent=$(port_of "$run/data/agent-grpc.port")
 
-say "router (pid $router_pid): agents in on 127.0.0.1:$ingress, Egress out on 127.0.0.1:$egress (server name doppler)"
+say "router (pid $router_pid): agents in on 127.0.0.1:$ingress, Egress out on 127.0.0.1:$egress (server name doppler),"
+say "  HTTPS gateway on $gateway (server name reverselogproxy, token demo-admin-token)"
 say "  config $run/router.conf, log $run/router.log"
 say "agent (pid $agent_pid): emitters in on 127.0.0.1:$agent (server name metron), out to the router"
 say "  config $run/agent.conf, log $run/agent.log"
@@ -173,9 +179,8 @@ say "sample app demo-app (pid $app_pid): lgr emit once a second to the agent; it
 say "in another terminal:"
 say "  $lgr firehose --pki $pki --addr 127.0.0.1:$egress"
 say "  $lgr emit --pki $pki --addr 127.0.0.1:$agent demo-app 'hello'"
-if [ -s "$run/data/gateway.port" ]; then
-  say "  $lgr logs --recent --token demo-admin-token --ca $pki/ca.crt --gateway https://127.0.0.1:$(port_of "$run/data/gateway.port") demo-app"
-fi
+say "  $lgr logs --recent --token demo-admin-token --ca $pki/ca.crt --gateway $gateway demo-app"
+say "  curl -N --cacert $pki/ca.crt -H 'Authorization: bearer demo-admin-token' '$gateway/v2/read?log&source_id=demo-app'"
 
 if [ "$seconds" -eq 0 ]; then
   say "tailing demo-app (lgr logs --all-types demo-app); Ctrl-C stops everything"
@@ -216,4 +221,24 @@ until all_shown; do
   sleep 0.1
 done
 say "the tail showed all $sent log lines the app emitted"
+
+# ---- 3. the same logs again, from the gateway's recent store -------------------------------------------------------
+# recent.size keeps the newest 100 envelopes of demo-app (a log, a counter and a gauge a second): its last 30 lines
+say "recent logs of demo-app from the gateway: lgr logs --recent --gateway $gateway demo-app"
+if ! "$lgr" logs --recent --gateway "$gateway" --ca "$pki/ca.crt" --token demo-admin-token demo-app \
+  >"$run/demo-app.recent" 2>"$run/lgr-recent.err"; then
+  say "lgr logs --recent failed:"
+  sed 's/^/run:   /' "$run/lgr-recent.err"
+  exit 1
+fi
+sed 's/^/run:   /' "$run/demo-app.recent"
+recent=0
+while IFS= read -r line; do
+  if ! grep -qF -- "[APP/PROC/WEB/0] OUT $line" "$run/demo-app.recent"; then
+    say "lgr logs --recent did not show \"$line\" (see $run/demo-app.recent)"
+    exit 1
+  fi
+  recent=$((recent + 1))
+done < <(tail -n 30 "$run/demo-app.sent")
+say "lgr logs --recent showed the last $recent log lines the app emitted"
 exit 0

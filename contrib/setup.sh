@@ -29,9 +29,10 @@ packages=(
   build-essential autoconf automake libtool pkg-config dpkg-dev
   protobuf-c-compiler libprotobuf-c-dev libnghttp2-dev libssl-dev libcurl4-openssl-dev
   libjson-c-dev libevent-dev libcriterion-dev libhttp-parser-dev
-  rsyslog libestr-dev libfastjson-dev zlib1g-dev uuid-dev
+  rsyslog rsyslog-openssl libestr-dev libfastjson-dev zlib1g-dev uuid-dev
   clang libclang-rt-14-dev valgrind clang-format
   openssl curl python3 ca-certificates
+  graphviz  # contrib/gen-diagram.sh draws doc/architecture.svg
 )
 
 # 1. Debian packages.

@@ -48,7 +48,7 @@ struct omf_counters {
 	uint64_t skipped;	/* envelopes a sink took without sending (no v1 form, no encoding) */
 	uint64_t dropped;	/* envelopes a subscriber's ring dropped or a subscriber held when it went away */
 	uint64_t slow;		/* slow-consumer episodes: a subscriber started to lose envelopes */
-	uint64_t subscriptions; /* subscribers now (gRPC streams and other sinks) */
+	uint64_t subscriptions; /* subscribers now that are streams (gRPC, SSE); internal ones (drains) are not */
 };
 
 /* ---- envelopes as the egress shares them -------------------------------------------------------------------- */
@@ -96,6 +96,9 @@ struct omf_egress_conf {
 	unsigned max_streams;		    /* subscribers at once; beyond, RESOURCE_EXHAUSTED */
 	unsigned batch_max;		    /* envelopes per batch */
 	unsigned flush_ms;		    /* longest wait of a partial batch */
+	/* true: a gRPC subscriber's use_preferred_tags folds tags as the reverse log proxy does (omf_env_form);
+	 * false: envelopes go out as they came in, as the router sends them */
+	bool fold_tags;
 	struct omf_counters *ctr;	    /* borrowed */
 	/* Where the egress's own lines go (rate-limited here); NULL: lgr_log. Called on the network thread. */
 	lgr_log_fn *log;
@@ -165,8 +168,32 @@ struct omf_sink {
 int omf_sub_new(struct omf_egress *eg, const struct lgr_select_req *req, const struct omf_sink *sink, void *ud,
 	const char *peer, struct omf_sub **out);
 
+/*
+ * What a subscriber that is not a gRPC or SSE stream (a drain) may set differently; zero fields are the egress's
+ * defaults, so {0} makes an ordinary subscriber.
+ */
+struct omf_sub_opts {
+	size_t buffer;	    /* envelopes in the ring; 0: the egress's sub_buffer */
+	unsigned batch_max; /* envelopes offered at once; 0: the egress's batch_max */
+	bool eager;	    /* offer what there is at once instead of waiting flush_ms to fill a batch */
+	bool internal;	    /* not a stream: outside maxStreams and the subscriptions counter, and no slow-consumer
+			       lines (the owner reports its own losses) */
+	bool lazy_ring;	    /* the ring is allocated on the first delivery: a subscriber that never gets an
+			       envelope costs no buffer */
+	struct omf_counters *ctr; /* where this subscriber's egress, skipped, dropped and slow go (borrowed, must
+				     outlive it); NULL: the egress's */
+};
+
+/* omf_sub_new with opts (NULL: as omf_sub_new). Same results; LGR_EINVAL also for a buffer above the ring's
+ * maximum. */
+int omf_sub_new_opts(struct omf_egress *eg, const struct lgr_select_req *req, const struct omf_sink *sink, void *ud,
+	const char *peer, const struct omf_sub_opts *opts, struct omf_sub **out);
+
 /* The sink can take envelopes again (after LGR_EFULL): delivery continues from the loop. */
 void omf_sub_resume(struct omf_sub *sub);
+
+/* Envelopes the subscriber holds now: in its ring and offered but not taken. */
+size_t omf_sub_held(const struct omf_sub *sub);
 
 /*
  * Unsubscribes and frees: no delivery reaches the subscriber after this; envelopes it still held are released

@@ -290,6 +290,7 @@ struct omf_egress {
 	bool started, stopping;
 	struct omf_sub *subs; /* doubly linked */
 	size_t nsubs;
+	size_t nstreams;	     /* of nsubs, those that are streams (not internal): maxStreams and the counter */
 	size_t reserved;	     /* gRPC streams accepted that have not subscribed yet */
 	struct lgr_ratelimit log_rl; /* own log lines (loop thread) */
 };
@@ -301,7 +302,12 @@ struct omf_sub {
 	void *ud;
 	char *peer, *shard_id;
 	bool preferred;
-	struct lgr_ring *ring;
+	bool internal; /* omf_sub_opts */
+	bool eager;
+	unsigned batch_max;
+	size_t capacity;
+	struct omf_counters *ctr; /* the egress's or the owner's */
+	struct lgr_ring *ring;	  /* atomic: a lazy ring is made by the first publishing worker (sub_ring) */
 	struct lgr_select_sub **sel;
 	size_t nsel;
 	struct event *pump_ev, *flush_ev;
@@ -361,7 +367,7 @@ static void sub_drop(void *item, void *ud)
 
 	omf_env_unref(item);
 	__atomic_add_fetch(&sub->dropped, 1, __ATOMIC_RELAXED);
-	add(&sub->eg->conf.ctr->dropped, 1);
+	add(&sub->ctr->dropped, 1);
 }
 
 /* The ring's notify callback (see the file comment). Runs on a worker; must not block. */
@@ -386,7 +392,7 @@ static void sub_release(void *item, void *ud)
 	struct omf_sub *sub = ud;
 
 	omf_env_unref(item);
-	add(&sub->eg->conf.ctr->dropped, 1);
+	add(&sub->ctr->dropped, 1);
 }
 
 /* New drops on sub's ring start an episode (counted once) and are reported, rate-limited. */
@@ -401,11 +407,13 @@ static void sub_check_drops(struct omf_sub *sub)
 	if (!sub->slow) {
 		sub->slow = true;
 		sub->reported_at = lgr_now_ms();
-		add(&eg->conf.ctr->slow, 1);
-		say(eg, LGR_LOG_WARNING,
-			"subscriber %s (shard id \"%s\") reads too slowly: its buffer of %zu envelopes is full, the "
-			"oldest are dropped",
-			sub->peer, sub->shard_id, eg->conf.sub_buffer);
+		add(&sub->ctr->slow, 1);
+		if (!sub->internal)
+			say(eg, LGR_LOG_WARNING,
+				"subscriber %s (shard id \"%s\") reads too slowly: its buffer of %zu envelopes is "
+				"full, the "
+				"oldest are dropped",
+				sub->peer, sub->shard_id, eg->conf.sub_buffer);
 	}
 }
 
@@ -418,14 +426,16 @@ static void sub_report_drops(struct omf_sub *sub, bool final)
 		return;
 	sub->dropped_reported = sub->dropped_seen;
 	sub->reported_at = now;
-	say(sub->eg, LGR_LOG_WARNING, "subscriber %s (shard id \"%s\"): %" PRIu64 " envelopes dropped, oldest first",
-		sub->peer, sub->shard_id, n);
+	if (!sub->internal)
+		say(sub->eg, LGR_LOG_WARNING,
+			"subscriber %s (shard id \"%s\"): %" PRIu64 " envelopes dropped, oldest first", sub->peer,
+			sub->shard_id, n);
 }
 
 /* Offers the open batch to the sink once and applies its answer. */
 static int sub_offer(struct omf_sub *sub)
 {
-	struct omf_counters *ctr = sub->eg->conf.ctr;
+	struct omf_counters *ctr = sub->ctr;
 	size_t taken = 0, sent = 0;
 	int rc;
 
@@ -456,9 +466,13 @@ static int sub_offer(struct omf_sub *sub)
  */
 static void sub_pump(struct omf_sub *sub, bool flush)
 {
-	unsigned batch_max = sub->eg->conf.batch_max;
+	struct lgr_ring *ring = __atomic_load_n(&sub->ring, __ATOMIC_ACQUIRE);
+	unsigned batch_max = sub->batch_max;
 	size_t got, want;
 	bool empty;
+
+	if (ring == NULL && sub->nopen == 0)
+		return; /* a lazy ring nobody has published to yet */
 
 	sub_check_drops(sub);
 	for (unsigned rounds = 0;; rounds++) {
@@ -469,9 +483,9 @@ static void sub_pump(struct omf_sub *sub, bool flush)
 			return;
 		}
 		empty = false;
-		if (sub->nopen < batch_max) {
+		if (sub->nopen < batch_max && ring != NULL) {
 			want = batch_max - sub->nopen;
-			got = lgr_ring_pop(sub->ring, (void **)(sub->open + sub->nopen), want);
+			got = lgr_ring_pop(ring, (void **)(sub->open + sub->nopen), want);
 			sub->nopen += got;
 			empty = got < want;
 		}
@@ -482,7 +496,7 @@ static void sub_pump(struct omf_sub *sub, bool flush)
 				sub->slow = false;
 			return;
 		}
-		if (sub->nopen < batch_max && !flush) {
+		if (sub->nopen < batch_max && !flush && !sub->eager) {
 			/* armed when the first envelope of the batch arrived, or after a refusal ended the last wait */
 			if (!event_pending(sub->flush_ev, EV_TIMEOUT, NULL))
 				timer_in(sub->flush_ev, sub->eg->conf.flush_ms);
@@ -506,12 +520,51 @@ static void on_sub_flush(evutil_socket_t fd, short what, void *ud)
 	sub_pump(ud, true);
 }
 
+/* A new ring for sub (LGR_OK, LGR_EINVAL, LGR_ENOMEM). */
+static int ring_new(struct omf_sub *sub, struct lgr_ring **out)
+{
+	struct lgr_ring_conf rc_conf = {0};
+
+	rc_conf.capacity = sub->capacity;
+	rc_conf.drop = sub_drop;
+	rc_conf.drop_ud = sub;
+	rc_conf.notify = sub_notify;
+	rc_conf.notify_ud = sub;
+	return lgr_ring_new(&rc_conf, out);
+}
+
+/*
+ * The ring of sub, made now if it is lazy and still missing. Publishing workers race here: each makes a ring, one
+ * installs it, the others free theirs. NULL when out of memory. Any thread.
+ */
+static struct lgr_ring *sub_ring(struct omf_sub *sub)
+{
+	struct lgr_ring *ring = __atomic_load_n(&sub->ring, __ATOMIC_ACQUIRE), *expected = NULL;
+
+	if (ring != NULL)
+		return ring;
+	if (ring_new(sub, &ring) != LGR_OK)
+		return NULL;
+	if (!__atomic_compare_exchange_n(&sub->ring, &expected, ring, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		lgr_ring_free(ring);
+		ring = expected;
+	}
+	return ring;
+}
+
 /* Called by lgr_select_match under the registry's shared lock, on the publishing thread. */
 static void publish_one(void *subscriber, void *ud)
 {
 	struct omf_sub *sub = subscriber;
+	struct lgr_ring *ring = sub_ring(sub);
 
-	lgr_ring_push(sub->ring, omf_env_ref(ud)); /* a full ring drops its oldest (sub_drop) */
+	if (ring == NULL) {
+		/* a lazy ring that cannot be made: the envelope is lost for this subscriber */
+		__atomic_add_fetch(&sub->dropped, 1, __ATOMIC_RELAXED);
+		add(&sub->ctr->dropped, 1);
+		return;
+	}
+	lgr_ring_push(ring, omf_env_ref(ud)); /* a full ring drops its oldest (sub_drop) */
 }
 
 size_t omf_egress_publish(struct omf_egress *eg, struct omf_env *e)
@@ -522,14 +575,23 @@ size_t omf_egress_publish(struct omf_egress *eg, struct omf_env *e)
 int omf_sub_new(struct omf_egress *eg, const struct lgr_select_req *req, const struct omf_sink *sink, void *ud,
 	const char *peer, struct omf_sub **out)
 {
-	struct lgr_ring_conf rc_conf = {0};
+	return omf_sub_new_opts(eg, req, sink, ud, peer, NULL, out);
+}
+
+int omf_sub_new_opts(struct omf_egress *eg, const struct lgr_select_req *req, const struct omf_sink *sink, void *ud,
+	const char *peer, const struct omf_sub_opts *opts, struct omf_sub **out)
+{
+	static const struct omf_sub_opts defaults = {0};
 	struct omf_sub *sub;
 	int rc;
 
 	*out = NULL;
-	if (eg->stopping || sink == NULL || sink->deliver == NULL || req->n_selectors == 0)
+	if (opts == NULL)
+		opts = &defaults;
+	if (eg->stopping || sink == NULL || sink->deliver == NULL || req->n_selectors == 0 ||
+		opts->buffer > LGR_RING_MAX_CAPACITY)
 		return LGR_EINVAL;
-	if (eg->nsubs + eg->reserved >= eg->conf.max_streams)
+	if (!opts->internal && eg->nstreams + eg->reserved >= eg->conf.max_streams)
 		return LGR_EFULL;
 	sub = calloc(1, sizeof(*sub));
 	if (sub == NULL)
@@ -538,24 +600,26 @@ int omf_sub_new(struct omf_egress *eg, const struct lgr_select_req *req, const s
 	sub->sink = sink;
 	sub->ud = ud;
 	sub->preferred = req->use_preferred_tags;
+	sub->internal = opts->internal;
+	sub->eager = opts->eager;
+	sub->batch_max = opts->batch_max != 0 ? opts->batch_max : eg->conf.batch_max;
+	sub->capacity = opts->buffer != 0 ? opts->buffer : eg->conf.sub_buffer;
+	sub->ctr = opts->ctr != NULL ? opts->ctr : eg->conf.ctr;
 	rc = LGR_ENOMEM;
 	sub->peer = strdup(peer != NULL ? peer : "?");
 	sub->shard_id = strdup(req->shard_id != NULL ? req->shard_id : "");
-	sub->open = calloc(eg->conf.batch_max, sizeof(sub->open[0]));
+	sub->open = calloc(sub->batch_max, sizeof(sub->open[0]));
 	sub->sel = calloc(req->n_selectors, sizeof(sub->sel[0]));
 	sub->pump_ev = event_new(eg->base, -1, 0, on_sub_pump, sub);
 	sub->flush_ev = evtimer_new(eg->base, on_sub_flush, sub);
 	if (sub->peer == NULL || sub->shard_id == NULL || sub->open == NULL || sub->sel == NULL ||
 		sub->pump_ev == NULL || sub->flush_ev == NULL)
 		goto fail;
-	rc_conf.capacity = eg->conf.sub_buffer;
-	rc_conf.drop = sub_drop;
-	rc_conf.drop_ud = sub;
-	rc_conf.notify = sub_notify;
-	rc_conf.notify_ud = sub;
-	rc = lgr_ring_new(&rc_conf, &sub->ring);
-	if (rc != LGR_OK)
-		goto fail;
+	if (!opts->lazy_ring) {
+		rc = ring_new(sub, &sub->ring);
+		if (rc != LGR_OK)
+			goto fail;
+	}
 	/* the last step: from here on workers deliver */
 	rc = lgr_select_add_req(eg->reg, sub, req, sub->sel);
 	if (rc != LGR_OK)
@@ -566,7 +630,10 @@ int omf_sub_new(struct omf_egress *eg, const struct lgr_select_req *req, const s
 		eg->subs->prev = sub;
 	eg->subs = sub;
 	eg->nsubs++;
-	__atomic_store_n(&eg->conf.ctr->subscriptions, (uint64_t)eg->nsubs, __ATOMIC_RELAXED);
+	if (!sub->internal) {
+		eg->nstreams++;
+		__atomic_store_n(&eg->conf.ctr->subscriptions, (uint64_t)eg->nstreams, __ATOMIC_RELAXED);
+	}
 	*out = sub;
 	return LGR_OK;
 fail:
@@ -607,12 +674,16 @@ void omf_sub_free(struct omf_sub *sub)
 	if (sub->next != NULL)
 		sub->next->prev = sub->prev;
 	eg->nsubs--;
-	__atomic_store_n(&eg->conf.ctr->subscriptions, (uint64_t)eg->nsubs, __ATOMIC_RELAXED);
+	if (!sub->internal) {
+		eg->nstreams--;
+		__atomic_store_n(&eg->conf.ctr->subscriptions, (uint64_t)eg->nstreams, __ATOMIC_RELAXED);
+	}
 	sub_check_drops(sub);
 	sub_report_drops(sub, true);
 	for (size_t i = 0; i < sub->nopen; i++)
 		sub_release(sub->open[i], sub);
-	lgr_ring_drain(sub->ring, sub_release, sub);
+	if (sub->ring != NULL) /* no worker can reach the subscriber any more (lgr_select_remove) */
+		lgr_ring_drain(sub->ring, sub_release, sub);
 	lgr_ring_free(sub->ring);
 	event_free(sub->pump_ev);
 	event_free(sub->flush_ev);
@@ -621,6 +692,16 @@ void omf_sub_free(struct omf_sub *sub)
 	free(sub->shard_id);
 	free(sub->peer);
 	free(sub);
+}
+
+size_t omf_sub_held(const struct omf_sub *sub)
+{
+	struct lgr_ring *ring = __atomic_load_n(&sub->ring, __ATOMIC_ACQUIRE);
+	struct lgr_ring_stats st = {0};
+
+	if (ring != NULL)
+		lgr_ring_stats(ring, &st);
+	return st.len + sub->nopen;
 }
 
 bool omf_sub_preferred_tags(const struct omf_sub *sub)
@@ -684,9 +765,11 @@ static int add_ref(struct evbuffer *buf, struct omf_env *e, const uint8_t *data,
 /* The encoding of e as this subscriber sees it; LGR_OK or LGR_ENOMEM. */
 static int v2_wire(struct gstream *g, struct omf_env *e, const uint8_t **wire, size_t *len)
 {
-	struct lgr_env *form;
-	int rc = omf_env_form(e, omf_sub_preferred_tags(g->sub), &form);
+	struct lgr_env *form = omf_env_v2(e);
+	int rc = LGR_OK;
 
+	if (omf_sub_egress(g->sub)->conf.fold_tags)
+		rc = omf_env_form(e, omf_sub_preferred_tags(g->sub), &form);
 	if (rc == LGR_OK)
 		rc = lgr_env_encode(form, wire, len);
 	return rc;
@@ -870,7 +953,7 @@ static int on_open(struct lgr_h2_stream *s, void *ud)
 		lgr_h2_stream_finish(s, LGR_GRPC_UNAVAILABLE, "server shutting down");
 		return LGR_GRPC_UNAVAILABLE;
 	}
-	if (eg->nsubs + eg->reserved >= eg->conf.max_streams) {
+	if (eg->nstreams + eg->reserved >= eg->conf.max_streams) {
 		say(eg, LGR_LOG_WARNING, "%s: %s refused: maxStreams (%u) egress streams open", lgr_h2_stream_peer(s),
 			path, eg->conf.max_streams);
 		lgr_h2_stream_finish(s, LGR_GRPC_RESOURCE_EXHAUSTED, "too many egress streams");

@@ -96,6 +96,7 @@ struct omf_conf {
 	char *gw_tokens_file;
 	int gw_auth;
 	long long gw_stream_timeout_ms;
+	int role;
 	char *drains_bindings_file;
 	char *drains_bindings_url;
 	char *drains_tls_cacert;
@@ -112,6 +113,7 @@ struct omf_conf {
 };
 
 static const char *const auth_modes[] = {"token", "none", NULL};
+static const char *const roles[] = {"router", "rlp", NULL};
 
 static bool has_scheme(const char *value, const char *scheme)
 {
@@ -157,6 +159,13 @@ static const struct lgr_conf_param omf_params[] = {
 		.type = LGR_CONF_STRING,
 		.offset = F(port_file),
 		.desc = "file to write the bound Egress port to"},
+	{.name = "role",
+		.type = LGR_CONF_ENUM,
+		.def = "router",
+		.offset = F(role),
+		.words = roles,
+		.desc = "router: gRPC subscribers get envelopes as they came in; rlp: use_preferred_tags is honoured, "
+			"as the reverse log proxy does"},
 	{.name = "subscriber.buffer",
 		.type = LGR_CONF_INT,
 		.def = "1000",
@@ -677,6 +686,7 @@ static rsRetVal egress_init(instanceData *pData)
 	ec.max_streams = (unsigned)pData->conf.max_streams;
 	ec.batch_max = (unsigned)pData->conf.batch_max;
 	ec.flush_ms = (unsigned)pData->conf.batch_flush_ms;
+	ec.fold_tags = pData->conf.role == 1;
 	ec.ctr = &pData->ctr;
 	ec.log = glue_log;
 	ec.log_ud = (void *)MODNAME;

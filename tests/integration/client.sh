@@ -13,8 +13,11 @@
 #   - a wrong CA, a wrong server name and a client certificate of another CA end `lgr logs`, `lgr firehose` and
 #     `lgr emit` with status 1 and a message naming the cause; bad usage ends with status 2;
 #   - `--help` of each subcommand prints the manual's sections and exits 0;
+#   - `lgr logs --recent` reads app-a's recent envelopes from the router's HTTPS gateway (Log Cache's read, bearer
+#     token): exactly the lines `lgr logs` printed, oldest first; with --all-types exactly the lines of
+#     `lgr logs --all-types`, in timestamp order; a token of app-a reading app-b, a wrong token, a wrong CA and a
+#     wrong --server-name end it with status 1 and a message naming the cause; the right --server-name works;
 #   - the clients exit 0 on SIGTERM.
-#   `logs --recent` is checked when the router serves the gateway (its port file appears); until then it is not.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 lgr_init
@@ -36,7 +39,7 @@ input(type="imloggregator" port="0" listenPortFileName="$W/in.port" role="router
 	tls.mycert="$P/doppler.crt" tls.myprivkey="$P/doppler.key")
 action(type="omfirehose" port="0" listenPortFileName="$W/egress.port" tls.cacert="$P/ca.crt"
 	tls.mycert="$P/doppler.crt" tls.myprivkey="$P/doppler.key" gateway.address="127.0.0.1" gateway.port="0"
-	gateway.listenPortFileName="$W/gateway.port" gateway.tls.mycert="$P/reverselogproxy.crt"
+	gateway.listenPortFileName="$W/gateway.port" gateway.tls.cacert="$P/ca.crt" gateway.tls.mycert="$P/reverselogproxy.crt"
 	gateway.tls.myprivkey="$P/reverselogproxy.key" gateway.tokensFile="$P/gateway.tokens")
 EOF
 
@@ -238,17 +241,28 @@ refused "refused this client's certificate" emit --addr "127.0.0.1:$ag_port" --c
 refused "not reachable" emit --pki "$P" --addr "127.0.0.1:$eg_port" --server-name doppler --timeout 1 \
 	--plaintext app-a x
 
-if [ -s "$W/gateway.port" ]; then
-	lgr_check "lgr logs --recent reads app-a's recent logs from the gateway, oldest first, as lgr logs printed them"
-	gw="https://127.0.0.1:$(tr -d ' \n' <"$W/gateway.port")"
-	"$LGR_CLI" logs --recent --gateway "$gw" --ca "$P/ca.crt" --token test-app-token app-a >"$W/recent.out" \
-		2>"$W/recent.err" || { cat "$W/recent.err" >&2; lgr_fail "lgr logs --recent failed"; }
-	diff "$W/logs.out" "$W/recent.out" >&2 || lgr_fail "lgr logs --recent printed other lines than lgr logs"
-	refused "may not read" logs --recent --gateway "$gw" --ca "$P/ca.crt" --token test-app-token app-b
-	refused "may not read" logs --recent --gateway "$gw" --ca "$P/ca.crt" --token wrong app-a
-else
-	lgr_say "not checked: logs --recent (the router serves no gateway yet: no $W/gateway.port)"
-fi
+lgr_check "lgr logs --recent reads app-a's recent logs from the gateway, oldest first, as lgr logs printed them"
+lgr_wait_port "$W/gateway.port"
+gw="https://127.0.0.1:$LGR_PORT"
+recent() { # OUT ARGS...: lgr logs --recent ARGS, which must succeed
+	local out=$1
+	shift
+	"$LGR_CLI" logs --recent --gateway "$gw" --ca "$P/ca.crt" "$@" >"$W/$out" 2>"$W/$out.err" ||
+		{ cat "$W/$out.err" >&2; lgr_fail "lgr logs --recent $* failed"; }
+}
+recent recent.out --token test-app-token app-a
+diff "$W/logs.out" "$W/recent.out" >&2 || lgr_fail "lgr logs --recent printed other lines than lgr logs"
+recent recent_all.out --token test-admin-token --all-types app-a
+diff <(sort "$W/logs_all.out") <(sort "$W/recent_all.out") >&2 ||
+	lgr_fail "lgr logs --recent --all-types printed other lines than lgr logs --all-types"
+sort -c -s -k1,1 "$W/recent_all.out" || lgr_fail "lgr logs --recent --all-types is not in timestamp order"
+recent recent_sn.out --token "bearer test-app-token" --server-name reverselogproxy app-a
+diff "$W/logs.out" "$W/recent_sn.out" >&2 || lgr_fail "lgr logs --recent --server-name printed other lines"
+refused "may not read" logs --recent --gateway "$gw" --ca "$P/ca.crt" --token test-app-token app-b
+refused "may not read" logs --recent --gateway "$gw" --ca "$P/ca.crt" --token wrong app-a
+refused "certificate was refused" logs --recent --gateway "$gw" --ca "$O/ca.crt" --token test-app-token app-a
+refused "certificate was refused" logs --recent --gateway "$gw" --ca "$P/ca.crt" --server-name doppler \
+	--token test-app-token app-a
 
 lgr_check "the clients exit 0 on SIGTERM; the router sees their streams end"
 for c in logs logs_all fire shard1 shard2; do lgr_client_stop "$c"; done

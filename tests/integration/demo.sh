@@ -10,7 +10,8 @@
 # Oracle:
 #   - `run.sh --seconds 6` validates both examples, exits 0, and its output holds every log line the sample app
 #     emitted (run/demo-app.sent) exactly once, in the cf format with [APP/PROC/WEB/0] OUT, plus counter and
-#     gauge lines;
+#     gauge lines; then `lgr logs --recent` through the router's HTTPS gateway (Log Cache's read, bearer token)
+#     shows those lines again, oldest first, in the same format (indented under "run:");
 #   - `run.sh` without a bound runs until SIGINT to its process group (Ctrl-C in a terminal), then exits 130 after
 #     showing the app's lines;
 #   - after each run no process of its session is left, and the rsyslogds' pid files are gone.
@@ -89,6 +90,18 @@ done
 grep -q "^run: the tail showed all [0-9]* log lines the app emitted" "$W/bounded.out" ||
 	lgr_fail "run.sh did not report the lines shown"
 shown bounded 3
+grep -q "^run:   HTTPS gateway on https://127.0.0.1:[0-9]* " "$W/bounded.out" ||
+	lgr_fail "run.sh did not name the gateway"
+grep -q "^run: lgr logs --recent showed the last [0-9]* log lines the app emitted" "$W/bounded.out" ||
+	lgr_fail "run.sh did not show the recent logs: $(grep -A3 'recent' "$W/bounded.out" | head -n 8)"
+# recent_shown NAME: the lines --recent printed are the app's, in the order it emitted them, the last one included
+recent_shown() {
+	sed -n 's/^run:   [0-9T:.+-]* \[APP\/PROC\/WEB\/0\] OUT //p' "$W/$1.out" >"$W/$1.recent"
+	[ -s "$W/$1.recent" ] || lgr_fail "run.sh ($1) printed no recent log line"
+	tail -n "$(wc -l <"$W/$1.recent")" "$W/$1/demo-app.sent" | diff - "$W/$1.recent" >&2 ||
+		lgr_fail "run.sh ($1): the recent lines are not the app's last lines in order"
+}
+recent_shown bounded
 grep -q "connected to 127.0.0.1:[0-9]* (doppler): streaming logs of demo-app" "$W/bounded.err" ||
 	lgr_fail "the tail did not report its connection"
 

@@ -62,6 +62,9 @@ EOF
 
 lgr_check "the example configs of contrib/examples pass once rendered"
 mkdir -p "$LGR_WORK/moddir"
+# the router example's gateway tokens and drains bindings: -N1 loads both
+printf 'tok admin\n' >"$LGR_WORK/pki/gateway.tokens"
+mkdir -p "$LGR_WORK/data" && printf '[]\n' >"$LGR_WORK/data/bindings.json"
 for m in imloggregator omdoppler omfirehose; do
 	ln -s "$(lgr_module "$m")" "$LGR_WORK/moddir/$m.so"
 done

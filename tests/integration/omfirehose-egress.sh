@@ -11,7 +11,7 @@
 # Oracle:
 #   - requests without selectors, or with a selector without a type, end with INVALID_ARGUMENT and lgr_select's
 #     messages "Selectors cannot be empty" / "Selectors must have a Message";
-#   - phase 1 (7 subscribers: the maxStreams limit): a BatchedReceiver and a Receiver selecting all five types of
+#   - phase 1 (role="rlp", 7 subscribers: the maxStreams limit): a BatchedReceiver and a Receiver selecting all five types of
 #     source app-a with use_preferred_tags get exactly the app-a envelopes sent (every field, binary payloads,
 #     64-bit extremes, NaN), deprecated tags folded into tags; a third without use_preferred_tags gets tags folded
 #     into deprecated tags as text; selectors by source id + type (log), counter name (any source) and gauge name
@@ -40,7 +40,7 @@ module(load="impstats" interval="1" log.syslog="off" log.file="$W/stats.log" for
 module(load="$(lgr_module imloggregator)")
 module(load="$(lgr_module omfirehose)")
 input(type="imloggregator" port="0" listenPortFileName="$W/in.port" role="router" tls="off")
-action(type="omfirehose" port="0" listenPortFileName="$W/egress.port" maxStreams="7" batch.maxsize="5"
+action(type="omfirehose" role="rlp" port="0" listenPortFileName="$W/egress.port" maxStreams="7" batch.maxsize="5"
 	batch.flushinterval="50" subscriber.buffer="10000" tls.cacert="$LGR_PKI/ca.crt" tls.mycert="$LGR_PKI/doppler.crt"
 	tls.myprivkey="$LGR_PKI/doppler.key")
 EOF
