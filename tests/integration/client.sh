@@ -17,6 +17,8 @@
 #     token): exactly the lines `lgr logs` printed, oldest first; with --all-types exactly the lines of
 #     `lgr logs --all-types`, in timestamp order; a token of app-a reading app-b, a wrong token, a wrong CA and a
 #     wrong --server-name end it with status 1 and a message naming the cause; the right --server-name works;
+#   - when the router restarts (same ports), `lgr logs` says it is retrying, reconnects, and prints a line emitted
+#     afterwards;
 #   - the clients exit 0 on SIGTERM.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -263,6 +265,21 @@ refused "may not read" logs --recent --gateway "$gw" --ca "$P/ca.crt" --token wr
 refused "certificate was refused" logs --recent --gateway "$gw" --ca "$O/ca.crt" --token test-app-token app-a
 refused "certificate was refused" logs --recent --gateway "$gw" --ca "$P/ca.crt" --server-name doppler \
 	--token test-app-token app-a
+
+lgr_check "lgr logs reconnects when the router restarts and prints what is sent afterwards"
+lgr_stop
+lgr_wait_for "lgr logs to notice the router is gone" grep -q "retrying" "$W/logs.err"
+# the same ports again, so the agent and the clients find the new router where the old one was
+sed -e "s|port=\"0\" listenPortFileName=\"$W/in.port\"|port=\"$in_port\" listenPortFileName=\"$W/in.port\"|" \
+	-e "s|port=\"0\" listenPortFileName=\"$W/egress.port\"|port=\"$eg_port\" listenPortFileName=\"$W/egress.port\"|" \
+	"$router_conf" >"$W/router2.conf"
+grep -q "port=\"$eg_port\"" "$W/router2.conf" || lgr_fail "the restarted router's config lost its ports"
+lgr_start "$W/router2.conf"
+STATS=(lgr_stat_is "$W/stats.log" "omfirehose\\(127\\.0\\.0\\.1:$eg_port\\)")
+lgr_wait_for "lgr logs to reconnect" grep -q "reconnected to 127.0.0.1:$eg_port" "$W/logs.err"
+emit app-a "sent after the router restarted"
+lgr_wait_for "lgr logs to print the line sent after the restart" grep -q "OUT sent after the router restarted\$" \
+	"$W/logs.out"
 
 lgr_check "the clients exit 0 on SIGTERM; the router sees their streams end"
 for c in logs logs_all fire shard1 shard2; do lgr_client_stop "$c"; done
