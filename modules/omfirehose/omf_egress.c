@@ -290,9 +290,10 @@ struct omf_egress {
 	bool started, stopping;
 	struct omf_sub *subs; /* doubly linked */
 	size_t nsubs;
-	size_t nstreams;	     /* of nsubs, those that are streams (not internal): maxStreams and the counter */
-	size_t reserved;	     /* gRPC streams accepted that have not subscribed yet */
-	struct lgr_ratelimit log_rl; /* own log lines (loop thread) */
+	size_t nstreams;	      /* of nsubs, those that are streams (not internal): maxStreams and the counter */
+	size_t reserved;	      /* gRPC streams accepted that have not subscribed yet */
+	struct lgr_ratelimit log_rl;  /* own log lines (loop thread) */
+	struct lgr_ratelimit slow_rl; /* slow-consumer lines, a budget of their own: refusals never hide them */
 };
 
 struct omf_sub {
@@ -341,15 +342,15 @@ put(struct omf_egress *eg, enum lgr_log_level level, const char *fmt, ...)
 		lgr_log(level, "%s", line);
 }
 
-/* At most LOG_BURST lines per LOG_WINDOW_MS; the first line after a quiet spell counts the others. */
-static void __attribute__((format(printf, 3, 4)))
-say(struct omf_egress *eg, enum lgr_log_level level, const char *fmt, ...)
+/* At most LOG_BURST lines per LOG_WINDOW_MS of one limiter; the first line after a quiet spell counts the others. */
+static void __attribute__((format(printf, 4, 5)))
+say(struct omf_egress *eg, struct lgr_ratelimit *rl, enum lgr_log_level level, const char *fmt, ...)
 {
 	char line[512];
 	uint64_t held;
 	va_list ap;
 
-	if (!lgr_ratelimit_take(&eg->log_rl, lgr_now_ms(), &held))
+	if (!lgr_ratelimit_take(rl, lgr_now_ms(), &held))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
@@ -409,7 +410,7 @@ static void sub_check_drops(struct omf_sub *sub)
 		sub->reported_at = lgr_now_ms();
 		add(&sub->ctr->slow, 1);
 		if (!sub->internal)
-			say(eg, LGR_LOG_WARNING,
+			say(eg, &eg->slow_rl, LGR_LOG_WARNING,
 				"subscriber %s (shard id \"%s\") reads too slowly: its buffer of %zu envelopes is "
 				"full, the "
 				"oldest are dropped",
@@ -427,7 +428,7 @@ static void sub_report_drops(struct omf_sub *sub, bool final)
 	sub->dropped_reported = sub->dropped_seen;
 	sub->reported_at = now;
 	if (!sub->internal)
-		say(sub->eg, LGR_LOG_WARNING,
+		say(sub->eg, &sub->eg->slow_rl, LGR_LOG_WARNING,
 			"subscriber %s (shard id \"%s\"): %" PRIu64 " envelopes dropped, oldest first", sub->peer,
 			sub->shard_id, n);
 }
@@ -945,7 +946,8 @@ static int on_open(struct lgr_h2_stream *s, void *ud)
 	SSL *ssl = lgr_h2_stream_ssl(s);
 
 	if (ssl != NULL && eg->conf.permitted_peers != NULL && !lgr_tls_peer_permitted(ssl, eg->conf.permitted_peers)) {
-		say(eg, LGR_LOG_WARNING, "%s: client certificate names no permitted peer", lgr_h2_stream_peer(s));
+		say(eg, &eg->log_rl, LGR_LOG_WARNING, "%s: client certificate names no permitted peer",
+			lgr_h2_stream_peer(s));
 		lgr_h2_stream_finish(s, LGR_GRPC_PERMISSION_DENIED, "client not permitted");
 		return LGR_GRPC_PERMISSION_DENIED;
 	}
@@ -954,8 +956,8 @@ static int on_open(struct lgr_h2_stream *s, void *ud)
 		return LGR_GRPC_UNAVAILABLE;
 	}
 	if (eg->nstreams + eg->reserved >= eg->conf.max_streams) {
-		say(eg, LGR_LOG_WARNING, "%s: %s refused: maxStreams (%u) egress streams open", lgr_h2_stream_peer(s),
-			path, eg->conf.max_streams);
+		say(eg, &eg->log_rl, LGR_LOG_WARNING, "%s: %s refused: maxStreams (%u) egress streams open",
+			lgr_h2_stream_peer(s), path, eg->conf.max_streams);
 		lgr_h2_stream_finish(s, LGR_GRPC_RESOURCE_EXHAUSTED, "too many egress streams");
 		return LGR_GRPC_RESOURCE_EXHAUSTED;
 	}
@@ -1047,7 +1049,7 @@ static void on_message(struct lgr_h2_stream *s, const uint8_t *msg, size_t len, 
 			why = lgr_strerror(rc);
 	}
 	if (rc != LGR_OK) {
-		say(eg, LGR_LOG_NOTICE, "%s: %s refused: %s", lgr_h2_stream_peer(s), paths[g->kind], why);
+		say(eg, &eg->log_rl, LGR_LOG_NOTICE, "%s: %s refused: %s", lgr_h2_stream_peer(s), paths[g->kind], why);
 		refuse(g, rc == LGR_ENOMEM || rc == LGR_EFULL ? LGR_GRPC_RESOURCE_EXHAUSTED : LGR_GRPC_INVALID_ARGUMENT,
 			why);
 	}
@@ -1089,9 +1091,9 @@ static void on_refused(const char *peer, const char *path, int status, const cha
 	struct omf_egress *eg = ud;
 
 	if (path == NULL)
-		say(eg, LGR_LOG_NOTICE, "%s: connection refused: %s", peer, why);
+		say(eg, &eg->log_rl, LGR_LOG_NOTICE, "%s: connection refused: %s", peer, why);
 	else
-		say(eg, LGR_LOG_NOTICE, "%s: %s: call refused with status %d (%s): %s", peer, path, status,
+		say(eg, &eg->log_rl, LGR_LOG_NOTICE, "%s: %s: call refused with status %d (%s): %s", peer, path, status,
 			lgr_grpc_status_name(status), why);
 }
 
@@ -1198,6 +1200,7 @@ int omf_egress_new(const struct omf_egress_conf *conf, struct omf_egress **out)
 	eg->conf = *conf;
 	eg->wake_fd = -1;
 	eg->log_rl = (struct lgr_ratelimit)LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
+	eg->slow_rl = (struct lgr_ratelimit)LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
 	rc = LGR_ENOMEM;
 	eg->name = strdup(conf->name != NULL ? conf->name : "omfirehose");
 	eg->address = strdup(conf->address != NULL ? conf->address : "127.0.0.1");

@@ -80,7 +80,7 @@ import json, sys
 w, n = sys.argv[1], int(sys.argv[2])
 def seqs(name):
     with open("%s/%s.jsonl" % (w, name)) as f:
-        return [int(json.loads(l)["deprecated_tags"]["seq"]["text"]) for l in f if l.strip()]
+        return [int(json.loads(l)["tags"]["seq"]) for l in f if l.strip()]
 fast, slow = seqs("fast"), seqs("slow")
 if sorted(fast) != list(range(1, n + 1)):
     sys.exit("fast: %d envelopes, not exactly 1..%d" % (len(fast), n))
