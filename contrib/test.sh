@@ -68,7 +68,7 @@ if [ $quick -eq 0 ]; then
       { tail -n 20 build-asan/configure.out; failed=$((failed + 1)); failures+=("asan (configure)"); }
   fi
   [ -f build-asan/Makefile ] && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    run_check build-asan "asan+ubsan"
+    LSAN_OPTIONS=suppressions="$top/tests/unit/lsan.supp" run_check build-asan "asan+ubsan"
 
   echo "test: step 4: libFuzzer targets (build-fuzz/)"
   if contrib/fuzz.sh --seconds "${LGR_FUZZ_SECONDS:-10}" >build/fuzz.out 2>&1; then
