@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 enum {
 	LGR_OK = 0,
 	LGR_AGAIN = 1,	       /* incremental decoders: consumed everything, need more */
@@ -91,5 +93,12 @@ bool lgr_ratelimit_take(struct lgr_ratelimit *rl, uint64_t now_ms, uint64_t *hel
 
 /* Milliseconds of CLOCK_MONOTONIC, for lgr_ratelimit_take and timers. */
 uint64_t lgr_now_ms(void);
+
+/*
+ * pthread_create for the threads of ours inside a daemon: the new thread blocks every signal, so signals sent to
+ * the process (rsyslogd wakes its main loop with kill(getpid(), SIGTTOU) for each internal message) reach the
+ * daemon's own threads, never ours. Returns pthread_create's result.
+ */
+int lgr_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 #endif

@@ -651,7 +651,7 @@ static void submitter_start(instanceConf_t *inst)
 	int rc;
 
 	__atomic_store_n(&inst->stop, false, __ATOMIC_RELEASE);
-	rc = pthread_create(&inst->submitter, NULL, submitter_main, inst);
+	rc = lgr_thread_create(&inst->submitter, submitter_main, inst);
 	if (rc != 0)
 		LogError(rc, RS_RET_ERR, MODNAME ": cannot start a submitter thread");
 	inst->submitter_running = rc == 0;

@@ -1092,7 +1092,7 @@ int omd_net_new(const struct omd_net_conf *conf, struct omd_net **out)
 	rc = events_new(net);
 	if (rc != LGR_OK)
 		goto out;
-	if (pthread_create(&net->thread, NULL, net_main, net) != 0) {
+	if (lgr_thread_create(&net->thread, net_main, net) != 0) {
 		lgr_log(LGR_LOG_ERR, "%s: cannot start the network thread", net->name);
 		rc = LGR_EIO;
 		goto out;

@@ -1453,7 +1453,7 @@ int omf_drains_start(struct omf_drains *d)
 	d->loop_started = true;
 	wake(d);
 	if (d->bindings_url != NULL) {
-		if (pthread_create(&d->poller, NULL, poller_main, d) != 0) {
+		if (lgr_thread_create(&d->poller, poller_main, d) != 0) {
 			say(d, LGR_LOG_ERR, "cannot start the bindings poller: drains.bindingsUrl is not fetched");
 			return LGR_EIO;
 		}

@@ -1259,7 +1259,7 @@ int omf_egress_start(struct omf_egress *eg, uint16_t *port)
 	if (rc != LGR_OK)
 		return rc;
 	*port = lgr_h2_server_port(eg->srv);
-	if (pthread_create(&eg->thread, NULL, loop_main, eg) != 0) {
+	if (lgr_thread_create(&eg->thread, loop_main, eg) != 0) {
 		lgr_log(LGR_LOG_ERR, "%s: cannot start the network thread", eg->name);
 		lgr_h2_server_free(eg->srv);
 		eg->srv = NULL;
