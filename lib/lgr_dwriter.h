@@ -44,10 +44,10 @@ struct event_base;
 struct lgr_dw_ctx;
 
 struct lgr_dw_ctx_conf {
-	struct event_base *base;	  /* borrowed */
+	struct event_base *base;	   /* borrowed */
 	const struct lgr_drain_deny *deny; /* borrowed, may be NULL; must outlive the context */
-	const char *user_agent;		  /* copied; NULL: "lgr-drains" */
-	lgr_log_fn *log;		  /* where writers' lines go (rate-limited per writer); NULL: lgr_log */
+	const char *user_agent;		   /* copied; NULL: "lgr-drains" */
+	lgr_log_fn *log;		   /* where writers' lines go (rate-limited per writer); NULL: lgr_log */
 	void *log_ud;
 };
 
@@ -62,19 +62,19 @@ struct lgr_dw_tls {
 };
 
 struct lgr_dw_counters {
-	uint64_t sent;	  /* lines handed to the kernel (syslog) or acknowledged with 2xx (https) */
-	uint64_t lost;	  /* lines accepted by lgr_dw_write and then lost (broken connection, refused or failed POST) */
-	uint64_t errors;  /* connection failures, failed requests (each retry counts) */
+	uint64_t sent;	 /* lines handed to the kernel (syslog) or acknowledged with 2xx (https) */
+	uint64_t lost;	 /* lines accepted by lgr_dw_write and then lost (broken connection, refused or failed POST) */
+	uint64_t errors; /* connection failures, failed requests (each retry counts) */
 	uint64_t connects; /* connections made (syslog) */
 };
 
 struct lgr_dw_conf {
 	const struct lgr_drain *drain; /* borrowed; must outlive the writer */
 	struct lgr_dw_tls tls;
-	size_t max_pending;	/* bytes a writer holds (socket queue, batches, requests) before LGR_EFULL; 0: 1 MiB */
-	size_t batch_bytes;	/* https-batch flush size; 0: 512 KiB; Logplex: 0 means 100 KiB */
-	unsigned flush_ms;	/* https-batch / Logplex flush interval; 0: 1000 */
-	unsigned max_requests;	/* https (one POST per line): requests in flight; 0: 16 */
+	size_t max_pending;    /* bytes a writer holds (socket queue, batches, requests) before LGR_EFULL; 0: 1 MiB */
+	size_t batch_bytes;    /* https-batch flush size; 0: 512 KiB; Logplex: 0 means 100 KiB */
+	unsigned flush_ms;     /* https-batch / Logplex flush interval; 0: 1000 */
+	unsigned max_requests; /* https (one POST per line): requests in flight; 0: 16 */
 	/* on_ready: after LGR_EFULL, the writer can take lines again. on_error: a failure worth telling the app about
 	 * (why: LGR_DRAIN_RESOLVE_FAILED, _RESOLVE_SKIPPED, _DENIED, _BAD_CERT, _BAD_CA; or LGR_DRAIN_OK for a
 	 * transport error, with text). Both may be NULL. Called on the loop, never from inside lgr_dw_write. */
@@ -100,7 +100,7 @@ int lgr_dw_write(struct lgr_dw *w, const void *line, size_t len);
 /* Sends what is batched now (https-batch, Logplex) instead of waiting for flush_ms. */
 void lgr_dw_flush(struct lgr_dw *w);
 
-bool lgr_dw_idle(const struct lgr_dw *w);     /* nothing held, nothing in flight */
+bool lgr_dw_idle(const struct lgr_dw *w);      /* nothing held, nothing in flight */
 size_t lgr_dw_pending(const struct lgr_dw *w); /* bytes held */
 const struct lgr_dw_counters *lgr_dw_counters(const struct lgr_dw *w);
 

@@ -108,8 +108,9 @@ static int common(SSL_CTX *ctx, const struct lgr_tls_config *cfg, bool need_ca, 
 		return LGR_EIO;
 	}
 	if (cfg->cert_file == NULL || cfg->key_file == NULL || (need_ca && cfg->ca_file == NULL)) {
-		snprintf(err, errlen, need_ca ? "a CA, a certificate and a private key are required"
-					      : "a certificate and a private key are required");
+		snprintf(err, errlen,
+			need_ca ? "a CA, a certificate and a private key are required"
+				: "a certificate and a private key are required");
 		return LGR_EINVAL;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1) {

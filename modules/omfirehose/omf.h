@@ -99,7 +99,7 @@ struct omf_egress_conf {
 	/* true: a gRPC subscriber's use_preferred_tags folds tags as the reverse log proxy does (omf_env_form);
 	 * false: envelopes go out as they came in, as the router sends them */
 	bool fold_tags;
-	struct omf_counters *ctr;	    /* borrowed */
+	struct omf_counters *ctr; /* borrowed */
 	/* Where the egress's own lines go (rate-limited here); NULL: lgr_log. Called on the network thread. */
 	lgr_log_fn *log;
 	void *log_ud;
@@ -216,16 +216,16 @@ struct omf_egress *omf_sub_egress(const struct omf_sub *sub);
  * every auth failure answers 404.
  */
 struct omf_gateway_conf {
-	const char *name;	   /* prefix of log lines; copied */
-	const char *address;	   /* numeric listen address; copied */
-	int port;		   /* 0: an ephemeral port */
-	SSL_CTX *ssl_ctx;	   /* borrowed, must outlive the gateway; NULL: cleartext (h2c or HTTP/1.1) */
-	const char *tokens_file;   /* NULL: no authentication (gateway.auth="none") */
-	size_t recent_size;	   /* envelopes kept per source id; 0: no recent store (/api/v1/read answers 404) */
-	size_t recent_max_sources; /* source ids kept */
-	unsigned heartbeat_ms;	   /* 0: 15000 */
+	const char *name;	    /* prefix of log lines; copied */
+	const char *address;	    /* numeric listen address; copied */
+	int port;		    /* 0: an ephemeral port */
+	SSL_CTX *ssl_ctx;	    /* borrowed, must outlive the gateway; NULL: cleartext (h2c or HTTP/1.1) */
+	const char *tokens_file;    /* NULL: no authentication (gateway.auth="none") */
+	size_t recent_size;	    /* envelopes kept per source id; 0: no recent store (/api/v1/read answers 404) */
+	size_t recent_max_sources;  /* source ids kept */
+	unsigned heartbeat_ms;	    /* 0: 15000 */
 	unsigned stream_timeout_ms; /* 0: never */
-	lgr_log_fn *log;	   /* NULL: lgr_log */
+	lgr_log_fn *log;	    /* NULL: lgr_log */
 	void *log_ud;
 };
 
@@ -233,8 +233,8 @@ struct omf_gateway;
 
 /* Loads the tokens and makes the recent store; no socket yet. LGR_OK; LGR_EINVAL (tokens file unusable: err says
  * why); LGR_ENOMEM. */
-int omf_gateway_new(struct omf_egress *eg, const struct omf_gateway_conf *conf, struct omf_gateway **out, char *err,
-	size_t errlen);
+int omf_gateway_new(
+	struct omf_egress *eg, const struct omf_gateway_conf *conf, struct omf_gateway **out, char *err, size_t errlen);
 
 /* Binds and starts serving on the egress's loop (the egress must be started). *port: the bound port.
  * LGR_OK; LGR_EIO (bind failed; reported through the log). */
@@ -253,29 +253,29 @@ void omf_gateway_free(struct omf_gateway *gw, unsigned budget_ms);
 /* ---- drains (omf_drains.c): each app's envelopes to the drains it is bound to ------------------------------------ */
 
 struct omf_drains_conf {
-	const char *name;		     /* prefix of log lines; copied */
-	const char *bindings_file;	     /* NULL: none */
-	const char *bindings_url;	     /* NULL: none */
-	SSL_CTX *bindings_ssl_ctx;	     /* client context for bindings_url (borrowed) */
-	const char *bindings_servername;     /* NULL: the URL's host */
-	unsigned poll_ms;		     /* bindings_url poll interval (with jitter) */
-	const char *const *aggregate;	     /* drain URLs for every source (borrowed), n_aggregate of them */
+	const char *name;		 /* prefix of log lines; copied */
+	const char *bindings_file;	 /* NULL: none */
+	const char *bindings_url;	 /* NULL: none */
+	SSL_CTX *bindings_ssl_ctx;	 /* client context for bindings_url (borrowed) */
+	const char *bindings_servername; /* NULL: the URL's host */
+	unsigned poll_ms;		 /* bindings_url poll interval (with jitter) */
+	const char *const *aggregate;	 /* drain URLs for every source (borrowed), n_aggregate of them */
 	size_t n_aggregate;
-	size_t per_app;			     /* drains kept per app */
-	size_t buffer;			     /* envelopes in each drain's drop-oldest buffer */
-	unsigned idle_ms;		     /* a drain's writer closes after this long without traffic */
-	const char *const *deny_ranges;	     /* CIDR ranges (borrowed), n_deny of them */
+	size_t per_app;			/* drains kept per app */
+	size_t buffer;			/* envelopes in each drain's drop-oldest buffer */
+	unsigned idle_ms;		/* a drain's writer closes after this long without traffic */
+	const char *const *deny_ranges; /* CIDR ranges (borrowed), n_deny of them */
 	size_t n_deny;
-	lgr_log_fn *log;		     /* NULL: lgr_log */
+	lgr_log_fn *log; /* NULL: lgr_log */
 	void *log_ud;
 };
 
 /* Per-drain figures are reported by the drains part itself; these add up over all drains. Atomic. */
 struct omf_drains_counters {
-	uint64_t sent;	      /* lines a drain writer sent */
-	uint64_t dropped;     /* envelopes lost: drop-oldest, writer losses, refused */
-	uint64_t invalid;     /* bindings refused (counted once per load) */
-	uint64_t drains;      /* drains with a writer now (a level) */
+	uint64_t sent;	  /* lines a drain writer sent */
+	uint64_t dropped; /* envelopes lost: drop-oldest, writer losses, refused */
+	uint64_t invalid; /* bindings refused (counted once per load) */
+	uint64_t drains;  /* drains with a writer now (a level) */
 };
 
 struct omf_drains;

@@ -438,19 +438,19 @@ static struct cnfparamblk actpblk;
 
 typedef struct _instanceData {
 	struct omf_conf conf;
-	struct _instanceData *next;   /* the instances of one configuration, for activateCnf */
-	SSL_CTX *ssl_ctx;	      /* TLS: made in newActInst, so -N1 reports unusable certificates */
-	const char **permitted;	      /* tls.permittedpeers, NULL-terminated; NULL when none */
-	struct omf_egress *eg;	      /* made in newActInst, started in activateCnf */
-	SSL_CTX *gw_ssl_ctx;	      /* the gateway's server context (client certificates optional) */
-	struct omf_gateway *gw;	      /* NULL unless gateway.port is set; made in newActInst, started with the egress */
-	SSL_CTX *drains_ssl_ctx;      /* client context for drains.bindingsUrl */
-	struct omf_drains *drains;    /* NULL without bindings or aggregate drains */
+	struct _instanceData *next; /* the instances of one configuration, for activateCnf */
+	SSL_CTX *ssl_ctx;	    /* TLS: made in newActInst, so -N1 reports unusable certificates */
+	const char **permitted;	    /* tls.permittedpeers, NULL-terminated; NULL when none */
+	struct omf_egress *eg;	    /* made in newActInst, started in activateCnf */
+	SSL_CTX *gw_ssl_ctx;	    /* the gateway's server context (client certificates optional) */
+	struct omf_gateway *gw;	    /* NULL unless gateway.port is set; made in newActInst, started with the egress */
+	SSL_CTX *drains_ssl_ctx;    /* client context for drains.bindingsUrl */
+	struct omf_drains *drains;  /* NULL without bindings or aggregate drains */
 	struct omf_drains_counters dctr; /* the drains' (atomic) */
-	struct omf_counters ctr;      /* the egress's (atomic) */
-	uint64_t ingress;	      /* atomic: messages the action took */
-	uint64_t invalid;	      /* atomic: messages that gave no envelope */
-	struct msgenv_tpl_slots tpls; /* where doAction finds the rendered templates */
+	struct omf_counters ctr;	 /* the egress's (atomic) */
+	uint64_t ingress;		 /* atomic: messages the action took */
+	uint64_t invalid;		 /* atomic: messages that gave no envelope */
+	struct msgenv_tpl_slots tpls;	 /* where doAction finds the rendered templates */
 	pthread_mutex_t log_mut;
 	struct lgr_ratelimit log_rl;
 	/* impstats: deltas added when impstats reads */
