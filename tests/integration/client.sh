@@ -277,6 +277,8 @@ grep -q "port=\"$eg_port\"" "$W/router2.conf" || lgr_fail "the restarted router'
 lgr_start "$W/router2.conf"
 STATS=(lgr_stat_is "$W/stats.log" "omfirehose\\(127\\.0\\.0\\.1:$eg_port\\)")
 lgr_wait_for "lgr logs to reconnect" grep -q "reconnected to 127.0.0.1:$eg_port" "$W/logs.err"
+# the connection is up before the stream is subscribed: emit once the router counts all five clients again
+lgr_wait_for "5 subscriptions at the restarted router" "${STATS[@]}" subscriptions 5
 # straight to the router's ingress: what is checked is the client's reconnect, not the agent's
 "$LGR_CLI" emit --pki "$P" --addr "127.0.0.1:$in_port" --server-name doppler app-a "sent after the router restarted" \
 	2>"$W/emit.err" || { cat "$W/emit.err" >&2; lgr_fail "lgr emit to the restarted router failed"; }
