@@ -3,6 +3,7 @@
  */
 #include "lgr.h"
 
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,6 +61,42 @@ void lgr_log(enum lgr_log_level level, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	log_fn(level, line, log_ud);
+}
+
+void lgr_logger_put(const struct lgr_logger *lg, enum lgr_log_level level, const char *fmt, ...)
+{
+	char line[1024];
+	int n;
+	va_list ap;
+
+	n = snprintf(line, sizeof(line), "%s: ", lg->name);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		n = 0;
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (lg->log != NULL)
+		lg->log(level, line, lg->log_ud);
+	else
+		lgr_log(level, "%s", line);
+}
+
+void lgr_logger_say(
+	const struct lgr_logger *lg, struct lgr_ratelimit *rl, enum lgr_log_level level, const char *fmt, ...)
+{
+	char text[768];
+	uint64_t held;
+	va_list ap;
+
+	if (!lgr_ratelimit_take(rl, lgr_now_ms(), &held))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (held > 0)
+		lgr_logger_put(lg, level, "%s (%" PRIu64 " similar lines suppressed before this one)", text, held);
+	else
+		lgr_logger_put(lg, level, "%s", text);
 }
 
 bool lgr_ratelimit_take(struct lgr_ratelimit *rl, uint64_t now_ms, uint64_t *held)

@@ -95,6 +95,26 @@ bool lgr_ratelimit_take(struct lgr_ratelimit *rl, uint64_t now_ms, uint64_t *hel
 uint64_t lgr_now_ms(void);
 
 /*
+ * Where one component's own lines go: each prefixed with "name: " and handed to log (NULL: lgr_log). Both strings
+ * are borrowed. Thread-safe as far as log is.
+ */
+struct lgr_logger {
+	const char *name;
+	lgr_log_fn *log;
+	void *log_ud;
+};
+
+void lgr_logger_put(const struct lgr_logger *lg, enum lgr_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * lgr_logger_put when rl lets the line through; the first line after others were held back says how many. rl
+ * follows lgr_ratelimit's rules: the caller serialises its use.
+ */
+void lgr_logger_say(const struct lgr_logger *lg, struct lgr_ratelimit *rl, enum lgr_log_level level, const char *fmt,
+	...) __attribute__((format(printf, 4, 5)));
+
+/*
  * pthread_create for the threads of ours inside a daemon: the new thread blocks every signal, so signals sent to
  * the process (rsyslogd wakes its main loop with kill(getpid(), SIGTTOU) for each internal message) reach the
  * daemon's own threads, never ours. Returns pthread_create's result.

@@ -149,6 +149,8 @@ struct lgr_dw {
 	void (*on_error)(enum lgr_drain_reason why, const char *text, void *ud);
 	void *ud;
 	struct lgr_dw_counters c;
+	struct lgr_logger lg; /* own lines, named "drain ANONYMISED-URL" (lg_name), never by credentials */
+	char *lg_name;
 	struct lgr_ratelimit log_rl, err_rl;
 
 	enum wstate state;
@@ -184,31 +186,6 @@ struct lgr_dw {
 	struct event *flush;
 	bool denied_socket; /* curl was refused an address */
 };
-
-static void say(struct lgr_dw *w, enum lgr_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-/* At most LOG_BURST lines per LOG_WINDOW_MS per writer, naming the drain only by its anonymised URL. */
-static void say(struct lgr_dw *w, enum lgr_log_level level, const char *fmt, ...)
-{
-	char text[512], line[700];
-	uint64_t held;
-	va_list ap;
-
-	if (!lgr_ratelimit_take(&w->log_rl, lgr_now_ms(), &held))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	if (held > 0)
-		snprintf(line, sizeof(line), "drain %s: %s (%" PRIu64 " similar lines suppressed before this one)",
-			w->drain->anon, text, held);
-	else
-		snprintf(line, sizeof(line), "drain %s: %s", w->drain->anon, text);
-	if (w->ctx->log != NULL)
-		w->ctx->log(level, line, w->ctx->log_ud);
-	else
-		lgr_log(level, "%s", line);
-}
 
 /* A pseudo-random number for jitter (xorshift64*): no need for quality, only for spread between writers. */
 static uint64_t rnd(struct lgr_dw_ctx *ctx)
@@ -291,7 +268,7 @@ static void tell_reason(struct lgr_dw *w, enum lgr_drain_reason why)
 
 	if (lgr_drain_notice(why, w->drain->scheme_name, w->drain->anon, text, sizeof(text)) < 0)
 		snprintf(text, sizeof(text), "%s", lgr_drain_reason_name(why));
-	say(w, LGR_LOG_WARNING, "%s", text);
+	lgr_logger_say(&w->lg, &w->log_rl, LGR_LOG_WARNING, "%s", text);
 	notify_error(w, why, text);
 }
 
@@ -550,7 +527,7 @@ static void conn_failed(struct lgr_dw *w, const char *what)
 	delay = next_backoff(w);
 	w->next_addr++;
 	snprintf(text, sizeof(text), "%s", what);
-	say(w, LGR_LOG_WARNING, "%s; reconnecting in %u ms", text, delay);
+	lgr_logger_say(&w->lg, &w->log_rl, LGR_LOG_WARNING, "%s; reconnecting in %u ms", text, delay);
 	notify_error(w, LGR_DRAIN_OK, text);
 	wait_then_connect(w, delay);
 }
@@ -710,7 +687,8 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	}
 	w->dnsreq = NULL;
 	if (result != 0 || res == NULL) {
-		say(w, LGR_LOG_WARNING, "cannot resolve %s: %s", w->drain->host, evutil_gai_strerror(result));
+		lgr_logger_say(&w->lg, &w->log_rl, LGR_LOG_WARNING, "cannot resolve %s: %s", w->drain->host,
+			evutil_gai_strerror(result));
 		fail_remember(w->ctx, w->drain->host);
 		w->c.errors++;
 		tell_reason(w, LGR_DRAIN_RESOLVE_FAILED);
@@ -807,7 +785,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 			evdns_getaddrinfo_cancel(req);
 		}
 		/* A name that does not resolve in time fails like one that does not resolve (as Go's lookup does). */
-		say(w, LGR_LOG_WARNING, "cannot resolve %s: timed out", w->drain->host);
+		lgr_logger_say(&w->lg, &w->log_rl, LGR_LOG_WARNING, "cannot resolve %s: timed out", w->drain->host);
 		w->naddrs = 0;
 		w->c.errors++;
 		fail_remember(w->ctx, w->drain->host);
@@ -1019,7 +997,8 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (req_add(r) != LGR_OK) {
-		say(w, LGR_LOG_ERR, "cannot retry a request: out of memory; %" PRIu64 " lines lost", r->nlines);
+		lgr_logger_say(&w->lg, &w->log_rl, LGR_LOG_ERR,
+			"cannot retry a request: out of memory; %" PRIu64 " lines lost", r->nlines);
 		w->c.lost += r->nlines;
 		req_free(r);
 		notify_ready(w);
@@ -1076,8 +1055,8 @@ static void req_done(struct req *r, CURLcode result)
 	w->c.errors++;
 	if (result == CURLE_COULDNT_RESOLVE_HOST) {
 		/* Retrying a name that does not resolve is pointless: wait out the failure cache instead. */
-		say(w, LGR_LOG_WARNING, "cannot resolve %s: %s; %" PRIu64 " lines lost", w->drain->host,
-			r->err[0] != '\0' ? r->err : curl_easy_strerror(result), r->nlines);
+		lgr_logger_say(&w->lg, &w->log_rl, LGR_LOG_WARNING, "cannot resolve %s: %s; %" PRIu64 " lines lost",
+			w->drain->host, r->err[0] != '\0' ? r->err : curl_easy_strerror(result), r->nlines);
 		w->c.lost += r->nlines;
 		req_free(r);
 		fail_remember(w->ctx, w->drain->host);
@@ -1095,7 +1074,7 @@ static void req_done(struct req *r, CURLcode result)
 			text, sizeof(text), "POST failed: %s", r->err[0] != '\0' ? r->err : curl_easy_strerror(result));
 	if (result == CURLE_OK && status >= 400 && status < 500 && status != 429) {
 		/* The receiver refuses these lines; sending them again would be refused again. */
-		say(w, LGR_LOG_WARNING, "%s; %" PRIu64 " lines dropped", text, r->nlines);
+		lgr_logger_say(&w->lg, &w->log_rl, LGR_LOG_WARNING, "%s; %" PRIu64 " lines dropped", text, r->nlines);
 		notify_error(w, LGR_DRAIN_OK, text);
 		w->c.lost += r->nlines;
 		req_free(r);
@@ -1109,12 +1088,13 @@ static void req_done(struct req *r, CURLcode result)
 		if (r->retry == NULL)
 			r->retry = evtimer_new(w->ctx->base, retry_cb, r);
 		if (r->retry != NULL) {
-			say(w, LGR_LOG_INFO, "%s; retrying in %u ms", text, b);
+			lgr_logger_say(&w->lg, &w->log_rl, LGR_LOG_INFO, "%s; retrying in %u ms", text, b);
 			timer_in(r->retry, b);
 			return;
 		}
 	}
-	say(w, LGR_LOG_WARNING, "%s; %" PRIu64 " lines lost after %u attempts", text, r->nlines, r->attempt + 1);
+	lgr_logger_say(&w->lg, &w->log_rl, LGR_LOG_WARNING, "%s; %" PRIu64 " lines lost after %u attempts", text,
+		r->nlines, r->attempt + 1);
 	notify_error(w, LGR_DRAIN_OK, text);
 	w->c.lost += r->nlines;
 	req_free(r);
@@ -1226,7 +1206,8 @@ static int post(struct lgr_dw *w, char *body, size_t len, uint64_t nlines, bool 
 			req_free(r);
 	}
 	if (rc != LGR_OK && taken) {
-		say(w, LGR_LOG_ERR, "cannot start a request: %s; %" PRIu64 " lines lost", lgr_strerror(rc), nlines);
+		lgr_logger_say(&w->lg, &w->log_rl, LGR_LOG_ERR, "cannot start a request: %s; %" PRIu64 " lines lost",
+			lgr_strerror(rc), nlines);
 		w->c.lost += nlines;
 	}
 	return rc;
@@ -1481,6 +1462,11 @@ int lgr_dw_new(struct lgr_dw_ctx *ctx, const struct lgr_dw_conf *conf, struct lg
 	w->on_error = conf->on_error;
 	w->ud = conf->ud;
 	w->log_rl = (struct lgr_ratelimit)LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
+	w->lg_name = malloc(sizeof("drain ") + strlen(conf->drain->anon));
+	if (w->lg_name == NULL)
+		goto out;
+	sprintf(w->lg_name, "drain %s", conf->drain->anon);
+	w->lg = (struct lgr_logger){w->lg_name, ctx->log, ctx->log_ud};
 	w->err_rl = (struct lgr_ratelimit)LGR_RATELIMIT_INIT(ERROR_WINDOW_MS, 1);
 	w->state = W_IDLE;
 	w->notify = event_new(ctx->base, -1, 0, notify_cb, w);
@@ -1577,6 +1563,7 @@ void lgr_dw_free(struct lgr_dw *w)
 	free(w->ca);
 	free(w->cert);
 	free(w->key);
+	free(w->lg_name);
 	w->doomed = true;
 	if (w->busy == 0)
 		free(w);

@@ -53,6 +53,7 @@ struct iml_net {
 	int fd;
 	struct event *udp_ev;
 	uint8_t *udp_buf;
+	struct lgr_logger lg;	     /* refusal lines: the net's name, through lgr_log */
 	struct lgr_ratelimit log_rl; /* refusal lines (loop thread) */
 };
 
@@ -70,26 +71,6 @@ static const char *const paths[] = {
 	[CALL_SEND] = "/loggregator.v2.Ingress/Send",
 	[CALL_PUSHER] = "/plumbing.DopplerIngestor/Pusher",
 };
-
-/* Logs a refusal, at most LOG_BURST lines per LOG_WINDOW_MS; the first line after a quiet spell says how many were
- * left out. */
-static void __attribute__((format(printf, 2, 3))) log_refusal(struct iml_net *net, const char *fmt, ...)
-{
-	char line[512];
-	uint64_t held;
-	va_list ap;
-
-	if (!lgr_ratelimit_take(&net->log_rl, lgr_now_ms(), &held))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (held > 0)
-		lgr_log(LGR_LOG_WARNING, "%s: %s (%" PRIu64 " similar lines suppressed before this one)", net->name,
-			line, held);
-	else
-		lgr_log(LGR_LOG_WARNING, "%s: %s", net->name, line);
-}
 
 static void count_invalid(struct iml_net *net)
 {
@@ -155,7 +136,7 @@ static void batch_push(struct iml_net *net, struct iml_batch *b, size_t n)
 static void lost_to_memory(struct iml_net *net, size_t n)
 {
 	__atomic_add_fetch(net->conf.invalid, n, __ATOMIC_RELAXED);
-	log_refusal(net, "out of memory; %zu envelope(s) dropped", n);
+	lgr_logger_say(&net->lg, &net->log_rl, LGR_LOG_WARNING, "out of memory; %zu envelope(s) dropped", n);
 }
 
 /* Takes ownership of a decoded envelope (a v1 conversion) and pushes it. */
@@ -300,7 +281,8 @@ static int on_open(struct lgr_h2_stream *s, void *ud)
 	if (ssl != NULL && net->conf.permitted_peers != NULL &&
 		!lgr_tls_peer_permitted(ssl, net->conf.permitted_peers)) {
 		count_invalid(net);
-		log_refusal(net, "%s: client certificate names no permitted peer", lgr_h2_stream_peer(s));
+		lgr_logger_say(&net->lg, &net->log_rl, LGR_LOG_WARNING,
+			"%s: client certificate names no permitted peer", lgr_h2_stream_peer(s));
 		lgr_h2_stream_finish(s, LGR_GRPC_PERMISSION_DENIED, "client not permitted");
 		return LGR_GRPC_PERMISSION_DENIED;
 	}
@@ -335,8 +317,8 @@ static void on_message(struct lgr_h2_stream *s, const uint8_t *msg, size_t len, 
 	if (rc == LGR_OK)
 		return;
 	count_invalid(net);
-	log_refusal(net, "%s: %s: %zu-byte message refused: %s", lgr_h2_stream_peer(s), paths[c->kind], len,
-		lgr_strerror(rc));
+	lgr_logger_say(&net->lg, &net->log_rl, LGR_LOG_WARNING, "%s: %s: %zu-byte message refused: %s",
+		lgr_h2_stream_peer(s), paths[c->kind], len, lgr_strerror(rc));
 	c->ended = true;
 	lgr_h2_stream_finish(s, rc == LGR_ENOMEM ? LGR_GRPC_RESOURCE_EXHAUSTED : LGR_GRPC_INVALID_ARGUMENT,
 		rc == LGR_ENOMEM ? "out of memory" : lgr_strerror(rc));
@@ -371,10 +353,10 @@ static void on_refused(const char *peer, const char *path, int status, const cha
 
 	count_invalid(net);
 	if (path == NULL)
-		log_refusal(net, "%s: connection refused: %s", peer, why);
+		lgr_logger_say(&net->lg, &net->log_rl, LGR_LOG_WARNING, "%s: connection refused: %s", peer, why);
 	else
-		log_refusal(net, "%s: %s: call refused with status %d (%s): %s", peer, path, status,
-			lgr_grpc_status_name(status), why);
+		lgr_logger_say(&net->lg, &net->log_rl, LGR_LOG_WARNING, "%s: %s: call refused with status %d (%s): %s",
+			peer, path, status, lgr_grpc_status_name(status), why);
 }
 
 static const struct lgr_h2_handlers handlers = {
@@ -430,7 +412,8 @@ static void udp_read(evutil_socket_t fd, short what, void *ud)
 		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_TRUNC);
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				log_refusal(net, "reading a datagram: %s", strerror(errno));
+				lgr_logger_say(&net->lg, &net->log_rl, LGR_LOG_WARNING, "reading a datagram: %s",
+					strerror(errno));
 			break;
 		}
 		ip[0] = '\0';
@@ -440,14 +423,16 @@ static void udp_read(evutil_socket_t fd, short what, void *ud)
 			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&from)->sin6_addr, ip, sizeof(ip));
 		if ((size_t)n > net->conf.max_message || (mh.msg_flags & MSG_TRUNC) != 0) {
 			count_invalid(net);
-			log_refusal(net, "%s: %zd-byte datagram refused: larger than maxMessageSize (%zu)", ip, n,
+			lgr_logger_say(&net->lg, &net->log_rl, LGR_LOG_WARNING,
+				"%s: %zd-byte datagram refused: larger than maxMessageSize (%zu)", ip, n,
 				net->conf.max_message);
 			continue;
 		}
 		rc = accept_v1(net, net->udp_buf, (size_t)n, ip, true);
 		if (rc != LGR_OK) {
 			count_invalid(net);
-			log_refusal(net, "%s: %zd-byte datagram refused: %s", ip, n, lgr_strerror(rc));
+			lgr_logger_say(&net->lg, &net->log_rl, LGR_LOG_WARNING, "%s: %zd-byte datagram refused: %s", ip,
+				n, lgr_strerror(rc));
 		}
 	}
 }
@@ -507,6 +492,7 @@ int iml_net_new(struct event_base *base, const struct iml_net_conf *conf, struct
 	net->fd = -1;
 	net->log_rl = (struct lgr_ratelimit)LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
 	net->name = strdup(conf->name != NULL ? conf->name : "imloggregator");
+	net->lg = (struct lgr_logger){net->name, NULL, NULL};
 	if (net->name == NULL)
 		goto out;
 	net->lim.max_message = conf->max_message;

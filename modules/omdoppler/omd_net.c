@@ -98,6 +98,7 @@ struct slot {
 struct omd_net {
 	struct omd_net_conf conf;
 	char *name;
+	struct lgr_logger lg; /* own lines: name, the configured sink */
 	pthread_t thread;
 	bool thread_started;
 	struct event_base *base;
@@ -171,43 +172,6 @@ static void timer_in(struct event *ev, uint64_t ms)
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 
 	event_add(ev, &tv);
-}
-
-/* One line of the net's own, prefixed with its name. */
-static void __attribute__((format(printf, 3, 4)))
-put(struct omd_net *net, enum lgr_log_level level, const char *fmt, ...)
-{
-	char line[640];
-	int n;
-	va_list ap;
-
-	n = snprintf(line, sizeof(line), "%s: ", net->name);
-	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-	va_end(ap);
-	if (net->conf.log != NULL)
-		net->conf.log(level, line, net->conf.log_ud);
-	else
-		lgr_log(level, "%s", line);
-}
-
-/* At most LOG_BURST lines per LOG_WINDOW_MS per limiter; the first line after a quiet spell counts the others. */
-static void __attribute__((format(printf, 4, 5)))
-say(struct omd_net *net, struct lgr_ratelimit *l, enum lgr_log_level level, const char *fmt, ...)
-{
-	char line[512];
-	uint64_t held;
-	va_list ap;
-
-	if (!lgr_ratelimit_take(l, lgr_now_ms(), &held))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (held > 0)
-		put(net, level, "%s (%" PRIu64 " similar lines suppressed before this one)", line, held);
-	else
-		put(net, level, "%s", line);
 }
 
 /* ---- units -------------------------------------------------------------------------------------------------- */
@@ -652,8 +616,8 @@ static void slot_open(struct slot *s)
 	oc->r = choose_router(net);
 	rc = lgr_h2_client_call(oc->r->cli, net->conf.v1 ? PATH_PUSHER : PATH_BATCH, &call_handlers, oc, &oc->call);
 	if (rc != LGR_OK) {
-		say(net, &net->lim_router, LGR_LOG_WARNING, "cannot open a stream to %s: %s", oc->r->label,
-			lgr_strerror(rc));
+		lgr_logger_say(&net->lg, &net->lim_router, LGR_LOG_WARNING, "cannot open a stream to %s: %s",
+			oc->r->label, lgr_strerror(rc));
 		free(oc);
 		slot_retry(s, true);
 		return;
@@ -712,8 +676,8 @@ static void on_call_close(struct lgr_h2_call *call, int status, const char *mess
 	}
 	if (!normal && !net->tearing_down && status != LGR_GRPC_UNAVAILABLE && status != LGR_GRPC_CANCELLED) {
 		add(&net->conf.ctr->errors, 1);
-		say(net, &net->lim_router, LGR_LOG_WARNING, "%s: stream ended with %s: %s", oc->r->label,
-			lgr_grpc_status_name(status), message);
+		lgr_logger_say(&net->lg, &net->lim_router, LGR_LOG_WARNING, "%s: stream ended with %s: %s",
+			oc->r->label, lgr_grpc_status_name(status), message);
 	}
 	if (s != NULL && s->cur == oc) {
 		s->cur = NULL;
@@ -741,7 +705,7 @@ static void on_state(struct lgr_h2_client *cli, enum lgr_h2_state state, const c
 		r->ready = true;
 		add(&net->conf.ctr->connects, 1);
 		if (r->failing)
-			say(net, &net->lim_router, LGR_LOG_INFO, "%s: connected again", r->label);
+			lgr_logger_say(&net->lg, &net->lim_router, LGR_LOG_INFO, "%s: connected again", r->label);
 		r->failing = false;
 		/* streams waiting for a restart, or parked on a router that is down, move here now */
 		for (size_t i = 0; i < net->nslots; i++) {
@@ -763,7 +727,7 @@ static void on_state(struct lgr_h2_client *cli, enum lgr_h2_state state, const c
 	} else {
 		if (state == LGR_H2_TRANSIENT_FAILURE) {
 			add(&net->conf.ctr->errors, 1);
-			say(net, &net->lim_router, LGR_LOG_WARNING, "%s: %s: %s", r->label,
+			lgr_logger_say(&net->lg, &net->lim_router, LGR_LOG_WARNING, "%s: %s: %s", r->label,
 				r->ready ? "connection lost" : "unreachable", why);
 			r->failing = true;
 		}
@@ -802,7 +766,7 @@ static void teardown(struct omd_net *net)
 	lgr_ring_drain(net->conf.ring, drain_one, net);
 	lost = __atomic_load_n(&net->conf.ctr->dropped, __ATOMIC_RELAXED) - before;
 	if (lost > 0)
-		put(net, LGR_LOG_WARNING,
+		lgr_logger_put(&net->lg, LGR_LOG_WARNING,
 			"%" PRIu64 " envelopes not delivered before the shutdown deadline were dropped", lost);
 	event_base_loopexit(net->base, NULL);
 }
@@ -903,14 +867,16 @@ static void report_drops(struct omd_net *net, uint64_t now)
 		return;
 	net->drop_reported_at = now;
 	if (net->drop_full > 0)
-		put(net, LGR_LOG_WARNING,
+		lgr_logger_put(&net->lg, LGR_LOG_WARNING,
 			"%" PRIu64
 			" envelopes dropped, oldest first: buffer.size (%zu) full, routers slow or unreachable",
 			net->drop_full, st.capacity);
 	if (net->drop_v1 > 0)
-		put(net, LGR_LOG_WARNING, "%" PRIu64 " event envelopes dropped: they have no v1 form", net->drop_v1);
+		lgr_logger_put(&net->lg, LGR_LOG_WARNING, "%" PRIu64 " event envelopes dropped: they have no v1 form",
+			net->drop_v1);
 	if (net->drop_enc > 0)
-		put(net, LGR_LOG_WARNING, "%" PRIu64 " envelopes dropped: they could not be encoded", net->drop_enc);
+		lgr_logger_put(&net->lg, LGR_LOG_WARNING, "%" PRIu64 " envelopes dropped: they could not be encoded",
+			net->drop_enc);
 	net->drop_full = net->drop_v1 = net->drop_enc = 0;
 }
 
@@ -1078,6 +1044,7 @@ int omd_net_new(const struct omd_net_conf *conf, struct omd_net **out)
 	net->rng = (uint64_t)time(NULL) ^ ((uint64_t)(uintptr_t)net << 16) ^ 0x9e3779b97f4a7c15ull;
 	rc = LGR_ENOMEM;
 	net->name = strdup(conf->name != NULL ? conf->name : "omdoppler");
+	net->lg = (struct lgr_logger){net->name, conf->log, conf->log_ud};
 	net->nrouters = conf->nrouters;
 	net->routers = calloc(conf->nrouters, sizeof(*net->routers));
 	net->nslots = conf->streams;

@@ -123,6 +123,7 @@ struct omf_drains {
 	/* shared with the other threads: under mu */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
+	struct lgr_logger lg; /* own lines: name, the configured sink */
 	struct lgr_ratelimit log_rl;
 	size_t last_stats[4]; /* apps, bindings, aggregate, rejected of the last load, for the log */
 	bool have_loaded;
@@ -201,33 +202,13 @@ static void wake(struct omf_drains *d)
 	while (w < 0 && errno == EINTR);
 }
 
-/* One line of the drains' own, prefixed with their name, at most LOG_BURST per LOG_WINDOW_MS. Any thread. */
-static void __attribute__((format(printf, 3, 4)))
-say(struct omf_drains *d, enum lgr_log_level level, const char *fmt, ...)
-{
-	char text[768], line[1024];
-	uint64_t held = 0;
-	bool go;
-	va_list ap;
-
-	pthread_mutex_lock(&d->mu);
-	go = lgr_ratelimit_take(&d->log_rl, lgr_now_ms(), &held);
-	pthread_mutex_unlock(&d->mu);
-	if (!go)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	if (held > 0)
-		snprintf(line, sizeof(line), "%s: %s (%" PRIu64 " lines suppressed before this one)", d->name, text,
-			held);
-	else
-		snprintf(line, sizeof(line), "%s: %s", d->name, text);
-	if (d->log != NULL)
-		d->log(level, line, d->log_ud);
-	else
-		lgr_log(level, "%s", line);
-}
+/* One line of the drains' own, at most LOG_BURST per LOG_WINDOW_MS; log_rl is shared by every thread, so under mu. */
+#define drains_say(d, ...)                                                                                             \
+	do {                                                                                                           \
+		pthread_mutex_lock(&(d)->mu);                                                                          \
+		lgr_logger_say(&(d)->lg, &(d)->log_rl, __VA_ARGS__);                                                   \
+		pthread_mutex_unlock(&(d)->mu);                                                                        \
+	} while (0)
 
 /* How a drain is named in log lines: never its credentials. */
 static const char *app_of(const struct drain *dr)
@@ -306,7 +287,7 @@ static void on_reject(const char *app_id, enum lgr_drain_reason why, const char 
 
 	if (lgr_drain_notice(why, scheme, anon_url != NULL ? anon_url : "", text, sizeof(text)) < 0)
 		snprintf(text, sizeof(text), "Invalid syslog drain");
-	say(lc->d, LGR_LOG_WARNING, "binding refused (%s) for app %s: %s", lgr_drain_reason_name(why),
+	drains_say(lc->d, LGR_LOG_WARNING, "binding refused (%s) for app %s: %s", lgr_drain_reason_name(why),
 		app_id != NULL ? app_id : "(none)", text);
 	if (app_id != NULL)
 		notice_add(&lc->notices, app_id, text);
@@ -337,8 +318,9 @@ static int bindings_build(struct omf_drains *d, const char *json, size_t len, st
 	st = lgr_bindings_stats(*out);
 	add(&d->ctr->invalid, st->rejected);
 	if (st->over_limit > 0)
-		say(d, LGR_LOG_WARNING, "%zu bindings ignored: their apps have more than %zu drains (drains.perApp)",
-			st->over_limit, d->per_app);
+		drains_say(d, LGR_LOG_WARNING,
+			"%zu bindings ignored: their apps have more than %zu drains (drains.perApp)", st->over_limit,
+			d->per_app);
 	/* a poll that brings the same bindings again is not worth a line */
 	pthread_mutex_lock(&d->mu);
 	same = d->last_stats[0] == st->apps && d->last_stats[1] == st->bindings && d->last_stats[2] == st->aggregate &&
@@ -350,8 +332,8 @@ static int bindings_build(struct omf_drains *d, const char *json, size_t len, st
 	d->have_loaded = true;
 	pthread_mutex_unlock(&d->mu);
 	if (!same || d->bindings_url == NULL)
-		say(d, LGR_LOG_INFO, "bindings: %zu apps, %zu app drains, %zu aggregate drains, %zu refused", st->apps,
-			st->bindings, st->aggregate, st->rejected);
+		drains_say(d, LGR_LOG_INFO, "bindings: %zu apps, %zu app drains, %zu aggregate drains, %zu refused",
+			st->apps, st->bindings, st->aggregate, st->rejected);
 	*notices = lc.notices;
 	return LGR_OK;
 }
@@ -442,14 +424,14 @@ static void on_writer_error(enum lgr_drain_reason why, const char *text, void *u
 	uint64_t now = lgr_now_ms();
 
 	if (why == LGR_DRAIN_OK) {
-		say(d, LGR_LOG_WARNING, "drain %s of app %s: %s", dr->drain->anon, app_of(dr),
+		drains_say(d, LGR_LOG_WARNING, "drain %s of app %s: %s", dr->drain->anon, app_of(dr),
 			text != NULL ? text : "");
 		return;
 	}
 	add(&d->ctr->invalid, 1);
 	if (lgr_drain_notice(why, dr->drain->scheme_name, dr->drain->anon, notice, sizeof(notice)) < 0)
 		snprintf(notice, sizeof(notice), "Invalid syslog drain");
-	say(d, LGR_LOG_WARNING, "drain %s of app %s refused (%s): %s", dr->drain->anon, app_of(dr),
+	drains_say(d, LGR_LOG_WARNING, "drain %s of app %s refused (%s): %s", dr->drain->anon, app_of(dr),
 		lgr_drain_reason_name(why), notice);
 	if (dr->error_told_at != 0 && now - dr->error_told_at < ERROR_NOTICE_MS)
 		return;
@@ -513,8 +495,8 @@ static int writer_open(struct drain *dr)
 		dr->failed = true;
 		on_writer_error(why != LGR_DRAIN_OK ? why : LGR_DRAIN_BAD_URL, NULL, dr);
 	} else {
-		say(d, LGR_LOG_ERR, "drain %s of app %s: cannot make its writer: %s", dr->drain->anon, app_of(dr),
-			lgr_strerror(rc));
+		drains_say(d, LGR_LOG_ERR, "drain %s of app %s: cannot make its writer: %s", dr->drain->anon,
+			app_of(dr), lgr_strerror(rc));
 	}
 	return LGR_EIO;
 }
@@ -560,7 +542,7 @@ static int write_env(struct drain *dr, const struct lgr_env *env, bool *sent)
 	if (rc != LGR_OK) {
 		/* the reference drops what it cannot convert; our limits are the only other cause */
 		if (rc != LGR_EUNSUPPORTED)
-			say(d, LGR_LOG_WARNING, "drain %s of app %s: an envelope cannot be formatted: %s",
+			drains_say(d, LGR_LOG_WARNING, "drain %s of app %s: an envelope cannot be formatted: %s",
 				dr->drain->anon, app_of(dr), lgr_strerror(rc));
 		dr->line_pos = 0;
 		return LGR_OK;
@@ -687,7 +669,7 @@ static void drain_report(struct drain *dr, uint64_t now, bool final)
 		return;
 	dr->lost_told = lost;
 	dr->told_at = now;
-	say(dr->d, LGR_LOG_WARNING, "drain %s of app %s: %" PRIu64 " envelopes lost (%" PRIu64 " in all)",
+	drains_say(dr->d, LGR_LOG_WARNING, "drain %s of app %s: %" PRIu64 " envelopes lost (%" PRIu64 " in all)",
 		dr->drain->anon, app_of(dr), n, lost);
 	if (final || dr->app_id == NULL)
 		return;
@@ -741,7 +723,7 @@ static struct drain *drain_new(struct omf_drains *d, const char *app_id, const s
 		goto fail;
 	return dr;
 fail:
-	say(d, LGR_LOG_ERR, "drain %s of app %s: cannot subscribe: %s", b->drain->anon,
+	drains_say(d, LGR_LOG_ERR, "drain %s of app %s: cannot subscribe: %s", b->drain->anon,
 		app_id != NULL ? app_id : "(aggregate)", lgr_strerror(rc));
 	drain_free(dr);
 	return NULL;
@@ -802,7 +784,7 @@ static void apply(struct omf_drains *d, const struct lgr_bindings *snap)
 	want = calloc(nw + 1, sizeof(*want));
 	next = calloc(nw + 1, sizeof(*next));
 	if (want == NULL || next == NULL) {
-		say(d, LGR_LOG_ERR, "cannot apply the bindings: out of memory; the drains stay as they were");
+		drains_say(d, LGR_LOG_ERR, "cannot apply the bindings: out of memory; the drains stay as they were");
 		goto out;
 	}
 	nw = 0;
@@ -870,7 +852,7 @@ static void reload_file(struct omf_drains *d)
 	char err[512];
 
 	if (load_file(d, &snap, &notices, &st, err, sizeof(err)) != LGR_OK) {
-		say(d, LGR_LOG_ERR, "bindings not reloaded, the drains stay as they are: %s", err);
+		drains_say(d, LGR_LOG_ERR, "bindings not reloaded, the drains stay as they are: %s", err);
 		/* the same content is not read again until it changes */
 		if (stat(d->bindings_file, &st) == 0) {
 			d->file_st = st;
@@ -1031,7 +1013,8 @@ static void on_cmd(evutil_socket_t fd, short what, void *ud)
 		rc = lgr_dw_ctx_new(&cc, &d->dw);
 		if (rc != LGR_OK) {
 			d->dw = NULL;
-			say(d, LGR_LOG_ERR, "drain writers unavailable (%s): no drain gets anything", lgr_strerror(rc));
+			drains_say(d, LGR_LOG_ERR, "drain writers unavailable (%s): no drain gets anything",
+				lgr_strerror(rc));
 		}
 		timer_in(d->tick_ev, TICK_MS);
 	}
@@ -1300,12 +1283,13 @@ static void *poller_main(void *arg)
 		snap = NULL;
 		notices = NULL;
 		if (fetch_url(d, &f, err, sizeof(err)) != LGR_OK)
-			say(d, LGR_LOG_ERR, "bindings not fetched, the drains stay as they are: %s", err);
+			drains_say(d, LGR_LOG_ERR, "bindings not fetched, the drains stay as they are: %s", err);
 		else if (f.len == 0)
-			say(d, LGR_LOG_ERR, "bindings not fetched, the drains stay as they are: an empty answer");
+			drains_say(
+				d, LGR_LOG_ERR, "bindings not fetched, the drains stay as they are: an empty answer");
 		else if (bindings_build(d, f.body, f.len, &snap, &notices, why, sizeof(why)) != LGR_OK)
-			say(d, LGR_LOG_ERR, "bindings from drains.bindingsUrl refused, the drains stay as they are: %s",
-				why);
+			drains_say(d, LGR_LOG_ERR,
+				"bindings from drains.bindingsUrl refused, the drains stay as they are: %s", why);
 		else
 			hand_over(d, snap, notices);
 		free(f.body);
@@ -1390,6 +1374,7 @@ int omf_drains_new(struct omf_egress *eg, const struct omf_drains_conf *conf, st
 	d->idle_ms = conf->idle_ms;
 	lgr_syslog_buf_init(&d->buf, 0);
 	d->name = strdup(conf->name != NULL ? conf->name : "omfirehose(drains)");
+	d->lg = (struct lgr_logger){d->name, conf->log, conf->log_ud};
 	d->bindings_file = conf->bindings_file != NULL ? strdup(conf->bindings_file) : NULL;
 	d->bindings_url = conf->bindings_url != NULL ? strdup(conf->bindings_url) : NULL;
 	d->servername = conf->bindings_servername != NULL ? strdup(conf->bindings_servername) : NULL;
@@ -1454,7 +1439,8 @@ int omf_drains_start(struct omf_drains *d)
 	wake(d);
 	if (d->bindings_url != NULL) {
 		if (lgr_thread_create(&d->poller, poller_main, d) != 0) {
-			say(d, LGR_LOG_ERR, "cannot start the bindings poller: drains.bindingsUrl is not fetched");
+			drains_say(
+				d, LGR_LOG_ERR, "cannot start the bindings poller: drains.bindingsUrl is not fetched");
 			return LGR_EIO;
 		}
 		d->poller_running = true;

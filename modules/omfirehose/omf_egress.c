@@ -276,6 +276,7 @@ static const char *const paths[] = {
 struct omf_egress {
 	struct omf_egress_conf conf;
 	char *name;
+	struct lgr_logger lg; /* own lines: name, the configured sink */
 	char *address;
 	struct event_base *base;
 	struct lgr_select *reg;
@@ -323,43 +324,6 @@ struct omf_sub {
 	uint64_t reported_at; /* ms: drop reports at most once per LOG_WINDOW_MS per subscriber */
 	bool slow;	      /* in a slow-consumer episode */
 };
-
-/* One line of the egress's own, prefixed with its name. */
-static void __attribute__((format(printf, 3, 4)))
-put(struct omf_egress *eg, enum lgr_log_level level, const char *fmt, ...)
-{
-	char line[640];
-	int n;
-	va_list ap;
-
-	n = snprintf(line, sizeof(line), "%s: ", eg->name);
-	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-	va_end(ap);
-	if (eg->conf.log != NULL)
-		eg->conf.log(level, line, eg->conf.log_ud);
-	else
-		lgr_log(level, "%s", line);
-}
-
-/* At most LOG_BURST lines per LOG_WINDOW_MS of one limiter; the first line after a quiet spell counts the others. */
-static void __attribute__((format(printf, 4, 5)))
-say(struct omf_egress *eg, struct lgr_ratelimit *rl, enum lgr_log_level level, const char *fmt, ...)
-{
-	char line[512];
-	uint64_t held;
-	va_list ap;
-
-	if (!lgr_ratelimit_take(rl, lgr_now_ms(), &held))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (held > 0)
-		put(eg, level, "%s (%" PRIu64 " lines suppressed before this one)", line, held);
-	else
-		put(eg, level, "%s", line);
-}
 
 /* The ring's drop callback: a worker pushed out the oldest envelope. Runs on that worker. */
 static void sub_drop(void *item, void *ud)
@@ -410,7 +374,7 @@ static void sub_check_drops(struct omf_sub *sub)
 		sub->reported_at = lgr_now_ms();
 		add(&sub->ctr->slow, 1);
 		if (!sub->internal)
-			say(eg, &eg->slow_rl, LGR_LOG_WARNING,
+			lgr_logger_say(&eg->lg, &eg->slow_rl, LGR_LOG_WARNING,
 				"subscriber %s (shard id \"%s\") reads too slowly: its buffer of %zu envelopes is "
 				"full, the "
 				"oldest are dropped",
@@ -428,7 +392,7 @@ static void sub_report_drops(struct omf_sub *sub, bool final)
 	sub->dropped_reported = sub->dropped_seen;
 	sub->reported_at = now;
 	if (!sub->internal)
-		say(sub->eg, &sub->eg->slow_rl, LGR_LOG_WARNING,
+		lgr_logger_say(&sub->eg->lg, &sub->eg->slow_rl, LGR_LOG_WARNING,
 			"subscriber %s (shard id \"%s\"): %" PRIu64 " envelopes dropped, oldest first", sub->peer,
 			sub->shard_id, n);
 }
@@ -946,7 +910,7 @@ static int on_open(struct lgr_h2_stream *s, void *ud)
 	SSL *ssl = lgr_h2_stream_ssl(s);
 
 	if (ssl != NULL && eg->conf.permitted_peers != NULL && !lgr_tls_peer_permitted(ssl, eg->conf.permitted_peers)) {
-		say(eg, &eg->log_rl, LGR_LOG_WARNING, "%s: client certificate names no permitted peer",
+		lgr_logger_say(&eg->lg, &eg->log_rl, LGR_LOG_WARNING, "%s: client certificate names no permitted peer",
 			lgr_h2_stream_peer(s));
 		lgr_h2_stream_finish(s, LGR_GRPC_PERMISSION_DENIED, "client not permitted");
 		return LGR_GRPC_PERMISSION_DENIED;
@@ -956,8 +920,9 @@ static int on_open(struct lgr_h2_stream *s, void *ud)
 		return LGR_GRPC_UNAVAILABLE;
 	}
 	if (eg->nstreams + eg->reserved >= eg->conf.max_streams) {
-		say(eg, &eg->log_rl, LGR_LOG_WARNING, "%s: %s refused: maxStreams (%u) egress streams open",
-			lgr_h2_stream_peer(s), path, eg->conf.max_streams);
+		lgr_logger_say(&eg->lg, &eg->log_rl, LGR_LOG_WARNING,
+			"%s: %s refused: maxStreams (%u) egress streams open", lgr_h2_stream_peer(s), path,
+			eg->conf.max_streams);
 		lgr_h2_stream_finish(s, LGR_GRPC_RESOURCE_EXHAUSTED, "too many egress streams");
 		return LGR_GRPC_RESOURCE_EXHAUSTED;
 	}
@@ -1049,7 +1014,8 @@ static void on_message(struct lgr_h2_stream *s, const uint8_t *msg, size_t len, 
 			why = lgr_strerror(rc);
 	}
 	if (rc != LGR_OK) {
-		say(eg, &eg->log_rl, LGR_LOG_NOTICE, "%s: %s refused: %s", lgr_h2_stream_peer(s), paths[g->kind], why);
+		lgr_logger_say(&eg->lg, &eg->log_rl, LGR_LOG_NOTICE, "%s: %s refused: %s", lgr_h2_stream_peer(s),
+			paths[g->kind], why);
 		refuse(g, rc == LGR_ENOMEM || rc == LGR_EFULL ? LGR_GRPC_RESOURCE_EXHAUSTED : LGR_GRPC_INVALID_ARGUMENT,
 			why);
 	}
@@ -1091,10 +1057,10 @@ static void on_refused(const char *peer, const char *path, int status, const cha
 	struct omf_egress *eg = ud;
 
 	if (path == NULL)
-		say(eg, &eg->log_rl, LGR_LOG_NOTICE, "%s: connection refused: %s", peer, why);
+		lgr_logger_say(&eg->lg, &eg->log_rl, LGR_LOG_NOTICE, "%s: connection refused: %s", peer, why);
 	else
-		say(eg, &eg->log_rl, LGR_LOG_NOTICE, "%s: %s: call refused with status %d (%s): %s", peer, path, status,
-			lgr_grpc_status_name(status), why);
+		lgr_logger_say(&eg->lg, &eg->log_rl, LGR_LOG_NOTICE, "%s: %s: call refused with status %d (%s): %s",
+			peer, path, status, lgr_grpc_status_name(status), why);
 }
 
 static const struct lgr_h2_handlers handlers = {
@@ -1203,6 +1169,7 @@ int omf_egress_new(const struct omf_egress_conf *conf, struct omf_egress **out)
 	eg->slow_rl = (struct lgr_ratelimit)LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
 	rc = LGR_ENOMEM;
 	eg->name = strdup(conf->name != NULL ? conf->name : "omfirehose");
+	eg->lg = (struct lgr_logger){eg->name, conf->log, conf->log_ud};
 	eg->address = strdup(conf->address != NULL ? conf->address : "127.0.0.1");
 	eg->base = event_base_new();
 	if (eg->name == NULL || eg->address == NULL || eg->base == NULL)

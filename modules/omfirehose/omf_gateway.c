@@ -60,8 +60,6 @@ struct omf_gateway {
 	uint16_t port;
 	SSL_CTX *ssl_ctx;
 	unsigned heartbeat_ms, stream_timeout_ms;
-	lgr_log_fn *log;
-	void *log_ud;
 	struct lgr_recent *recent; /* NULL: no recent store; locks itself */
 
 	/* the tokens (NULL with gateway.auth="none"): replaced by reload, read by the loop, both under tok_mut */
@@ -87,6 +85,7 @@ struct omf_gateway {
 	struct sse *streams; /* doubly linked */
 	struct lgr_env **forms;
 	size_t forms_cap;
+	struct lgr_logger lg; /* own lines: name, the configured sink */
 	struct lgr_ratelimit log_rl;
 	uint64_t unrecorded; /* atomic: envelopes the recent store could not keep (out of memory) */
 };
@@ -110,43 +109,6 @@ static void timer_in(struct event *ev, uint64_t ms)
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 
 	event_add(ev, &tv);
-}
-
-/* One line of the gateway's own, prefixed with its name. Any thread. */
-static void __attribute__((format(printf, 3, 4)))
-put(struct omf_gateway *gw, enum lgr_log_level level, const char *fmt, ...)
-{
-	char line[640];
-	int n;
-	va_list ap;
-
-	n = snprintf(line, sizeof(line), "%s: ", gw->name);
-	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-	va_end(ap);
-	if (gw->log != NULL)
-		gw->log(level, line, gw->log_ud);
-	else
-		lgr_log(level, "%s", line);
-}
-
-/* At most LOG_BURST lines per LOG_WINDOW_MS, the first after a quiet spell counting the others. Loop thread. */
-static void __attribute__((format(printf, 3, 4)))
-say(struct omf_gateway *gw, enum lgr_log_level level, const char *fmt, ...)
-{
-	char line[512];
-	uint64_t held;
-	va_list ap;
-
-	if (!lgr_ratelimit_take(&gw->log_rl, lgr_now_ms(), &held))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (held > 0)
-		put(gw, level, "%s (%" PRIu64 " lines suppressed before this one)", line, held);
-	else
-		put(gw, level, "%s", line);
 }
 
 /* Sends an lgr_gateway reply as a whole response. */
@@ -279,8 +241,8 @@ static int sse_deliver(
 	if (rc == LGR_OK)
 		rc = lgr_gateway_sse_data(gw->forms, n, &event, &len);
 	if (rc != LGR_OK) {
-		say(gw, LGR_LOG_WARNING, "%s: %zu envelopes not sent: %s", lgr_http_exchange_request(s->x)->peer, n,
-			lgr_strerror(rc));
+		lgr_logger_say(&gw->lg, &gw->log_rl, LGR_LOG_WARNING, "%s: %zu envelopes not sent: %s",
+			lgr_http_exchange_request(s->x)->peer, n, lgr_strerror(rc));
 		*taken = n;
 		return LGR_OK;
 	}
@@ -341,13 +303,15 @@ static void serve_read(struct omf_gateway *gw, struct lgr_http_exchange *x, cons
 	snprintf(peer, sizeof(peer), "%s (/v2/read)", req->peer);
 	rc = omf_sub_new(gw->eg, &rd.req, &sse_sink, s, peer, &s->sub);
 	if (rc == LGR_EFULL) {
-		say(gw, LGR_LOG_WARNING, "%s: /v2/read refused: maxStreams streams open", req->peer);
+		lgr_logger_say(&gw->lg, &gw->log_rl, LGR_LOG_WARNING, "%s: /v2/read refused: maxStreams streams open",
+			req->peer);
 		respond_text(x, 503, "too many streams\n");
 		goto out;
 	} else if (rc == LGR_ENOMEM) {
 		goto nomem;
 	} else if (rc != LGR_OK) {
-		say(gw, LGR_LOG_NOTICE, "%s: /v2/read refused: %s", req->peer, lgr_strerror(rc));
+		lgr_logger_say(
+			&gw->lg, &gw->log_rl, LGR_LOG_NOTICE, "%s: /v2/read refused: %s", req->peer, lgr_strerror(rc));
 		respond_text(x, rc == LGR_EINVAL && gw->stopping ? 503 : 400, "cannot subscribe\n");
 		goto out;
 	}
@@ -480,7 +444,8 @@ static void serve_recent(struct omf_gateway *gw, struct lgr_http_exchange *x, co
 	if (rc == LGR_OK)
 		rc = recent_body(gw, envs, n, &body, &len);
 	if (rc != LGR_OK) {
-		say(gw, LGR_LOG_WARNING, "%s: %s: %s", req->peer, req->path, lgr_strerror(rc));
+		lgr_logger_say(
+			&gw->lg, &gw->log_rl, LGR_LOG_WARNING, "%s: %s: %s", req->peer, req->path, lgr_strerror(rc));
 		respond_text(x, 500, "500 Internal Server Error\n");
 		goto out;
 	}
@@ -549,9 +514,10 @@ static void on_refused(const char *peer, const char *path, int status, const cha
 	struct omf_gateway *gw = ud;
 
 	if (path == NULL)
-		say(gw, LGR_LOG_NOTICE, "%s: connection refused: %s", peer, why);
+		lgr_logger_say(&gw->lg, &gw->log_rl, LGR_LOG_NOTICE, "%s: connection refused: %s", peer, why);
 	else
-		say(gw, LGR_LOG_NOTICE, "%s: %s: answered %d: %s", peer, path, status, why);
+		lgr_logger_say(
+			&gw->lg, &gw->log_rl, LGR_LOG_NOTICE, "%s: %s: answered %d: %s", peer, path, status, why);
 }
 
 /* ---- commands on the loop thread -------------------------------------------------------------------------------- */
@@ -760,10 +726,9 @@ int omf_gateway_new(
 	gw->ssl_ctx = conf->ssl_ctx;
 	gw->heartbeat_ms = conf->heartbeat_ms > 0 ? conf->heartbeat_ms : HEARTBEAT_MS;
 	gw->stream_timeout_ms = conf->stream_timeout_ms;
-	gw->log = conf->log;
-	gw->log_ud = conf->log_ud;
 	gw->log_rl = (struct lgr_ratelimit)LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
 	gw->name = strdup(conf->name != NULL ? conf->name : "omfirehose(gateway)");
+	gw->lg = (struct lgr_logger){gw->name, conf->log, conf->log_ud};
 	gw->address = strdup(conf->address != NULL ? conf->address : "127.0.0.1");
 	gw->tokens_file = conf->tokens_file != NULL ? strdup(conf->tokens_file) : NULL;
 	if (gw->name == NULL || gw->address == NULL || (conf->tokens_file != NULL && gw->tokens_file == NULL))
@@ -835,7 +800,7 @@ void omf_gateway_reload(struct omf_gateway *gw)
 	if (gw == NULL || gw->tokens_file == NULL)
 		return;
 	if (load_tokens(gw->tokens_file, &t, err, sizeof(err)) != LGR_OK) {
-		put(gw, LGR_LOG_WARNING, "%s; the tokens loaded before stay in use", err);
+		lgr_logger_put(&gw->lg, LGR_LOG_WARNING, "%s; the tokens loaded before stay in use", err);
 		return;
 	}
 	pthread_mutex_lock(&gw->tok_mut);
@@ -843,7 +808,7 @@ void omf_gateway_reload(struct omf_gateway *gw)
 	gw->tokens = t;
 	pthread_mutex_unlock(&gw->tok_mut);
 	lgr_gateway_tokens_free(old);
-	put(gw, LGR_LOG_INFO, "gateway.tokensFile %s reloaded: %zu tokens", gw->tokens_file,
+	lgr_logger_put(&gw->lg, LGR_LOG_INFO, "gateway.tokensFile %s reloaded: %zu tokens", gw->tokens_file,
 		lgr_gateway_tokens_count(t));
 }
 
@@ -858,7 +823,7 @@ void omf_gateway_free(struct omf_gateway *gw, unsigned budget_ms)
 		post(gw, CMD_STOP, (int)(budget_ms > 600000 ? 600000 : budget_ms));
 	lost = __atomic_load_n(&gw->unrecorded, __ATOMIC_RELAXED);
 	if (lost > 0)
-		put(gw, LGR_LOG_WARNING, "%" PRIu64 " envelopes could not be kept for /api/v1/read (out of memory)",
-			lost);
+		lgr_logger_put(&gw->lg, LGR_LOG_WARNING,
+			"%" PRIu64 " envelopes could not be kept for /api/v1/read (out of memory)", lost);
 	release(gw);
 }
