@@ -26,6 +26,10 @@
  *    the drain's own address.
  *  - https-batch bodies are the lines concatenated, each ending with exactly one "\n" (the CF writer's lines carry
  *    theirs; one is added when missing).
+ *  - a batch goes before an entry that would take it past batch_bytes, so batches stay at or under it (Logplex aims
+ *    at 100 KiB) unless one entry alone is larger.
+ *  - Logplex's overflow notice (lgr_dw_overflow) is a frame of the writer's own, put first in the body when a batch
+ *    is sent: counted in Logplex-Msg-Count, never in sent or lost, which stay the caller's lines.
  */
 #include "lgr_dwriter.h"
 
@@ -36,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -131,7 +136,7 @@ struct req {
 	struct curl_slist *hdrs;
 	char *body;
 	size_t len;
-	uint64_t nlines;
+	uint64_t nlines; /* the caller's lines in body (an overflow notice is not one of them) */
 	unsigned attempt;
 	bool in_multi;
 	struct event *retry;
@@ -185,6 +190,8 @@ struct lgr_dw {
 	uint64_t batch_lines;
 	struct event *flush;
 	bool denied_socket; /* curl was refused an address */
+	uint64_t ovf_n;	    /* Logplex: envelopes the caller's buffer dropped, not told yet (L10) */
+	int64_t ovf_since;  /* UNIX ns of the first of them */
 };
 
 /* A pseudo-random number for jitter (xorshift64*): no need for quality, only for spread between writers. */
@@ -1103,8 +1110,8 @@ ready:
 		notify_ready(w);
 }
 
-/* A request for body (taken), nlines lines. */
-static int req_new(struct lgr_dw *w, char *body, size_t len, uint64_t nlines, struct req **out)
+/* A request for body (taken): nlines of the caller's lines in count frames (Logplex-Msg-Count). */
+static int req_new(struct lgr_dw *w, char *body, size_t len, uint64_t nlines, uint64_t count, struct req **out)
 {
 	struct req *r = calloc(1, sizeof(*r));
 	char h[128];
@@ -1120,7 +1127,7 @@ static int req_new(struct lgr_dw *w, char *body, size_t len, uint64_t nlines, st
 	if (w->logplex) {
 		lgr_logplex_frame_id(r->frame_id);
 		r->hdrs = curl_slist_append(r->hdrs, "Content-Type: application/logplex-1");
-		snprintf(h, sizeof(h), "Logplex-Msg-Count: %" PRIu64, nlines);
+		snprintf(h, sizeof(h), "Logplex-Msg-Count: %" PRIu64, count);
 		r->hdrs = r->hdrs != NULL ? curl_slist_append(r->hdrs, h) : NULL;
 		snprintf(h, sizeof(h), "Logplex-Frame-Id: %s", r->frame_id);
 		r->hdrs = r->hdrs != NULL ? curl_slist_append(r->hdrs, h) : NULL;
@@ -1191,10 +1198,10 @@ out:
 }
 
 /* Starts a request for body (taken); on failure its lines count as lost when they had been taken (batches). */
-static int post(struct lgr_dw *w, char *body, size_t len, uint64_t nlines, bool taken)
+static int post(struct lgr_dw *w, char *body, size_t len, uint64_t nlines, uint64_t count, bool taken)
 {
 	struct req *r;
-	int rc = req_new(w, body, len, nlines, &r);
+	int rc = req_new(w, body, len, nlines, count, &r);
 
 	if (rc == LGR_OK) {
 		r->next = w->reqs;
@@ -1213,21 +1220,64 @@ static int post(struct lgr_dw *w, char *body, size_t len, uint64_t nlines, bool 
 	return rc;
 }
 
-/* Sends the open batch. */
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * Puts the overflow notice (Logplex's L10 frame) in front of *body (len bytes, taken and replaced). LGR_OK, or
+ * LGR_ENOMEM with *body as it was: the notice then waits for the next batch.
+ */
+static int ovf_prepend(struct lgr_dw *w, char **body, size_t *len)
+{
+	struct lgr_syslog_buf b;
+	char *joined = NULL;
+	int rc;
+
+	lgr_syslog_buf_init(&b, 0);
+	rc = lgr_logplex_overflow(LGR_LOGPLEX_HTTPS, w->drain->token, w->ovf_n, w->ovf_since, wall_ns(), &b);
+	if (rc == LGR_OK) {
+		joined = malloc(b.len + *len);
+		rc = joined != NULL ? LGR_OK : LGR_ENOMEM;
+	}
+	if (rc == LGR_OK) {
+		memcpy(joined, b.p, b.len);
+		if (*len > 0)
+			memcpy(joined + b.len, *body, *len);
+		free(*body);
+		*body = joined;
+		*len += b.len;
+		w->ovf_n = 0;
+	}
+	lgr_syslog_buf_cleanup(&b);
+	return rc;
+}
+
+/* Sends the open batch, and Logplex's overflow notice first when one is due (alone if no line waits). */
 static void batch_send(struct lgr_dw *w)
 {
 	char *body = w->batch_buf;
 	size_t len = w->batch_len;
-	uint64_t n = w->batch_lines;
+	uint64_t n = w->batch_lines, count = n;
 
 	evtimer_del(w->flush);
-	if (len == 0)
+	if (len == 0 && w->ovf_n == 0)
 		return;
 	w->batch_buf = NULL;
 	w->batch_len = w->batch_cap = 0;
 	w->batch_lines = 0;
 	w->held -= len;
-	post(w, body, len, n, true);
+	if (w->ovf_n > 0 && ovf_prepend(w, &body, &len) == LGR_OK)
+		count++;
+	if (len == 0) {
+		free(body);
+		return;
+	}
+	post(w, body, len, n, count, true);
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -1295,6 +1345,9 @@ static int http_write(struct lgr_dw *w, const void *line, size_t len)
 	else if (w->batch)
 		nl = len == 0 || ((const char *)line)[len - 1] != '\n'; /* lines are newline-terminated in the batch */
 	entry = hn + len + (nl ? 1 : 0);
+	/* the open batch goes first when this entry would take it past batch_bytes */
+	if (w->batch && w->batch_len > 0 && w->batch_len + entry > w->batch_bytes)
+		batch_send(w);
 	if (!capacity(w) || (w->held > 0 && w->held + entry > w->max_pending)) {
 		w->want_ready = true;
 		/* a batch that fills max_pending on its own goes now: its answer brings on_ready */
@@ -1309,7 +1362,7 @@ static int http_write(struct lgr_dw *w, const void *line, size_t len)
 			return LGR_ENOMEM;
 		if (len > 0)
 			memcpy(body, line, len);
-		return post(w, body, len, 1, false);
+		return post(w, body, len, 1, 1, false);
 	}
 	old = w->batch_len;
 	rc = batch_put(w, head, hn);
@@ -1515,10 +1568,22 @@ void lgr_dw_flush(struct lgr_dw *w)
 		batch_send(w);
 }
 
+void lgr_dw_overflow(struct lgr_dw *w, uint64_t n, int64_t since_ns)
+{
+	if (w == NULL || n == 0 || !w->logplex || w->state == W_FAILED || w->doomed)
+		return;
+	if (w->ovf_n == 0 || since_ns < w->ovf_since)
+		w->ovf_since = since_ns;
+	w->ovf_n += n;
+	/* told within flush_ms even when no line follows */
+	if (!evtimer_pending(w->flush, NULL))
+		timer_in(w->flush, w->flush_ms);
+}
+
 bool lgr_dw_idle(const struct lgr_dw *w)
 {
 	if (w->http)
-		return w->nreqs == 0 && w->batch_len == 0;
+		return w->nreqs == 0 && w->batch_len == 0 && w->ovf_n == 0;
 	return w->bev == NULL || evbuffer_get_length(bufferevent_get_output(w->bev)) == 0;
 }
 
@@ -1536,6 +1601,11 @@ const struct lgr_dw_counters *lgr_dw_counters(const struct lgr_dw *w)
 
 void lgr_dw_free(struct lgr_dw *w)
 {
+	lgr_dw_close(w, NULL);
+}
+
+void lgr_dw_close(struct lgr_dw *w, struct lgr_dw_counters *last)
+{
 	if (w == NULL || w->doomed)
 		return;
 	if (w->dnsreq != NULL) {
@@ -1550,6 +1620,8 @@ void lgr_dw_free(struct lgr_dw *w)
 		w->c.lost += w->reqs->nlines;
 		req_free(w->reqs);
 	}
+	if (last != NULL)
+		*last = w->c;
 	if (w->flush != NULL)
 		event_free(w->flush);
 	if (w->timer != NULL)

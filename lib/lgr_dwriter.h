@@ -19,9 +19,11 @@
  *    after a connection has carried data. Bytes lost with a broken connection are counted in lost.
  *  - TLS: verified against the binding's CA (PEM) or the system's store, host name checked (SNI set); the
  *    binding's cert + key (PEM) as client certificate when given. TLS 1.2 or later.
- *  - https: one POST per line (text/plain). https-batch: lines joined by "\n", flushed at batch_bytes or after
- *    flush_ms. Logplex https: octet-counted frames, Content-Type application/logplex-1, Logplex-Msg-Count,
- *    Logplex-Frame-Id (kept across retries of one batch), Logplex-Drain-Token, User-Agent; basic auth from the URL.
+ *  - https: one POST per line (text/plain). https-batch: lines joined by "\n", flushed at batch_bytes (a batch is
+ *    sent before a line that would take it past that, so only a single line larger than batch_bytes makes a larger
+ *    one) or after flush_ms. Logplex https: octet-counted frames, Content-Type application/logplex-1,
+ *    Logplex-Msg-Count, Logplex-Frame-Id (kept across retries of one batch), Logplex-Drain-Token, User-Agent; basic
+ *    auth from the URL; the caller's overflows told in the stream as Logplex's L10 notice (lgr_dw_overflow).
  *    2xx = delivered; 4xx other than 429 = dropped (counted in lost); other statuses, 429 and transport errors
  *    are retried twice with backoff, then dropped. Connect timeout 3 s, request timeout 5 s.
  *  - Credentials (URL userinfo, query) never appear in log lines: the writer names itself by drain->anon.
@@ -100,11 +102,27 @@ int lgr_dw_write(struct lgr_dw *w, const void *line, size_t len);
 /* Sends what is batched now (https-batch, Logplex) instead of waiting for flush_ms. */
 void lgr_dw_flush(struct lgr_dw *w);
 
-bool lgr_dw_idle(const struct lgr_dw *w);      /* nothing held, nothing in flight */
+/*
+ * The caller's own buffer for this drain overflowed: it dropped n envelopes, the first of them at since_ns (UNIX
+ * ns). A Logplex HTTPS writer tells the drain as Logplex does, with an L10 frame "Error L10 (output buffer
+ * overflow): N messages dropped since <since>." (lgr_logplex_overflow) first in the next batch it sends, within
+ * flush_ms even when no line follows. Calls before that batch goes add up into one frame (the earliest since).
+ * The frame counts in Logplex-Msg-Count, not in sent or lost. Other writers, and a failed one, ignore it.
+ */
+void lgr_dw_overflow(struct lgr_dw *w, uint64_t n, int64_t since_ns);
+
+bool lgr_dw_idle(const struct lgr_dw *w);      /* nothing held, nothing in flight, no overflow notice due */
 size_t lgr_dw_pending(const struct lgr_dw *w); /* bytes held */
 const struct lgr_dw_counters *lgr_dw_counters(const struct lgr_dw *w);
 
-/* Closes at once: what it still held is counted in lost. NULL is a no-op. */
+/*
+ * Closes at once: what it still held (lines queued or partly written on the connection, the open batch, requests
+ * in flight) is counted in lost, and *last (may be NULL) receives the final counters, those lines included.
+ * NULL w is a no-op. Safe from inside the writer's own callbacks.
+ */
+void lgr_dw_close(struct lgr_dw *w, struct lgr_dw_counters *last);
+
+/* lgr_dw_close without the final counters. */
 void lgr_dw_free(struct lgr_dw *w);
 
 #endif

@@ -252,6 +252,27 @@ void omf_gateway_free(struct omf_gateway *gw, unsigned budget_ms);
 
 /* ---- drains (omf_drains.c): each app's envelopes to the drains it is bound to ------------------------------------ */
 
+/*
+ * Per-drain statistics (impstats): one object per drain from its first envelope until the drain goes (unbound,
+ * bound differently, stopped), named "omfirehose-drain(<anonymised URL> app <app id>)", or "omfirehose-drain(<URL>
+ * aggregate)" for an aggregate drain, with the counters egress (lines the drain's writers sent) and dropped
+ * (envelopes the drain lost: pushed out of its buffer, held when it went, refused while it cannot be served, and
+ * lines its writers lost). The drains call these on the egress's network thread, never while holding a lock of
+ * theirs (so rsyslog may take its own statistics locks in open and close); add must not block. omf_dstats.c
+ * implements them on rsyslog's statsobj; tests can bring their own.
+ */
+struct omf_dstats_ops {
+	/* A new object called name, counters at 0; NULL when it cannot be made (the drain then goes without one). */
+	void *(*open)(const char *name, void *ud);
+	/* Adds what changed since the last call (deltas, so that impstats' resetCounters works). */
+	void (*add)(void *obj, uint64_t egress, uint64_t dropped);
+	/* The drain is gone: the object leaves impstats and is freed. */
+	void (*close)(void *obj);
+};
+
+/* omf_dstats.c: rsyslog's statsobj; ud is the module's statsobj interface (statsobj_if_t *, borrowed). */
+extern const struct omf_dstats_ops omf_dstats_rsyslog;
+
 struct omf_drains_conf {
 	const char *name;		 /* prefix of log lines; copied */
 	const char *bindings_file;	 /* NULL: none */
@@ -268,9 +289,14 @@ struct omf_drains_conf {
 	size_t n_deny;
 	lgr_log_fn *log; /* NULL: lgr_log */
 	void *log_ud;
+	/* the gateway whose recent store keeps the notices told into apps' streams too (borrowed; the drains must be
+	 * freed before it); NULL: none */
+	struct omf_gateway *gw;
+	const struct omf_dstats_ops *stats; /* per-drain statistics (borrowed); NULL: none */
+	void *stats_ud;			    /* for stats->open */
 };
 
-/* Per-drain figures are reported by the drains part itself; these add up over all drains. Atomic. */
+/* Per-drain figures go to the per-drain statistics (stats) and the log; these add up over all drains. Atomic. */
 struct omf_drains_counters {
 	uint64_t sent;	  /* lines a drain writer sent */
 	uint64_t dropped; /* envelopes lost: drop-oldest, writer losses, refused */
@@ -291,7 +317,10 @@ int omf_drains_start(struct omf_drains *d);
 /* Re-reads the bindings file now (HUP). Any thread. */
 void omf_drains_reload(struct omf_drains *d);
 
-/* Stops (at most budget_ms for writers to send what they hold) and frees; before omf_egress_free. NULL: no-op. */
+/*
+ * Stops (at most budget_ms for writers to send what they hold; what they still hold then counts as dropped) and
+ * frees, per-drain statistics included; before omf_gateway_free and omf_egress_free. NULL: no-op.
+ */
 void omf_drains_free(struct omf_drains *d, unsigned budget_ms);
 
 #endif

@@ -11,11 +11,14 @@
  * oldest envelopes; the writers retry with their own backoff.
  *
  * Writers are made on a drain's first line and closed after idle_ms without traffic. Losses (ring drops, lines a
- * writer lost, lines of a drain whose writer failed for good) are counted per drain, logged with the anonymised URL
+ * writer lost or still held when it was closed, envelopes of a drain whose writer failed for good) are counted per
+ * drain (in its own statistics object, omf_dstats_ops, made on its first envelope), logged with the anonymised URL
  * and told into the app's own stream in CF's words ("N messages lost for application ..."), at most once per
  * REPORT_MS per drain. Refused bindings and writer failures worth telling (DNS, deny ranges, certificates) are
  * logged, counted and told into the app's stream too. Those notices are envelopes published through the egress, so
- * the app's gRPC subscribers and its other drains see them, as CF's syslog agent does with its app log.
+ * the app's gRPC subscribers and its other drains see them, as CF's syslog agent does with its app log, and kept in
+ * the gateway's recent store like every other envelope of the app. A Logplex HTTPS drain is told its own ring drops
+ * as Logplex does, with an L10 notice in its stream (lgr_dw_overflow).
  *
  * Bindings: a snapshot (lgr_bindings) from the bindings file (read at startup, on HUP and when its stat changes,
  * checked every TICK_MS) or from the bindings URL (fetched over mutual TLS by a thread of its own, every poll_ms with
@@ -26,7 +29,8 @@
  * thread. Those four and the poller reach it through an eventfd (cmd_ev) and the fields under mu: requests (start,
  * reload, stop), a snapshot the poller fetched, and notices to publish. The loop never waits for another thread;
  * omf_drains_free waits on cv for the loop to have stopped the drains (at most budget_ms for writers to send what
- * they hold, then everything is released on the loop).
+ * they hold, then everything is released on the loop). The per-drain statistics objects are made and destroyed on
+ * the loop, never under mu.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +103,12 @@ struct drain {
 	uint64_t error_told_at;	 /* ms */
 	uint64_t sent_counted;	 /* what went into the action's counters so far */
 	uint64_t dropped_counted;
+	void *stats;	     /* its statistics object (omf_dstats_ops), from its first envelope; NULL: none */
+	bool stats_tried;    /* open was called (it is not tried again after a failure) */
+	uint64_t stats_sent; /* what went into stats so far */
+	uint64_t stats_dropped;
+	uint64_t ovf_told; /* ring drops passed to the writer as an overflow (Logplex L10) */
+	int64_t ovf_since; /* UNIX ns when ring drops not passed yet were first seen; 0: none */
 };
 
 struct omf_drains {
@@ -119,6 +129,9 @@ struct omf_drains {
 	struct omf_drains_counters *ctr;
 	lgr_log_fn *log;
 	void *log_ud;
+	struct omf_gateway *gw;
+	const struct omf_dstats_ops *stats;
+	void *stats_ud;
 
 	/* shared with the other threads: under mu */
 	pthread_mutex_t mu;
@@ -269,6 +282,7 @@ static void publish_notice(struct omf_drains *d, const char *app_id, const char 
 	if (e == NULL)
 		return;
 	omf_egress_publish(d->eg, e);
+	omf_gateway_record(d->gw, e); /* /api/v1/read shows it with the app's other envelopes */
 	omf_env_unref(e);
 }
 
@@ -448,17 +462,17 @@ static void writer_figures(const struct drain *dr, uint64_t *sent, uint64_t *los
 	*lost = dr->w_lost + (c != NULL ? c->lost : 0);
 }
 
+/* Closes the drain's writer; lines it still held count as lost (lgr_dw_close counts them before it goes). */
 static void writer_close(struct drain *dr)
 {
-	const struct lgr_dw_counters *c;
+	struct lgr_dw_counters c;
 
 	if (dr->w == NULL)
 		return;
-	c = lgr_dw_counters(dr->w);
-	dr->w_sent += c->sent;
-	dr->w_lost += c->lost;
-	lgr_dw_free(dr->w);
+	lgr_dw_close(dr->w, &c);
 	dr->w = NULL;
+	dr->w_sent += c.sent;
+	dr->w_lost += c.lost;
 	__atomic_sub_fetch(&dr->d->ctr->drains, 1, __ATOMIC_RELAXED);
 	/* no on_ready will come from it: a subscriber it held up tries again (with a new writer) */
 	if (dr->sub != NULL)
@@ -561,6 +575,50 @@ static int write_env(struct drain *dr, const struct lgr_env *env, bool *sent)
 	return LGR_OK;
 }
 
+/* The drain's statistics object, made on its first envelope (a drain that never gets one shows nowhere). */
+static void stats_open(struct drain *dr)
+{
+	const struct omf_drains *d = dr->d;
+	char name[LGR_DRAIN_URL_MAX + 256];
+
+	if (dr->stats_tried || d->stats == NULL)
+		return;
+	dr->stats_tried = true;
+	if (dr->app_id != NULL)
+		snprintf(name, sizeof(name), "omfirehose-drain(%s app %s)", dr->drain->anon, dr->app_id);
+	else
+		snprintf(name, sizeof(name), "omfirehose-drain(%s aggregate)", dr->drain->anon);
+	dr->stats = d->stats->open(name, d->stats_ud);
+	if (dr->stats == NULL)
+		drains_say(dr->d, LGR_LOG_WARNING,
+			"drain %s of app %s: cannot make its statistics object; its figures stay in the sums",
+			dr->drain->anon, app_of(dr));
+}
+
+/*
+ * A Logplex HTTPS drain hears of its ring's drops as Logplex's drains do: its writer puts an L10 notice in the
+ * stream (lgr_dw_overflow). Drops seen while there is no writer wait for the next one. The time given is when the
+ * drops were first seen here: on the next delivery or tick, so within TICK_MS of the first.
+ */
+static void drain_overflow(struct drain *dr)
+{
+	uint64_t dropped;
+
+	if (dr->drain->format != LGR_DRAIN_LOGPLEX ||
+		(dr->drain->scheme != LGR_DRAIN_HTTPS && dr->drain->scheme != LGR_DRAIN_HTTPS_BATCH))
+		return;
+	dropped = load(&dr->ctr.dropped);
+	if (dropped == dr->ovf_told)
+		return;
+	if (dr->ovf_since == 0)
+		dr->ovf_since = now_ns();
+	if (dr->w == NULL)
+		return;
+	lgr_dw_overflow(dr->w, dropped - dr->ovf_told, dr->ovf_since);
+	dr->ovf_told = dropped;
+	dr->ovf_since = 0;
+}
+
 static int drain_deliver(
 	struct omf_sub *sub, struct omf_env *const *envs, size_t n, size_t *taken, size_t *sent, void *ud)
 {
@@ -571,6 +629,7 @@ static int drain_deliver(
 	int rc = LGR_OK;
 
 	(void)sub;
+	stats_open(dr);
 	for (i = 0; i < n; i++) {
 		env = omf_env_v2(envs[i]);
 		if (!lgr_drain_accepts(dr->drain, env))
@@ -581,6 +640,8 @@ static int drain_deliver(
 			dr->refused++;
 			continue;
 		}
+		if (dr->line_pos == 0)
+			drain_overflow(dr);
 		rc = write_env(dr, env, &one);
 		if (rc == LGR_EFULL)
 			break;
@@ -646,7 +707,7 @@ static uint64_t drain_lost(const struct drain *dr)
 	return load(&dr->ctr.dropped) + lost;
 }
 
-/* Moves dr's figures into the action's counters. */
+/* Moves dr's figures into the action's counters and into the drain's statistics object. */
 static void drain_count(struct drain *dr)
 {
 	uint64_t sent, lost, dropped;
@@ -657,6 +718,11 @@ static void drain_count(struct drain *dr)
 	add(&dr->d->ctr->dropped, dropped - dr->dropped_counted);
 	dr->sent_counted = sent;
 	dr->dropped_counted = dropped;
+	if (dr->stats == NULL || (sent == dr->stats_sent && dropped == dr->stats_dropped))
+		return;
+	dr->d->stats->add(dr->stats, sent - dr->stats_sent, dropped - dr->stats_dropped);
+	dr->stats_sent = sent;
+	dr->stats_dropped = dropped;
 }
 
 /* Tells new losses of dr (log line and app notice), at most once per REPORT_MS unless final. */
@@ -683,10 +749,11 @@ static void drain_free(struct drain *dr)
 		return;
 	omf_sub_free(dr->sub); /* what it held counts as dropped */
 	dr->sub = NULL;
+	writer_close(dr); /* and what its writer held as lost */
 	drain_count(dr);
 	drain_report(dr, lgr_now_ms(), true);
-	writer_close(dr);
-	drain_count(dr);
+	if (dr->stats != NULL)
+		dr->d->stats->close(dr->stats);
 	lgr_drain_free(dr->drain);
 	free(dr->app_id);
 	free(dr->hostname);
@@ -962,6 +1029,7 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
 			omf_sub_free(dr->sub);
 			dr->sub = NULL;
 		}
+		drain_overflow(dr);
 		if (dr->w != NULL && now - dr->last_use_ms >= d->idle_ms && lgr_dw_idle(dr->w) &&
 			(dr->sub == NULL || omf_sub_held(dr->sub) == 0))
 			writer_close(dr);
@@ -1368,6 +1436,9 @@ int omf_drains_new(struct omf_egress *eg, const struct omf_drains_conf *conf, st
 	d->ctr = ctr;
 	d->log = conf->log;
 	d->log_ud = conf->log_ud;
+	d->gw = conf->gw;
+	d->stats = conf->stats;
+	d->stats_ud = conf->stats_ud;
 	d->poll_ms = conf->poll_ms > 0 ? conf->poll_ms : 60000;
 	d->per_app = conf->per_app;
 	d->buffer = conf->buffer;

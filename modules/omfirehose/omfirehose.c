@@ -662,6 +662,9 @@ static rsRetVal drains_init(instanceData *pData)
 	dc.n_deny = c->drains_deny_ranges.n;
 	dc.log = glue_log;
 	dc.log_ud = (void *)MODNAME;
+	dc.gw = pData->gw; /* made before: gateway_init runs first */
+	dc.stats = &omf_dstats_rsyslog;
+	dc.stats_ud = &statsobj;
 	if (omf_drains_new(pData->eg, &dc, &pData->dctr, &pData->drains, err, sizeof(err)) != LGR_OK) {
 		LogError(0, RS_RET_CONF_PARAM_INVLD, MODNAME "(drains): %s", err);
 		ABORT_FINALIZE(RS_RET_CONF_PARAM_INVLD);
@@ -751,10 +754,11 @@ ENDcreateWrkrInstance
 
 BEGINfreeInstance
 CODESTARTfreeInstance
-	omf_gateway_free(pData->gw, SHUTDOWN_MS);
-	pData->gw = NULL;
+	/* the drains first: their notices go to the gateway's recent store until they stop */
 	omf_drains_free(pData->drains, SHUTDOWN_MS);
 	pData->drains = NULL;
+	omf_gateway_free(pData->gw, SHUTDOWN_MS);
+	pData->gw = NULL;
 	omf_egress_free(pData->eg, SHUTDOWN_MS);
 	pData->eg = NULL;
 	if (pData->stats != NULL)

@@ -22,14 +22,26 @@
 #     given); https-batch:// posts the lines together;
 #   - refused bindings (a scheme outside the list, an address in drains.denyRanges) are counted (invalid_drains)
 #     and told into the app's own stream ("Invalid Scheme ftp for syslog drain url ftp://...", "Resolved ip address
-#     for syslog drain with url ... is blacklisted"), which the app's working drain receives;
+#     for syslog drain with url ... is blacklisted"), which the app's working drain receives, and which the
+#     gateway's recent envelopes of the app (/api/v1/read/app-x, curl) hold;
 #   - one app bound to a dead drain and a live one under load: the live one receives every envelope exactly once,
 #     the dead one's losses are counted (dropped.egress) and told into the app's stream ("N messages lost for
 #     application app-load in user provided syslog drain with url syslog://127.0.0.1:P") with N adding up to at
 #     least what must have been lost and at most what was counted;
+#   - per-drain impstats objects, named by the anonymised URL and the app ("omfirehose-drain(syslog://127.0.0.1:P app
+#     app-load)", no userinfo, no query): the dead drain's dropped equals the losses told for it and, with the other
+#     drains' dropped, exactly the action's dropped.egress; its egress is 0; the live drain's dropped is 0 and its
+#     egress exactly the frames its receiver got; the objects of unbound drains go;
+#   - Heroku Logplex HTTPS drain (format=logplex): application/logplex-1 batches of at most 100 KiB whose
+#     Logplex-Msg-Count is their frame count, a 25,000-byte message split into 10,000-byte lines; its receiver held
+#     up, the drain overflows and tells it in its stream as Logplex does: "Error L10 (output buffer overflow): N
+#     messages dropped since <time>." first in a batch, the N adding up to exactly the drain's dropped, the other
+#     frames to exactly its egress;
 #   - a bindings file change adds and removes drains without a restart (same pid), and a HUP reads it again;
 #   - credentials in drain URLs never appear in rsyslog's output or logs;
-#   - drains.bindingsUrl: bindings fetched over mutual TLS, polled, a change applied;
+#   - drains.bindingsUrl: bindings fetched over mutual TLS, polled, a change applied; a drain unbound while its
+#     writer still holds lines (a receiver that reads nothing) counts them as lost: dropped.egress grows by exactly
+#     the envelopes it got minus the lines the kernel took (its egress);
 #   - rsyslogd exits 0 on SIGTERM with a dead drain still retrying (valgrind clean under LGR_VALGRIND=1).
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -44,12 +56,14 @@ PKI=$LGR_PKI
 # ---- peers ----------------------------------------------------------------------------------------------------
 cat >"$W/peers.py" <<'EOF'
 """Test peers: raw TCP recorders, an HTTPS request recorder, an HTTPS file server with client certificates."""
-import base64, json, os, socket, ssl, sys, threading
+import base64, json, os, re, socket, ssl, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-def listen(port_file):
+def listen(port_file, small=False):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if small:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.bind(("127.0.0.1", 0))
     s.listen(64)
     tmp = port_file + ".tmp"
@@ -59,14 +73,19 @@ def listen(port_file):
 
 def raw(work, names):
     """Each NAME listens on a port (NAME.port) and appends every byte received to NAME.bin, and "open" and "close"
-    to NAME.conns as connections begin and end."""
+    to NAME.conns as connections begin and end; a NAME starting with "stall" accepts and never reads (with a small
+    receive buffer, so that the sender soon holds what it writes)."""
     socks = []
     for n in names:
-        s, tmp = listen(os.path.join(work, n + ".port"))
+        s, tmp = listen(os.path.join(work, n + ".port"), small=n.startswith("stall"))
         socks.append((n, s, tmp))
+    held = []
     def serve(n, s):
         while True:
             c, _ = s.accept()
+            if n.startswith("stall"):
+                held.append(c)
+                continue
             def conn(c=c):
                 with open(os.path.join(work, n + ".conns"), "a") as f:
                     f.write("open\n")
@@ -86,7 +105,9 @@ def raw(work, names):
 
 def https(work, name, cert, key, ca, body_file=None):
     """Records every request as a JSON line in NAME.jsonl (or, with body_file, serves its content on GET, client
-    certificates required)."""
+    certificates required). While NAME.hold exists a POST is answered only when it goes, or after 3.5 s (before
+    the writer's 5 s request timeout, so that a held receiver never makes it retry)."""
+    hold = os.path.join(work, name + ".hold")
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         def log_message(self, *a):
@@ -94,6 +115,9 @@ def https(work, name, cert, key, ca, body_file=None):
         def do_POST(self):
             n = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(n)
+            until = time.monotonic() + 3.5
+            while os.path.exists(hold) and time.monotonic() < until:
+                time.sleep(0.02)
             rec = {"method": "POST", "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                    "body": base64.b64encode(body).decode()}
             with open(os.path.join(work, name + ".jsonl"), "a") as f:
@@ -146,6 +170,81 @@ def frames(path, partial=False):
         i = sp + 1 + n
     return out
 
+STAT = re.compile(r"^\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}: (.*): origin=(\S+)(.*)$")
+
+def passes(path, main):
+    """impstats passes of a legacy-format file: [(main object's counters, {per-drain object: counters})], one per
+    pass. The per-drain objects are made at runtime, so they follow the action's object in rsyslog's list."""
+    out = []
+    for line in open(path, errors="replace"):
+        m = STAT.match(line.rstrip("\n"))
+        if not m:
+            continue
+        ctrs = dict(kv.split("=", 1) for kv in m.group(3).split())
+        ctrs = {k: int(v) for k, v in ctrs.items() if v.isdigit()}
+        if m.group(1) == main:
+            out.append((ctrs, {}))
+        elif m.group(1).startswith("omfirehose-drain(") and out:
+            out[-1][1][m.group(1)] = ctrs
+    return out
+
+def sums_match(path, main):
+    """The drains' losses in the last complete pass add up to the action's dropped.egress, which impstats shows one
+    pass later (the action's counters are brought up to date after its line is written)."""
+    p = passes(path, main)
+    if len(p) < 3:
+        return False
+    drains, later = p[-2][1], p[-1][0]
+    return bool(drains) and sum(c.get("dropped", 0) for c in drains.values()) == later.get("dropped.egress")
+
+def logplex(path, want_path):
+    """The Logplex drain's batches (one per Logplex-Frame-Id: a retried batch counts once): checks their form and
+    prints the frames other than L10 notices, the sum of the L10 notices' N, and the notices."""
+    seen, frames, dropped, notices = set(), 0, 0, []
+    for r in (json.loads(l) for l in open(path)):
+        if not r["path"].startswith(want_path):
+            continue
+        h, body = r["headers"], base64.b64decode(r["body"])
+        if h.get("content-type") != "application/logplex-1" or not h.get("logplex-drain-token") == "d.5e1f":
+            raise SystemExit("logplex headers: %r" % h)
+        if h["logplex-frame-id"] in seen:
+            continue
+        seen.add(h["logplex-frame-id"])
+        i, n, l10 = 0, 0, 0
+        while i < len(body):
+            sp = body.index(b" ", i)
+            ln = int(body[i:sp])
+            f = body[sp + 1:sp + 1 + ln]
+            if len(f) != ln or not f.endswith(b"\n"):
+                raise SystemExit("logplex frame: %r" % body[i:i + 80])
+            m = re.match(rb"<172>1 (\S+) host heroku logplex - Error L10 \(output buffer overflow\): (\d+) messages "
+                         rb"dropped since (\S+)\.\n$", f)
+            if m:
+                if m.group(3) > m.group(1) or i != 0:
+                    raise SystemExit("L10 notice: %r (at byte %d)" % (f, i))
+                dropped += int(m.group(2))
+                notices.append(f.decode().strip())
+                l10 += len(f) + sp + 1 - i
+            else:
+                frames += 1
+            n += 1
+            i = sp + 1 + ln
+        if int(h["logplex-msg-count"]) != n or len(body) - l10 > 100 * 1024:
+            raise SystemExit("logplex batch: %s frames, Logplex-Msg-Count %s, %d bytes" %
+                             (n, h["logplex-msg-count"], len(body)))
+    print(frames, dropped, len(notices))
+
+def logplex_split(path, want_path):
+    """The message lengths of the frames of the split message (all "y"), in order."""
+    out = []
+    for r in (json.loads(l) for l in open(path)):
+        if r["path"].startswith(want_path):
+            for f in re.findall(rb"\d+ (<\d+>1 \S+ host \S+ \S+ - [^\n]*)\n", base64.b64decode(r["body"])):
+                msg = f.split(b" - ", 1)[1]
+                if set(msg) == {ord("y")}:
+                    out.append(len(msg))
+    print(" ".join(map(str, out)))
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "raw":
@@ -154,6 +253,15 @@ if __name__ == "__main__":
         https(*sys.argv[2:])
     elif mode == "count":  # frames in a recording so far
         print(len(frames(sys.argv[2], partial=True)))
+    elif mode == "sums":  # STATS MAIN: exit 0 when the drains' losses add up to the action's
+        sys.exit(0 if sums_match(sys.argv[2], sys.argv[3]) else 1)
+    elif mode == "names":  # STATS MAIN: the per-drain objects of the last complete pass
+        p = passes(sys.argv[2], sys.argv[3])
+        print("\n".join(sorted(p[-2][1])) if len(p) >= 2 else "")
+    elif mode == "logplex":
+        logplex(sys.argv[2], sys.argv[3])
+    elif mode == "split":
+        logplex_split(sys.argv[2], sys.argv[3])
 EOF
 
 # bg NAME CMD...: a background peer, killed at the end.
@@ -164,9 +272,10 @@ bg() {
 	LGR_BG_PIDS+=("$!")
 }
 
-bg raw python3 "$W/peers.py" raw "$W" vec app agg load filt new idle
+bg raw python3 "$W/peers.py" raw "$W" vec app agg load filt new idle stall
 bg https python3 "$W/peers.py" https "$W" hsink "$PKI/doppler.crt" "$PKI/doppler.key" "$PKI/ca.crt"
-for p in vec app agg load filt new idle hsink; do
+bg lsink python3 "$W/peers.py" https "$W" lsink "$PKI/doppler.crt" "$PKI/doppler.key" "$PKI/ca.crt"
+for p in vec app agg load filt new idle stall hsink lsink; do
 	lgr_wait_for "the $p peer" lgr_has_port "$W/$p.port"
 done
 port() { tr -d ' \n' <"$W/$1.port"; }
@@ -230,13 +339,15 @@ B_DENIED=$(binding "syslog://127.0.0.2:$(port app)" app-x fallback-host)
 B_LIVE=$(binding "syslog://127.0.0.1:$(port load)" app-load load-host)
 B_DEAD=$(binding "syslog://127.0.0.1:$DEAD" app-load load-host)
 B_NEW=$(binding "syslog://127.0.0.1:$(port new)" app-new new-host)
+B_LPH=$(binding "https://lp:$SECRET@127.0.0.1:$(port lsink)/logplex?format=logplex&drain-token=d.5e1f" app-lp lp-host \
+	'""' '""' "$CA")
 B_TLS=
 if [ "$have_tls" = 1 ]; then
 	B_TLS=$(binding "syslog-tls://localhost:$(tr -d ' \n' <"$R/tls.port")?drain-data=all" app-x fallback-host "$CCERT" \
 		"$CKEY" "$CA")
 fi
 ENTRIES=("$B_VEC" "$B_APP" "$B_PTCP" "$B_NOMETA" "$B_LOGPLEX" "$B_INCL" "$B_HTTPS" "$B_BATCH" "$B_BAD" "$B_DENIED"
-	"$B_LIVE" "$B_DEAD")
+	"$B_LIVE" "$B_DEAD" "$B_LPH")
 [ -z "$B_TLS" ] || ENTRIES+=("$B_TLS")
 write_bindings "${ENTRIES[@]}"
 
@@ -248,6 +359,7 @@ module(load="$(lgr_module imloggregator)")
 module(load="$(lgr_module omfirehose)")
 input(type="imloggregator" port="0" listenPortFileName="$W/in.port" role="router" tls="off")
 action(type="omfirehose" port="0" listenPortFileName="$W/egress.port" tls="off" drains.bindingsFile="$W/bindings.json"
+	gateway.port="0" gateway.listenPortFileName="$W/gw.port" gateway.tls="off" gateway.auth="none"
 	drains.buffer="1000" drains.denyRanges=["127.0.0.2/32"]
 	drains.aggregate=["syslog://127.0.0.1:$(port agg)?drain-data=all&include-metrics-deprecated=x"])
 EOF
@@ -255,6 +367,18 @@ lgr_start "$conf"
 lgr_wait_port "$W/in.port"
 IN=$LGR_PORT
 STATS=(lgr_stat_is "$W/stats.log" 'omfirehose\(127\.0\.0\.1:0\)')
+MAIN='omfirehose(127.0.0.1:0)'
+# the ERE of a per-drain object's name: drain_obj URL APP (APP "aggregate" for an aggregate drain)
+drain_obj() {
+	local who="app $2"
+	[ "$2" = aggregate ] && who=aggregate
+	printf 'omfirehose-drain\\(%s %s\\)' "$(printf '%s' "$1" | sed 's/[.]/\\./g')" "$who"
+}
+# dstat URL APP COUNTER: the per-drain object's last value in $STATS_LOG
+STATS_LOG=$W/stats.log
+dstat() { lgr_stat "$STATS_LOG" "$(drain_obj "$1" "$2")" "$3"; }
+dstat_is() { [ "$(dstat "$1" "$2" "$3")" = "$4" ]; }
+dstat_ge() { local v; v=$(dstat "$1" "$2" "$3"); [ -n "$v" ] && [ "$v" -ge "$4" ]; }
 
 # send NAME ARGS...: the grpc-js peer sends envelopes to imloggregator; it must end with status OK.
 send() {
@@ -405,6 +529,26 @@ lgr_wait_for "the scheme notice" has_notice app "[LGR/0] - [tags@47450 source_ty
 lgr_wait_for "the deny-range notice" has_notice app "Resolved ip address for syslog drain with url syslog://127.0.0.2:$(port app) is blacklisted"
 lgr_wait_for "invalid_drains >= 2" lgr_stat_ge "$W/stats.log" 'omfirehose\(127\.0\.0\.1:0\)' invalid_drains 2
 lgr_wait_for "the refusal's log line" grep -q 'binding refused (bad_scheme) for app app-x' "$W/internal.log"
+lgr_wait_for "the gateway's port" lgr_has_port "$W/gw.port"
+# recent_has APP TEXT: the gateway's recent envelopes of APP hold a log whose payload contains TEXT
+recent_has() {
+	curl -sS --max-time 5 --http1.1 "http://127.0.0.1:$(port gw)/api/v1/read/$1?limit=1000" >"$W/recent.json" &&
+		python3 - "$W/recent.json" "$2" <<'EOF'
+import base64, json, sys
+batch = json.load(open(sys.argv[1])).get("envelopes", {}).get("batch", [])
+texts = [base64.b64decode(e["log"].get("payload", "")).decode("utf-8", "replace") for e in batch if "log" in e]
+sys.exit(0 if any(sys.argv[2] in t for t in texts) else 1)
+EOF
+}
+lgr_check "the notices are kept with the app's recent envelopes (/api/v1/read)"
+lgr_wait_for "the scheme notice at /api/v1/read/app-x" recent_has app-x "Invalid Scheme ftp for syslog drain url ftp://example.invalid/x"
+
+lgr_check "one impstats object per drain, named by its anonymised URL and app"
+lgr_wait_for "the vector drain's object" dstat_is "syslog://127.0.0.1:$(port vec)" test-app-id egress 1
+dstat_is "syslog://127.0.0.1:$(port vec)" test-app-id dropped 0 || lgr_fail "the vector drain dropped something"
+# userinfo and query gone from the name, the path kept
+lgr_wait_for "the HTTPS drain's object" dstat_is "https://127.0.0.1:$(port hsink)/drain/one" app-h egress 2
+lgr_wait_for "the aggregate drain's object" dstat_ge "syslog://127.0.0.1:$(port agg)" aggregate egress 19
 
 # ---- 2. a dead drain and a live one under load -----------------------------------------------------------------
 lgr_check "one app, a dead drain and a live one: the live one gets everything, the dead one's losses are told"
@@ -446,6 +590,46 @@ lgr_wait_for "dropped.egress to be counted" lgr_stat_ge "$W/stats.log" 'omfireho
 lgr_wait_for "the log line of the dead drain's losses" \
 	grep -q "drain syslog://127.0.0.1:$DEAD of app app-load: [0-9]* envelopes lost" "$W/internal.log"
 
+lgr_check "per-drain statistics: the dead drain's losses are its own, exactly what was told and what the sum holds"
+# While the dead drain stays bound, each loss notice it gets (the app's stream reaches it too) may push out one
+# more envelope, told a second later: its object, the notices and the action's sum move together, once a tick.
+dead_exact() {
+	local d
+	d=$(dstat "syslog://127.0.0.1:$DEAD" app-load dropped)
+	[ -n "$d" ] && [ "$d" -ge $((N - 1256)) ] && [ "$d" = "$(lost_told)" ] &&
+		dstat_is "syslog://127.0.0.1:$DEAD" app-load egress 0 &&
+		dstat_is "syslog://127.0.0.1:$(port load)" app-load dropped 0 &&
+		python3 "$W/peers.py" sums "$W/stats.log" "$MAIN"
+}
+lgr_wait_for "the dead drain's dropped = the losses told = its share of dropped.egress" dead_exact
+
+# ---- 2b. a Heroku Logplex HTTPS drain ------------------------------------------------------------------------------
+lgr_check "Logplex HTTPS: application/logplex-1 batches, a 25,000-byte message in lines of 10,000 bytes"
+LP_URL="https://127.0.0.1:$(port lsink)/logplex"
+big=$(head -c 25000 /dev/zero | tr '\0' y | base64 -w0)
+printf '{"source_id":"app-lp","instance_id":"1","timestamp":"1731000003000000000","tags":{"source_type":"APP/PROC/WEB"},"log":{"payload":"%s","type":"OUT"}}\n' \
+	"$big" >"$W/big.jsonl"
+send big --method BatchSender --input "$W/big.jsonl"
+split_done() { [ "$(python3 "$W/peers.py" split "$W/lsink.jsonl" /logplex 2>/dev/null)" = "10000 10000 5000" ]; }
+lgr_wait_for "the message in three lines" split_done
+lgr_wait_for "the three lines counted" dstat_is "$LP_URL" app-lp egress 3
+
+lgr_check "Logplex HTTPS: a held-up receiver makes the drain overflow, told as L10 notices adding up to its dropped"
+# the receiver answers nothing while lsink.hold exists: the writer holds its 1 MiB, the drain's buffer (1000) fills
+touch "$W/lsink.hold"
+send lp --method BatchSender --gen 3000 --source-id app-lp --batch 100 --payload-size 2000
+lgr_wait_for "the Logplex drain to overflow" dstat_ge "$LP_URL" app-lp dropped 1
+rm -f "$W/lsink.hold"
+lp_exact() {
+	local got
+	got=$(python3 "$W/peers.py" logplex "$W/lsink.jsonl" /logplex 2>&1) || lgr_fail "Logplex batches: $got"
+	# shellcheck disable=SC2086 # frames, dropped, notices
+	set -- $got
+	[ "$3" -ge 1 ] && dstat_is "$LP_URL" app-lp egress "$1" && dstat_is "$LP_URL" app-lp dropped "$2"
+}
+lgr_wait_for "the L10 notices to add up to the drain's dropped and the other lines to its egress" lp_exact
+lgr_say "Logplex drain: $(python3 "$W/peers.py" logplex "$W/lsink.jsonl" /logplex) (lines, dropped, L10 notices)"
+
 # ---- 3. bindings file changes and HUP ---------------------------------------------------------------------------
 lgr_check "a bindings file change adds and removes drains without a restart"
 pid=$LGR_PID
@@ -467,6 +651,17 @@ cat >"$W/after.jsonl" <<EOF
 EOF
 send after --method BatchSender --input "$W/after.jsonl"
 lgr_wait_for "the kept drain's line" has_notice load "still bound"
+lgr_check "per-drain statistics after the change: unbound drains' objects gone, the live one's egress exact"
+live_exact() {
+	local names
+	names=$(python3 "$W/peers.py" names "$W/stats.log" "$MAIN")
+	dstat_is "syslog://127.0.0.1:$(port load)" app-load egress "$(frames load)" &&
+		dstat_is "syslog://127.0.0.1:$(port load)" app-load dropped 0 &&
+		grep -qxF "omfirehose-drain(syslog://127.0.0.1:$(port load) app app-load)" <<<"$names" &&
+		! grep -qF "syslog://127.0.0.1:$DEAD app app-load" <<<"$names" &&
+		! grep -qF "app app-lp)" <<<"$names"
+}
+lgr_wait_for "the live drain's egress = the frames its receiver got" live_exact
 lgr_wait_for "the aggregate drain's copy" has_notice agg "after unbinding"
 [ "$(frames app)" = "$before" ] || lgr_fail "app-x's drain still receives after it was unbound"
 [ "$LGR_PID" = "$pid" ] && lgr_alive || lgr_fail "rsyslogd restarted"
@@ -483,7 +678,8 @@ lgr_stop
 
 # ---- 4. bindings from an HTTPS endpoint (mutual TLS), polled ----------------------------------------------------
 lgr_check "drains.bindingsUrl: fetched over mutual TLS, polled, changes applied; idle writers closed"
-write_bindings "$(binding "syslog://127.0.0.1:$(port idle)" app-url url-host)"
+STALL="syslog://127.0.0.1:$(port stall)"
+write_bindings "$(binding "syslog://127.0.0.1:$(port idle)" app-url url-host)" "$(binding "$STALL" app-stall stall-host)"
 cp "$W/bindings.json" "$W/served.json"
 bg bsrv python3 "$W/peers.py" https "$W" bsrv "$PKI/doppler.crt" "$PKI/doppler.key" "$PKI/ca.crt" "$W/served.json"
 lgr_wait_for "the bindings endpoint" lgr_has_port "$W/bsrv.port"
@@ -515,11 +711,31 @@ send again --method BatchSender --input "$W/url-again.jsonl"
 lgr_wait_for "a line after the idle close, on a new connection" has_notice idle "[APP/1] - [tags@47450 source_type=\"APP\"] after idle"
 [ "$(lgr_count "$W/idle.conns" '^open$')" = 2 ] || lgr_fail "no new connection after the idle close"
 grep -qx '/v2/bindings' "$W/bsrv.gets" || lgr_fail "the endpoint was asked for $(head -1 "$W/bsrv.gets")"
+lgr_check "a drain unbound while its writer holds lines counts them as lost"
+# 1000 lines of about 8 KB to a receiver that reads nothing: more than the kernel takes (its send buffer grows to
+# at most net.ipv4.tcp_wmem's 4 MiB) and the writer's 1 MiB, so the writer is full (and the drain's buffer of
+# 10000 holds the rest); unbound, its buffer and what its writer held are lost: every line the kernel did not take
+STATS_LOG=$W/stats2.log
+K=1000
+send stall --method BatchSender --gen "$K" --source-id app-stall --batch 100 --payload-size 8000
+stall_settled() {
+	local last
+	last=$(grep -F "omfirehose-drain($STALL app app-stall):" "$STATS_LOG" | tail -n 3 |
+		sed -n 's/.* egress=\([0-9]*\) dropped=0 *$/\1/p' | uniq)
+	[ "$(grep -cF "omfirehose-drain($STALL app app-stall):" "$STATS_LOG")" -ge 3 ] && [ -n "$last" ] &&
+		[ "$(wc -l <<<"$last")" = 1 ] && [ "$last" -gt 0 ]
+}
+lgr_wait_for "the stalled drain's egress to settle" stall_settled
+E=$(dstat "$STALL" app-stall egress)
+[ "$E" -lt $((K - 128)) ] || lgr_fail "the kernel took $E of $K lines: the writer was never full"
+lgr_stat_is "$STATS_LOG" 'omfirehose\(127\.0\.0\.1:0\)' dropped.egress 0 || lgr_fail "losses before the unbinding"
 printf '[%s, %s]\n' "$(binding "syslog://127.0.0.1:$(port idle)" app-url url-host)" \
 	"$(binding "syslog://127.0.0.1:$(port new)" app-url2 url2-host)" >"$W/served.tmp"
 mv "$W/served.tmp" "$W/served.json"
 sed 's/app-url"/app-url2"/; s/1731000002000000000/1731000002000000001/' "$W/url.jsonl" >"$W/url2.jsonl"
 probe "$W/url2.jsonl" new "url2-host app-url2 [APP/0]"
+lgr_wait_for "dropped.egress = the $((K - E)) lines the unbound writer held" \
+	lgr_stat_is "$STATS_LOG" 'omfirehose\(127\.0\.0\.1:0\)' dropped.egress $((K - E))
 lgr_stop
 lgr_stop2
 lgr_pass

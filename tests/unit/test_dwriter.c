@@ -28,6 +28,7 @@
 #include "lgr_drain.h"
 #include "lgr_dwriter.h"
 #include "lgr_http.h"
+#include "lgr_syslog.h"
 #include "lgr_tls.h"
 
 #define TOP_SRCDIR VECTORS_DIR "/../.."
@@ -1325,5 +1326,233 @@ Test(dwriter, https_batch_that_fills_max_pending_is_sent_at_once_and_on_ready_fo
 	lgr_dw_free(w);
 	lgr_drain_free(d);
 	free(ca);
+	hs_stop();
+}
+
+/* ---- what a closed writer held; Logplex's overflow notice and batch size ----------------------------------- */
+
+Test(dwriter, syslog_close_counts_every_line_still_held_as_lost_in_the_final_counters)
+{
+	size_t max = 64 * 1024;
+	struct lgr_dw_conf c = {.max_pending = max};
+	struct lgr_dw_counters last;
+	struct lgr_drain *d;
+	struct lgr_dw *w;
+	uint64_t taken;
+
+	make_ctx(NULL, 0);
+	rcv_start(0, NULL);
+	rcv.stall = true;
+	d = drain(url("syslog://127.0.0.1:%u", rcv.port));
+	w = writer(d, &c);
+	put(w, "first\n");
+	taken = fill(w, max) + 1;
+	cr_assert_gt(lgr_dw_pending(w), 0);
+	memset(&last, 0xff, sizeof(last));
+	lgr_dw_close(w, &last);
+	cr_assert_gt(last.lost, 0, "lines queued on the connection are lost with it");
+	cr_assert_eq(last.sent + last.lost, taken, "sent %" PRIu64 " + lost %" PRIu64 " of %" PRIu64, last.sent,
+		last.lost, taken);
+	lgr_drain_free(d);
+	rcv_cleanup();
+}
+
+Test(dwriter, https_close_counts_the_open_batch_and_requests_in_flight_as_lost)
+{
+	char *ca;
+	struct lgr_dw_conf c = https_conf(&ca);
+	struct lgr_dw_counters last;
+	struct lgr_drain *one, *batch;
+	struct lgr_dw *w1, *wb;
+
+	make_ctx(NULL, 0);
+	hs_start();
+	one = drain(hurl("https://127.0.0.1:%u/one"));
+	batch = drain(hurl("https-batch://127.0.0.1:%u/batch"));
+	w1 = writer(one, &c);
+	wb = writer(batch, &c);
+	/* the loop does not run in between: the requests are in flight, the batch open */
+	cr_assert_eq(lgr_dw_write(w1, "a\n", 2), LGR_OK);
+	cr_assert_eq(lgr_dw_write(w1, "b\n", 2), LGR_OK);
+	cr_assert_eq(lgr_dw_write(wb, "c\n", 2), LGR_OK);
+	cr_assert_eq(lgr_dw_write(wb, "d\n", 2), LGR_OK);
+	cr_assert_eq(lgr_dw_write(wb, "e\n", 2), LGR_OK);
+	lgr_dw_close(w1, &last);
+	cr_assert_eq(last.lost, 2);
+	cr_assert_eq(last.sent, 0);
+	lgr_dw_close(wb, &last);
+	cr_assert_eq(last.lost, 3);
+	cr_assert_eq(last.sent, 0);
+	lgr_drain_free(one);
+	lgr_drain_free(batch);
+	free(ca);
+	hs_stop();
+}
+
+/* The frames of a Logplex body: each frame's message into msgs (up to max); their number. */
+static size_t logplex_frames(const char *body, size_t len, const char **msgs, size_t *lens, size_t max)
+{
+	size_t n = 0, pos = 0, used;
+	const char *line;
+	size_t line_len;
+
+	while ((used = lgr_syslog_next_frame(body + pos, len - pos, &line, &line_len)) > 0) {
+		if (n < max) {
+			msgs[n] = line;
+			lens[n] = line_len;
+		}
+		n++;
+		pos += used;
+	}
+	cr_assert_eq(pos, len, "the body is not made of octet-counted frames only");
+	return n;
+}
+
+#define L10_TEXT                                                                                                       \
+	" host heroku logplex - Error L10 (output buffer overflow): 7 messages dropped since "                         \
+	"2012-07-22T00:06:26+00:00.\n"
+
+Test(dwriter, logplex_overflow_goes_first_in_the_next_batch_as_an_l10_frame_counted_in_msg_count_only)
+{
+	const char *l1 = "<190>1 2012-07-22T00:06:31.000000+00:00 host app web.1 - after the loss\n";
+	const char *msgs[4];
+	size_t lens[4];
+	char *ca;
+	struct lgr_dw_conf c = https_conf(&ca);
+	struct lgr_drain *d;
+	struct lgr_dw *w;
+
+	make_ctx(NULL, 0);
+	hs_start();
+	d = drain(hurl("https://127.0.0.1:%u/logs?format=logplex&drain-token=d.0123"));
+	w = writer(d, &c);
+	/* two losses before the batch goes: one notice, their sum, the earlier time */
+	lgr_dw_overflow(w, 5, INT64_C(1342915586) * 1000000000 + 700000000);
+	lgr_dw_overflow(w, 2, INT64_C(1342915589) * 1000000000);
+	cr_assert(!lgr_dw_idle(w), "a notice is due");
+	cr_assert_eq(lgr_dw_write(w, l1, strlen(l1)), LGR_OK);
+	lgr_dw_flush(w);
+	cr_assert(RUN_UNTIL(lgr_dw_counters(w)->sent == 1, WAIT_MS), "logs: %s", logs);
+	cr_assert_eq(hs.n, 1);
+	cr_assert_eq(logplex_frames(hs.r[0].body, hs.r[0].body_len, msgs, lens, 4), 2);
+	cr_assert(strncmp(msgs[0], "<172>1 ", 7) == 0, "%.*s", (int)lens[0], msgs[0]);
+	cr_assert(lens[0] > strlen(L10_TEXT) &&
+			  memcmp(msgs[0] + lens[0] - strlen(L10_TEXT), L10_TEXT, strlen(L10_TEXT)) == 0,
+		"%.*s", (int)lens[0], msgs[0]);
+	cr_assert(lens[1] == strlen(l1) && memcmp(msgs[1], l1, lens[1]) == 0);
+	cr_assert_str_eq(hs.r[0].count, "2", "the notice is one of the batch's messages");
+	cr_assert_str_eq(hs.r[0].token, "d.0123");
+	cr_assert_eq(lgr_dw_counters(w)->lost, 0);
+	cr_assert(RUN_UNTIL(lgr_dw_idle(w), WAIT_MS));
+	/* told once */
+	cr_assert_eq(lgr_dw_write(w, l1, strlen(l1)), LGR_OK);
+	lgr_dw_flush(w);
+	cr_assert(RUN_UNTIL(hs.n == 2, WAIT_MS));
+	cr_assert_eq(logplex_frames(hs.r[1].body, hs.r[1].body_len, msgs, lens, 4), 1);
+	cr_assert_str_eq(hs.r[1].count, "1");
+	lgr_dw_free(w);
+	lgr_drain_free(d);
+	free(ca);
+	hs_stop();
+}
+
+Test(dwriter, logplex_overflow_without_a_line_after_it_goes_alone_within_flush_ms)
+{
+	const char *msgs[2];
+	size_t lens[2];
+	char *ca;
+	struct lgr_dw_conf c = https_conf(&ca);
+	struct lgr_drain *d;
+	struct lgr_dw *w;
+	uint64_t t0;
+
+	c.flush_ms = 200;
+	make_ctx(NULL, 0);
+	hs_start();
+	d = drain(hurl("https://127.0.0.1:%u/logs?format=logplex"));
+	w = writer(d, &c);
+	t0 = lgr_now_ms();
+	lgr_dw_overflow(w, 7, INT64_C(1342915586) * 1000000000);
+	cr_assert(RUN_UNTIL(hs.n == 1, WAIT_MS), "logs: %s", logs);
+	cr_assert_geq(lgr_now_ms() - t0, 150, "sent before flush_ms");
+	cr_assert_eq(logplex_frames(hs.r[0].body, hs.r[0].body_len, msgs, lens, 2), 1);
+	cr_assert(memcmp(msgs[0] + lens[0] - strlen(L10_TEXT), L10_TEXT, strlen(L10_TEXT)) == 0, "%.*s", (int)lens[0],
+		msgs[0]);
+	cr_assert_str_eq(hs.r[0].count, "1");
+	cr_assert(RUN_UNTIL(lgr_dw_idle(w), WAIT_MS));
+	cr_assert_eq(lgr_dw_counters(w)->sent, 0, "the notice is not one of the caller's lines");
+	cr_assert_eq(lgr_dw_counters(w)->lost, 0);
+	lgr_dw_free(w);
+	lgr_drain_free(d);
+	free(ca);
+	hs_stop();
+}
+
+Test(dwriter, overflow_is_ignored_by_writers_that_are_not_logplex)
+{
+	char *ca;
+	struct lgr_dw_conf c = https_conf(&ca);
+	struct lgr_drain *d;
+	struct lgr_dw *w;
+
+	make_ctx(NULL, 0);
+	hs_start();
+	d = drain(hurl("https-batch://127.0.0.1:%u/batch"));
+	w = writer(d, &c);
+	lgr_dw_overflow(w, 3, INT64_C(1342915586) * 1000000000);
+	cr_assert(lgr_dw_idle(w));
+	cr_assert_eq(lgr_dw_write(w, "x\n", 2), LGR_OK);
+	lgr_dw_flush(w);
+	cr_assert(RUN_UNTIL(hs.n == 1, WAIT_MS));
+	cr_assert_str_eq(hs.r[0].body, "x\n");
+	lgr_dw_free(w);
+	lgr_drain_free(d);
+	free(ca);
+	hs_stop();
+}
+
+Test(dwriter, logplex_batches_aim_at_100_kib_and_never_cut_a_frame)
+{
+	enum { LINES = 25, MSG = LGR_LOGPLEX_LINE_MAX };
+	char *ca, *line = malloc(MSG + 64);
+	struct lgr_dw_conf c = https_conf(&ca);
+	struct lgr_drain *d;
+	struct lgr_dw *w;
+	size_t len, frames = 0, total = 0;
+	const char *msgs[16];
+	size_t lens[16];
+
+	cr_assert_not_null(line);
+	len = (size_t)snprintf(line, 64, "<190>1 2012-07-22T00:06:26.000000+00:00 host app web.1 - ");
+	memset(line + len, 'x', MSG);
+	len += MSG;
+	line[len++] = '\n';
+	make_ctx(NULL, 0);
+	hs_start();
+	d = drain(hurl("https://127.0.0.1:%u/logs?format=logplex"));
+	w = writer(d, &c);
+	for (int i = 0; i < LINES; i++)
+		cr_assert_eq(lgr_dw_write(w, line, len), LGR_OK, "line %d", i);
+	lgr_dw_flush(w);
+	cr_assert(RUN_UNTIL(lgr_dw_counters(w)->sent == LINES, WAIT_MS), "logs: %s", logs);
+	for (int i = 0; i < hs.n; i++) {
+		size_t n = logplex_frames(hs.r[i].body, hs.r[i].body_len, msgs, lens, 16);
+		char count[16];
+
+		cr_assert_leq(hs.r[i].body_len, 100 * 1024, "batch %d: %zu bytes", i, hs.r[i].body_len);
+		snprintf(count, sizeof(count), "%zu", n);
+		cr_assert_str_eq(hs.r[i].count, count);
+		for (size_t k = 0; k < n && k < 16; k++)
+			cr_assert_eq(lens[k], len);
+		frames += n;
+		total += hs.r[i].body_len;
+	}
+	cr_assert_eq(frames, LINES);
+	/* 10 frames of 10,064 bytes fill a batch as far as 100 KiB allows: 10 + 10 + 5 */
+	cr_assert_eq(hs.n, 3, "%d batches for %zu bytes", hs.n, total);
+	lgr_dw_free(w);
+	lgr_drain_free(d);
+	free(ca);
+	free(line);
 	hs_stop();
 }
