@@ -23,6 +23,7 @@
 
 #include "lgr_env.h"
 #include "lgr_fjson.h"
+#include "lgr_pb.h"
 
 #define BATCH_SIZE 100
 
@@ -153,6 +154,21 @@ static int op_decode_batch(struct sample *s, unsigned long count, size_t *envelo
 	return rc;
 }
 
+/* The input's network thread: the untrusted batch checked before anything is allocated for it. */
+static int op_check_batch(struct sample *s, unsigned long count, size_t *envelopes)
+{
+	unsigned long i;
+	size_t seen = 0;
+	int rc = LGR_OK;
+
+	*envelopes = BATCH_SIZE;
+	for (i = 0; i < count && rc == LGR_OK; i++) {
+		rc = lgr_pb_check_batch(s->batch_wire, s->batch_wire_len, NULL, &seen);
+		sink += seen;
+	}
+	return rc;
+}
+
 /* The input module's conversion: the tree without the payload, built and released. */
 static int op_fjson_build(struct sample *s, unsigned long count, size_t *envelopes)
 {
@@ -205,6 +221,7 @@ static const struct op ops[] = {
 	{"pb encode (cached)", op_encode_cached, 1},
 	{"pb encode batch of 100", op_encode_batch, BATCH_SIZE},
 	{"pb decode batch of 100", op_decode_batch, BATCH_SIZE},
+	{"pb check batch of 100", op_check_batch, BATCH_SIZE},
 	{"fjson build + put", op_fjson_build, 1},
 	{"fjson parse (+ payload)", op_fjson_parse, 1},
 };

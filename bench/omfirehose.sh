@@ -72,6 +72,7 @@ types=log
 plain=0
 omf_params=
 router_params=
+ruleset_params=
 agent_params=
 omd_params=
 recv_threads=
@@ -103,6 +104,7 @@ while [ $# -gt 0 ]; do
 	--plain) plain=1 ;;
 	--omf-params) omf_params=$2; shift ;;
 	--router-params) router_params=$2; shift ;;
+	--ruleset-params) ruleset_params=$2; shift ;;
 	--agent-params) agent_params=$2; shift ;;
 	--omd-params) omd_params=$2; shift ;;
 	--recv-threads) recv_threads=$2; shift ;;
@@ -224,7 +226,7 @@ router_dir=$work/router
 conf_write "$work/router.conf" "$router_dir" <<EOF
 module(load="$iml_so")
 module(load="$omf_so")
-ruleset(name="fwd") {
+ruleset(name="fwd" $ruleset_params) {
 	action(type="omfirehose" name="bench" address="127.0.0.1" port="0" listenPortFileName="$router_dir/egress.port"
 		$(tls_params doppler) $drain_params $omf_params)
 }
@@ -245,7 +247,7 @@ if [ "$topology" = agent ]; then
 	conf_write "$work/agent.conf" "$agent_dir" <<EOF
 module(load="$iml_so")
 module(load="$omd_so")
-ruleset(name="fwd") {
+ruleset(name="fwd" $ruleset_params) {
 	action(type="omdoppler" name="bench" routers=["127.0.0.1:$router_port"] $(tls_params metron) $omd_params)
 }
 input(type="imloggregator" address="127.0.0.1" port="0" listenPortFileName="$agent_dir/grpc.port" role="agent"

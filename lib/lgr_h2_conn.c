@@ -32,6 +32,8 @@
 #define OUT_HIGH     (256u * 1024)
 #define FRAME_HEADER 9
 #define PEEK_EXTENTS 16
+#define MOVE_MIN     4096 /* payload chunks at least this large move by reference, smaller ones are copied */
+#define MOVE_VECS    16
 
 static void arm(struct event *ev, unsigned ms)
 {
@@ -363,6 +365,44 @@ static ssize_t send_cb(nghttp2_session *ng, const uint8_t *data, size_t len, int
 	return (ssize_t)len;
 }
 
+/*
+ * Moves len bytes from the head of q to the end of out. Chunks of at least MOVE_MIN bytes move by reference; smaller
+ * ones (a stream queue is often a header of a few bytes, then an envelope added by reference, and so on) are copied,
+ * which packs them into the output's last chunk: the bufferevent writes each chunk of its output with one write, one
+ * TLS record, so moving small chunks by reference would cost a system call and a record apiece.
+ */
+static int move_payload(struct evbuffer *q, struct evbuffer *out, size_t len)
+{
+	struct evbuffer_iovec v[MOVE_VECS];
+	size_t copy, done;
+	int n, i;
+
+	while (len > 0) {
+		n = evbuffer_peek(q, (ev_ssize_t)len, NULL, v, MOVE_VECS);
+		if (n <= 0)
+			return LGR_EINVAL;
+		if (n > MOVE_VECS)
+			n = MOVE_VECS;
+		if (v[0].iov_len >= MOVE_MIN) {
+			copy = v[0].iov_len < len ? v[0].iov_len : len;
+			if (evbuffer_remove_buffer(q, out, copy) != (int)copy)
+				return LGR_ENOMEM;
+			len -= copy;
+			continue;
+		}
+		/* the leading run of small chunks, copied at once */
+		for (i = 0, done = 0; i < n && done < len && v[i].iov_len < MOVE_MIN; i++) {
+			copy = v[i].iov_len < len - done ? v[i].iov_len : len - done;
+			if (evbuffer_add(out, v[i].iov_base, copy) != 0)
+				return LGR_ENOMEM;
+			done += copy;
+		}
+		evbuffer_drain(q, done);
+		len -= done;
+	}
+	return LGR_OK;
+}
+
 /* A whole DATA frame: nghttp2's header, then the payload moved out of the stream's queue (no padding is used). */
 static int send_data_cb(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
 	nghttp2_data_source *src, void *ud)
@@ -375,7 +415,7 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	if (evbuffer_add(out, framehd, FRAME_HEADER) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	if (length > 0 && evbuffer_remove_buffer(q->buf, out, length) != (int)length)
+	if (length > 0 && move_payload(q->buf, out, length) != LGR_OK)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	q->taken += length;
 	return evbuffer_get_length(out) >= c->out_high ? NGHTTP2_ERR_PAUSE : 0;

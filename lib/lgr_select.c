@@ -73,7 +73,7 @@ struct probe {
 	const char *counter_name;
 	const char *const *names; /* selector: sorted, distinct */
 	size_t n_names;
-	Loggregator__V2__Gauge__MetricsEntry *const *metrics; /* envelope */
+	const char *const *metrics; /* envelope: gauge names as sent (NULL entries read as "") */
 	size_t n_metrics;
 	uint64_t name_hash;
 };
@@ -133,14 +133,14 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* The envelope's metric names are exactly the node's set: same count, each found, none found twice. */
-static bool gauge_set_equals(const struct node *n, Loggregator__V2__Gauge__MetricsEntry *const *metrics, size_t nm)
+static bool gauge_set_equals(const struct node *n, const char *const *metrics, size_t nm)
 {
 	uint64_t seen[LGR_SELECT_MAX_GAUGE_NAMES / BITS_PER_WORD] = {0};
 
 	if (nm != n->n_gauge_names)
 		return false;
 	for (size_t i = 0; i < nm; i++) {
-		const char *key = metrics[i] != NULL ? str_or_empty(metrics[i]->key) : "";
+		const char *key = str_or_empty(metrics[i]);
 		char **hit = bsearch(&key, n->gauge_names, n->n_gauge_names, sizeof(char *), cmp_str);
 		size_t idx;
 
@@ -620,29 +620,28 @@ static size_t deliver(const struct node *n, bool hashed, uint64_t hash, lgr_sele
 	return count;
 }
 
-size_t lgr_select_match(struct lgr_select *reg, const struct lgr_env *env, lgr_select_fn *fn, void *ud)
+size_t lgr_select_match_key(struct lgr_select *reg, const struct lgr_select_key *key, lgr_select_fn *fn, void *ud)
 {
-	const Loggregator__V2__Envelope *pb = env->pb;
-	const char *source = str_or_empty(pb->source_id);
+	const char *source = str_or_empty(key->source_id);
 	struct probe p = {0};
 	bool named = false; /* the envelope has a name level to look up */
 	size_t count = 0;
 
-	p.type = lgr_env_type(env);
+	p.type = key->type;
 	if (p.type == LGR_ENV_NONE)
 		return 0;
 	if (p.type == LGR_ENV_COUNTER) {
-		p.counter_name = pb->counter != NULL ? str_or_empty(pb->counter->name) : "";
+		p.counter_name = str_or_empty(key->counter_name);
 		p.name_hash = lgr_crc64_str(p.counter_name);
 		named = true;
 	}
-	if (p.type == LGR_ENV_GAUGE && pb->gauge != NULL) {
+	if (p.type == LGR_ENV_GAUGE) {
 		/* The sum is over the envelope's names as sent; a repeated key (not valid protobuf map content) thus
 		 * changes the sum and the count, and such an envelope matches no named set. */
-		p.metrics = pb->gauge->metrics;
-		p.n_metrics = pb->gauge->n_metrics;
+		p.metrics = key->gauge_names;
+		p.n_metrics = key->n_gauge_names;
 		for (size_t i = 0; i < p.n_metrics; i++)
-			p.name_hash += lgr_crc64_str(p.metrics[i] != NULL ? str_or_empty(p.metrics[i]->key) : "");
+			p.name_hash += lgr_crc64_str(str_or_empty(p.metrics[i]));
 		/* No named set is empty, and none is larger than the bound. */
 		named = p.n_metrics > 0 && p.n_metrics <= LGR_SELECT_MAX_GAUGE_NAMES;
 	}
@@ -669,6 +668,40 @@ size_t lgr_select_match(struct lgr_select *reg, const struct lgr_env *env, lgr_s
 		}
 	}
 	pthread_rwlock_unlock(&reg->lock);
+	return count;
+}
+
+#define KEY_NAMES_STACK 64
+
+size_t lgr_select_match(struct lgr_select *reg, const struct lgr_env *env, lgr_select_fn *fn, void *ud)
+{
+	const Loggregator__V2__Envelope *pb = env->pb;
+	const char *stack[KEY_NAMES_STACK];
+	const char **names = stack;
+	struct lgr_select_key key = {0};
+	size_t count;
+
+	key.type = lgr_env_type(env);
+	key.source_id = pb->source_id;
+	if (key.type == LGR_ENV_COUNTER && pb->counter != NULL)
+		key.counter_name = pb->counter->name;
+	if (key.type == LGR_ENV_GAUGE && pb->gauge != NULL) {
+		key.n_gauge_names = pb->gauge->n_metrics;
+		/* beyond the bound no named set can match, so the names are not needed */
+		if (key.n_gauge_names > LGR_SELECT_MAX_GAUGE_NAMES)
+			key.n_gauge_names = LGR_SELECT_MAX_GAUGE_NAMES + 1;
+		if (key.n_gauge_names > KEY_NAMES_STACK) {
+			names = malloc(key.n_gauge_names * sizeof(*names));
+			if (names == NULL)
+				return 0;
+		}
+		for (size_t i = 0; i < key.n_gauge_names && i < pb->gauge->n_metrics; i++)
+			names[i] = pb->gauge->metrics[i] != NULL ? pb->gauge->metrics[i]->key : NULL;
+		key.gauge_names = names;
+	}
+	count = lgr_select_match_key(reg, &key, fn, ud);
+	if (names != stack)
+		free(names);
 	return count;
 }
 

@@ -75,6 +75,21 @@ void lgr_select_remove(struct lgr_select *reg, struct lgr_select_sub *sub);
  */
 size_t lgr_select_match(struct lgr_select *reg, const struct lgr_env *env, lgr_select_fn *fn, void *ud);
 
+/*
+ * What matching reads of an envelope, for callers that keep the envelope encoded: its type, source id, counter name
+ * (counters) and gauge metric names as sent (gauges, in any order). NULL strings read as "".
+ */
+struct lgr_select_key {
+	enum lgr_env_type type;
+	const char *source_id;
+	const char *counter_name;
+	const char *const *gauge_names;
+	size_t n_gauge_names;
+};
+
+/* lgr_select_match on a key; lgr_select_match(env) is this on the key of env. */
+size_t lgr_select_match_key(struct lgr_select *reg, const struct lgr_select_key *key, lgr_select_fn *fn, void *ud);
+
 /* Subscriptions in the registry. */
 size_t lgr_select_count(struct lgr_select *reg);
 

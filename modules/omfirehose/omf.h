@@ -59,13 +59,23 @@ struct omf_counters {
  */
 struct omf_env;
 
-/* Wraps env (taking the caller's reference, even on failure), refcount 1. NULL when out of memory. */
+/*
+ * Wraps env (taking the caller's reference, even on failure), refcount 1; NULL when out of memory or env cannot be
+ * encoded. omf_env_new keeps env decoded beside its encoding. omf_env_new_encoded keeps only the encoding and what
+ * selectors read, and releases env on the calling thread: the workers' way, so that the network thread, which
+ * usually drops the last reference, frees one block instead of every part of a decoded envelope (glibc makes frees
+ * of another thread's allocations contend with it); the envelope is decoded again only if a form needs it.
+ */
 struct omf_env *omf_env_new(struct lgr_env *env);
+struct omf_env *omf_env_new_encoded(struct lgr_env *env);
 struct omf_env *omf_env_ref(struct omf_env *e);
 void omf_env_unref(struct omf_env *e); /* NULL is a no-op; any thread */
 
-/* The envelope as published. */
-struct lgr_env *omf_env_v2(const struct omf_env *e);
+/* The envelope as published, decoded on first use (any thread); NULL when out of memory. */
+struct lgr_env *omf_env_v2(struct omf_env *e);
+
+/* The envelope's v2 encoding, valid as long as a reference. */
+void omf_env_wire(const struct omf_env *e, const uint8_t **wire, size_t *len);
 
 /*
  * The envelope as a subscriber with use_preferred_tags = preferred sees it (wire.md section 4): true: deprecated
@@ -242,6 +252,8 @@ int omf_gateway_start(struct omf_gateway *gw, uint16_t *port);
 
 /* Keeps e for /api/v1/read (a reference or a copy; e stays the caller's). Any thread. NULL gw is a no-op. */
 void omf_gateway_record(struct omf_gateway *gw, struct omf_env *e);
+/* Whether omf_gateway_record keeps envelopes (the recent store is on); NULL: false. */
+bool omf_gateway_records(const struct omf_gateway *gw);
 
 /* Re-reads the tokens file (HUP); on failure the old tokens stay and the reason is logged. Any thread. */
 void omf_gateway_reload(struct omf_gateway *gw);

@@ -632,7 +632,7 @@ static int drain_deliver(
 	stats_open(dr);
 	for (i = 0; i < n; i++) {
 		env = omf_env_v2(envs[i]);
-		if (!lgr_drain_accepts(dr->drain, env))
+		if (env == NULL || !lgr_drain_accepts(dr->drain, env))
 			continue;
 		if (!dr->failed)
 			writer_open(dr);

@@ -74,8 +74,12 @@ static size_t put_varint(uint8_t *p, uint64_t v)
 /* ---- shared envelopes ------------------------------------------------------------------------------------------- */
 
 struct omf_env {
-	struct lgr_env *env;
 	int refs; /* atomic */
+	/* set at creation, immutable: the encoding and what selectors read of it, both inside this allocation */
+	const uint8_t *wire;
+	size_t wire_len;
+	struct lgr_select_key key;
+	struct lgr_env *env; /* atomic: the decoded envelope, from creation or decoded on first use */
 	/* network thread only */
 	bool form_done[2];
 	struct lgr_env *form[2]; /* [0]: use_preferred_tags false, [1]: true; a reference of its own */
@@ -84,17 +88,89 @@ struct omf_env {
 	size_t v1_len;
 };
 
-struct omf_env *omf_env_new(struct lgr_env *env)
+/* Bytes to keep a copy of s with its NUL ("" for NULL). */
+static size_t str_size(const char *s)
 {
-	struct omf_env *e = calloc(1, sizeof(*e));
+	return (s != NULL ? strlen(s) : 0) + 1;
+}
 
-	if (e == NULL) {
-		lgr_env_unref(env);
+/* Copies s (NULL as "") to *p and advances *p past it; returns the copy. */
+static const char *str_put(char **p, const char *s)
+{
+	size_t n = str_size(s) - 1;
+	char *copy = *p;
+
+	if (n > 0)
+		memcpy(copy, s, n);
+	copy[n] = '\0';
+	*p += n + 1;
+	return copy;
+}
+
+/*
+ * One allocation holds the omf_env, the gauge names' pointers, the encoding and the key's strings, so that a
+ * published envelope costs the thread that frees it (the network thread, usually) one free, whatever thread made it.
+ */
+static struct omf_env *env_block(struct lgr_env *env, const uint8_t *wire, size_t wire_len)
+{
+	const Loggregator__V2__Envelope *pb = env->pb;
+	const Loggregator__V2__Gauge *g = lgr_env_type(env) == LGR_ENV_GAUGE ? pb->gauge : NULL;
+	const Loggregator__V2__Counter *c = lgr_env_type(env) == LGR_ENV_COUNTER ? pb->counter : NULL;
+	size_t n_names = g != NULL ? g->n_metrics : 0;
+	size_t size = sizeof(struct omf_env) + n_names * sizeof(char *) + wire_len + str_size(pb->source_id);
+	struct omf_env *e;
+	const char **names;
+	char *p;
+
+	size += c != NULL ? str_size(c->name) : 0;
+	for (size_t i = 0; i < n_names; i++)
+		size += str_size(g->metrics[i] != NULL ? g->metrics[i]->key : NULL);
+	e = calloc(1, size);
+	if (e == NULL)
 		return NULL;
-	}
-	e->env = env;
+	names = (const char **)(e + 1);
+	p = (char *)(names + n_names);
+	memcpy(p, wire, wire_len);
+	e->wire = (const uint8_t *)p;
+	e->wire_len = wire_len;
+	p += wire_len;
+	e->key.type = lgr_env_type(env);
+	e->key.source_id = str_put(&p, pb->source_id);
+	if (c != NULL)
+		e->key.counter_name = str_put(&p, c->name);
+	for (size_t i = 0; i < n_names; i++)
+		names[i] = str_put(&p, g->metrics[i] != NULL ? g->metrics[i]->key : NULL);
+	e->key.gauge_names = n_names > 0 ? names : NULL;
+	e->key.n_gauge_names = n_names;
 	e->refs = 1;
 	return e;
+}
+
+/* Wraps env (taking the caller's reference either way); keep: env stays decoded beside its encoding. */
+static struct omf_env *env_new(struct lgr_env *env, bool keep)
+{
+	struct omf_env *e = NULL;
+	const uint8_t *wire;
+	size_t len;
+
+	if (lgr_env_encode(env, &wire, &len) == LGR_OK)
+		e = env_block(env, wire, len);
+	if (e != NULL && keep) {
+		e->env = env;
+		return e;
+	}
+	lgr_env_unref(env);
+	return e;
+}
+
+struct omf_env *omf_env_new(struct lgr_env *env)
+{
+	return env_new(env, true);
+}
+
+struct omf_env *omf_env_new_encoded(struct lgr_env *env)
+{
+	return env_new(env, false);
 }
 
 struct omf_env *omf_env_ref(struct omf_env *e)
@@ -114,9 +190,26 @@ void omf_env_unref(struct omf_env *e)
 	free(e);
 }
 
-struct lgr_env *omf_env_v2(const struct omf_env *e)
+struct lgr_env *omf_env_v2(struct omf_env *e)
 {
-	return e->env;
+	struct lgr_env *env = __atomic_load_n(&e->env, __ATOMIC_ACQUIRE), *expected = NULL;
+
+	if (env != NULL)
+		return env;
+	/* decoded on first use; threads racing here each decode, one installs its copy */
+	if (lgr_env_unpack(e->wire, e->wire_len, &env) != LGR_OK)
+		return NULL;
+	if (!__atomic_compare_exchange_n(&e->env, &expected, env, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		lgr_env_unref(env);
+		env = expected;
+	}
+	return env;
+}
+
+void omf_env_wire(const struct omf_env *e, const uint8_t **wire, size_t *len)
+{
+	*wire = e->wire;
+	*len = e->wire_len;
 }
 
 /* Frees every entry of a protobuf-c map field and empties it. */
@@ -167,23 +260,24 @@ static int fold(struct lgr_env *env, bool preferred)
 
 int omf_env_form(struct omf_env *e, bool preferred, struct lgr_env **out)
 {
-	const Loggregator__V2__Envelope *pb = e->env->pb;
+	struct lgr_env *env;
+	const Loggregator__V2__Envelope *pb;
 	struct lgr_env *copy = NULL;
-	const uint8_t *wire;
-	size_t len;
 	int i = preferred ? 1 : 0, rc;
 
 	if (e->form_done[i])
 		goto done;
+	env = omf_env_v2(e);
+	if (env == NULL)
+		return LGR_ENOMEM;
+	pb = env->pb;
 	/* nothing to fold: the envelope as it is */
 	if ((preferred && pb->n_deprecated_tags == 0) || (!preferred && pb->n_tags == 0)) {
-		e->form[i] = lgr_env_ref(e->env);
+		e->form[i] = lgr_env_ref(env);
 		e->form_done[i] = true;
 		goto done;
 	}
-	rc = lgr_env_encode(e->env, &wire, &len);
-	if (rc == LGR_OK)
-		rc = lgr_env_unpack(wire, len, &copy);
+	rc = lgr_env_unpack(e->wire, e->wire_len, &copy);
 	if (rc == LGR_OK)
 		rc = fold(copy, preferred);
 	if (rc != LGR_OK) {
@@ -239,6 +333,8 @@ int omf_env_v1(struct omf_env *e, const uint8_t **data, size_t *len)
 	int rc;
 
 	if (!e->v1_done) {
+		if (omf_env_v2(e) == NULL)
+			return LGR_ENOMEM;
 		rc = lgr_v1_from_v2(e->env, v1_collect, &a);
 		if (rc == LGR_ENOMEM) {
 			free(a.buf);
@@ -534,7 +630,7 @@ static void publish_one(void *subscriber, void *ud)
 
 size_t omf_egress_publish(struct omf_egress *eg, struct omf_env *e)
 {
-	return lgr_select_match(eg->reg, e->env, publish_one, e);
+	return lgr_select_match_key(eg->reg, &e->key, publish_one, e);
 }
 
 int omf_sub_new(struct omf_egress *eg, const struct lgr_select_req *req, const struct omf_sink *sink, void *ud,
@@ -730,11 +826,14 @@ static int add_ref(struct evbuffer *buf, struct omf_env *e, const uint8_t *data,
 /* The encoding of e as this subscriber sees it; LGR_OK or LGR_ENOMEM. */
 static int v2_wire(struct gstream *g, struct omf_env *e, const uint8_t **wire, size_t *len)
 {
-	struct lgr_env *form = omf_env_v2(e);
-	int rc = LGR_OK;
+	struct lgr_env *form;
+	int rc;
 
-	if (omf_sub_egress(g->sub)->conf.fold_tags)
-		rc = omf_env_form(e, omf_sub_preferred_tags(g->sub), &form);
+	if (!omf_sub_egress(g->sub)->conf.fold_tags) {
+		omf_env_wire(e, wire, len); /* the router's way: as it came in */
+		return LGR_OK;
+	}
+	rc = omf_env_form(e, omf_sub_preferred_tags(g->sub), &form);
 	if (rc == LGR_OK)
 		rc = lgr_env_encode(form, wire, len);
 	return rc;

@@ -784,11 +784,19 @@ int omf_gateway_start(struct omf_gateway *gw, uint16_t *port)
 	return LGR_OK;
 }
 
+bool omf_gateway_records(const struct omf_gateway *gw)
+{
+	return gw != NULL && gw->recent != NULL;
+}
+
 void omf_gateway_record(struct omf_gateway *gw, struct omf_env *e)
 {
+	struct lgr_env *env;
+
 	if (gw == NULL || gw->recent == NULL)
 		return;
-	if (lgr_recent_add(gw->recent, omf_env_v2(e)) != LGR_OK)
+	env = omf_env_v2(e);
+	if (env == NULL || lgr_recent_add(gw->recent, env) != LGR_OK)
 		__atomic_add_fetch(&gw->unrecorded, 1, __ATOMIC_RELAXED);
 }
 

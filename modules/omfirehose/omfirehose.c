@@ -825,7 +825,8 @@ CODESTARTdoAction
 		lgr_env_unref(env);
 		FINALIZE;
 	}
-	item = omf_env_new(env); /* takes env */
+	/* takes env; frees it here unless the recent store keeps it decoded */
+	item = omf_gateway_records(pData->gw) ? omf_env_new(env) : omf_env_new_encoded(env);
 	if (item == NULL) {
 		bad_input(pData, LGR_ENOMEM, from_iml);
 		FINALIZE;
