@@ -34,6 +34,7 @@ struct lgr_ring {
 	void *drop_ud;
 	lgr_ring_notify_fn *notify;
 	void *notify_ud;
+	size_t notify_at;
 	int efd;
 };
 
@@ -85,6 +86,7 @@ int lgr_ring_new(const struct lgr_ring_conf *conf, struct lgr_ring **out)
 	r->drop_ud = conf->drop_ud;
 	r->notify = conf->notify;
 	r->notify_ud = conf->notify_ud;
+	r->notify_at = conf->notify_at;
 	mutex_init(&r->lock);
 	/* Timeouts are intervals: a wall-clock jump must not stretch or cut them. */
 	pthread_condattr_init(&cattr);
@@ -140,7 +142,7 @@ bool lgr_ring_push(struct lgr_ring *r, void *item)
 {
 	void *victim = NULL;
 	bool dropped = false;
-	bool was_empty;
+	bool was_empty, filled;
 	bool signal;
 	size_t tail;
 
@@ -160,12 +162,13 @@ bool lgr_ring_push(struct lgr_ring *r, void *item)
 	r->len++;
 	r->pushed++;
 	signal = was_empty && r->waiters > 0;
+	filled = !dropped && r->notify_at > 1 && r->len == r->notify_at;
 	pthread_mutex_unlock(&r->lock);
 
 	/* Signalling after the unlock is safe: a waiter registered itself under the lock before we looked. */
 	if (signal)
 		pthread_cond_signal(&r->nonempty);
-	if (was_empty)
+	if (was_empty || filled)
 		notify_reader(r);
 	if (dropped && r->drop != NULL)
 		r->drop(victim, r->drop_ud);
@@ -200,6 +203,19 @@ size_t lgr_ring_pop(struct lgr_ring *r, void **items, size_t max)
 
 	pthread_mutex_lock(&r->lock);
 	n = take_locked(r, items, max);
+	pthread_mutex_unlock(&r->lock);
+	return n;
+}
+
+size_t lgr_ring_pop_min(struct lgr_ring *r, void **items, size_t max, size_t min, size_t *left)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->len >= min)
+		n = take_locked(r, items, max);
+	if (left != NULL)
+		*left = r->len;
 	pthread_mutex_unlock(&r->lock);
 	return n;
 }

@@ -24,6 +24,10 @@
  * Notification is edge-triggered on empty -> non-empty: a reader woken by the fd or the callback must pop until a
  * pop returns fewer items than it asked for (the ring was empty at that moment), or reschedule itself; otherwise
  * no further notification comes. With the fd, reset it (lgr_ring_fd_reset) before popping, not after.
+ * A reader that sends in batches can leave a partial batch in the ring (lgr_ring_pop_min) and be notified again
+ * when the ring holds a full one (conf.notify_at): then it needs a timer of its own for the partial batch, since
+ * nothing notifies between the two edges. Woken once per batch instead of once per item, the writers' wake-ups
+ * (a system call each) stop costing more than the items.
  */
 #ifndef LGR_RING_H
 #define LGR_RING_H
@@ -49,7 +53,8 @@ struct lgr_ring_conf {
 	void *drop_ud;
 	lgr_ring_notify_fn *notify; /* optional: see "Waking the reader" */
 	void *notify_ud;
-	bool eventfd; /* create the fd returned by lgr_ring_fd */
+	bool eventfd;	  /* create the fd returned by lgr_ring_fd */
+	size_t notify_at; /* > 1: also notify when a push (not one that dropped) brings the length to this */
 };
 
 struct lgr_ring_stats {
@@ -81,6 +86,12 @@ bool lgr_ring_push(struct lgr_ring *ring, void *item);
  * max means the ring was empty when the call returned.
  */
 size_t lgr_ring_pop(struct lgr_ring *ring, void **items, size_t max);
+
+/*
+ * lgr_ring_pop, but only when the ring holds at least min items (min 0 or 1: lgr_ring_pop); otherwise nothing is
+ * taken. *left (may be NULL) receives the length after the call.
+ */
+size_t lgr_ring_pop_min(struct lgr_ring *ring, void **items, size_t max, size_t min, size_t *left);
 
 /*
  * Waits until the ring holds an item, lgr_ring_wake is called, or timeout_ms passes (negative: no timeout, 0: just

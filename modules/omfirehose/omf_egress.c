@@ -529,8 +529,8 @@ static void sub_pump(struct omf_sub *sub, bool flush)
 {
 	struct lgr_ring *ring = __atomic_load_n(&sub->ring, __ATOMIC_ACQUIRE);
 	unsigned batch_max = sub->batch_max;
-	size_t got, want;
-	bool empty;
+	size_t got, want, left = 0;
+	bool empty, partial;
 
 	if (ring == NULL && sub->nopen == 0)
 		return; /* a lazy ring nobody has published to yet */
@@ -544,11 +544,20 @@ static void sub_pump(struct omf_sub *sub, bool flush)
 			return;
 		}
 		empty = false;
+		partial = false;
 		if (sub->nopen < batch_max && ring != NULL) {
+			/* a partial batch stays in the ring until its timer: the ring notifies again when it is full */
 			want = batch_max - sub->nopen;
-			got = lgr_ring_pop(ring, (void **)(sub->open + sub->nopen), want);
+			got = lgr_ring_pop_min(ring, (void **)(sub->open + sub->nopen), want,
+				flush || sub->eager ? 1 : (want < sub->capacity ? want : sub->capacity), &left);
 			sub->nopen += got;
-			empty = got < want;
+			empty = got < want && left == 0;
+			partial = got == 0 && left > 0;
+		}
+		if (sub->nopen == 0 && partial) {
+			if (!event_pending(sub->flush_ev, EV_TIMEOUT, NULL))
+				timer_in(sub->flush_ev, sub->eg->conf.flush_ms);
+			return;
 		}
 		if (sub->nopen == 0) {
 			/* caught up: a slow-consumer episode ends once nothing more was dropped */
@@ -591,6 +600,7 @@ static int ring_new(struct omf_sub *sub, struct lgr_ring **out)
 	rc_conf.drop_ud = sub;
 	rc_conf.notify = sub_notify;
 	rc_conf.notify_ud = sub;
+	rc_conf.notify_at = sub->eager ? 0 : (sub->batch_max < sub->capacity ? sub->batch_max : sub->capacity);
 	return lgr_ring_new(&rc_conf, out);
 }
 

@@ -363,6 +363,54 @@ Test(ring, the_notify_callback_runs_on_empty_to_non_empty_and_on_wake)
 	lgr_ring_free(r);
 }
 
+Test(ring, notify_at_also_notifies_when_a_push_fills_a_batch_but_not_while_dropping)
+{
+	int calls = 0;
+	struct lgr_ring_conf conf = {.capacity = 4, .notify = count_notify, .notify_ud = &calls, .notify_at = 3};
+	struct lgr_ring *r = NULL;
+	void *out[4];
+
+	cr_assert_eq(lgr_ring_new(&conf, &r), LGR_OK);
+	lgr_ring_push(r, ITEM(1)); /* empty -> non-empty */
+	lgr_ring_push(r, ITEM(2));
+	cr_assert_eq(calls, 1);
+	lgr_ring_push(r, ITEM(3)); /* length 3 */
+	cr_assert_eq(calls, 2);
+	lgr_ring_push(r, ITEM(4));
+	lgr_ring_push(r, ITEM(5)); /* full: drops, length stays 4 */
+	cr_assert_eq(calls, 2);
+	cr_assert_eq(lgr_ring_pop(r, out, 2), 2);
+	lgr_ring_push(r, ITEM(6)); /* back to 3 */
+	cr_assert_eq(calls, 3);
+	lgr_ring_free(r);
+}
+
+Test(ring, pop_min_takes_nothing_below_min_and_reports_what_is_left)
+{
+	struct lgr_ring_conf conf = {.capacity = 8};
+	struct lgr_ring *r = NULL;
+	struct lgr_ring_stats st;
+	void *out[8];
+	size_t left = 99;
+
+	cr_assert_eq(lgr_ring_new(&conf, &r), LGR_OK);
+	lgr_ring_push(r, ITEM(1));
+	lgr_ring_push(r, ITEM(2));
+	cr_assert_eq(lgr_ring_pop_min(r, out, 8, 3, &left), 0);
+	cr_assert_eq(left, 2);
+	lgr_ring_push(r, ITEM(3));
+	cr_assert_eq(lgr_ring_pop_min(r, out, 2, 3, &left), 2);
+	cr_assert_eq(out[0], ITEM(1));
+	cr_assert_eq(out[1], ITEM(2));
+	cr_assert_eq(left, 1);
+	cr_assert_eq(lgr_ring_pop_min(r, out, 8, 0, NULL), 1);
+	cr_assert_eq(out[0], ITEM(3));
+	lgr_ring_stats(r, &st);
+	cr_assert_eq(st.popped, 3);
+	cr_assert_eq(st.len, 0);
+	lgr_ring_free(r);
+}
+
 Test(ring, drain_hands_every_queued_item_over_and_counts_it_popped)
 {
 	struct recorder got = {0};
