@@ -5,7 +5,7 @@
 #
 #   bench/omfirehose.sh [--topology router|agent|drain] [--subscribers N] [--rate N[,N...] | --search]
 #                       [--duration S] [--repeat N] [--size B] [--streams N] [--batch N] [--types LIST] [--plain]
-#                       [--omf-params 'k="v" ...'] [--router-params '...'] [--agent-params '...']
+#                       [--omf-params 'k="v" ...'] [--router-params '...'] [--agent-params '...'] [--ruleset-params '...']
 #                       [--omd-params '...'] [--recv-threads N] [--from N] [--max N] [--precision PCT]
 #                       [--loss PCT] [--long [S]] [--json FILE] [--keep]
 #
@@ -43,7 +43,9 @@
 #
 # --json FILE appends one JSON object per point (and one for --long) to FILE, for bench/run.sh.
 # --omf-params go to the omfirehose action (e.g. 'subscriber.buffer="10000" batch.flushinterval="5"'),
-# --router-params / --agent-params to the imloggregator inputs, --omd-params to the agent's omdoppler action.
+# --router-params / --agent-params to the imloggregator inputs, --omd-params to the agent's omdoppler action,
+# --ruleset-params to both daemons' forwarding rulesets (default 'queue.type="Direct"', as the example configs;
+# --ruleset-params '' measures rsyslog's main queue instead).
 #
 # Environment: LGR_BUILD (build tree, default <src>/build), RSYSLOGD (default /usr/sbin/rsyslogd).
 # Exit status: 0; 3 when a daemon (e.g. drains not available in this build) refuses to start; 1 on other errors.
@@ -72,7 +74,7 @@ types=log
 plain=0
 omf_params=
 router_params=
-ruleset_params=
+ruleset_params='queue.type="Direct"'
 agent_params=
 omd_params=
 recv_threads=
