@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""rel-check.py: what a receiver recorded against what senders sent and had acknowledged (the reliability tests).
+
+    rel-check.py --records FILE[,FILE...] --sent NAME[,NAME...] --dir DIR [--strict] [--ignore-partial-last]
+
+Each sender NAME has DIR/NAME.jsonl (peer.js send --dump: one envelope per line, with source_id and timestamp) and
+DIR/NAME.out (peer.js send's result lines, with acked_last per worker). A record file has one line per envelope
+received, "R SOURCE_ID TIMESTAMP E" (the envelope's source_id and timestamp in nanoseconds).
+
+Checks, printing each problem:
+  - every recorded envelope was sent by one of the senders, and none is recorded twice;
+  - every acknowledged envelope (of a worker's calls up to its acked_last: a stream that ended OK, or the prefix of
+    unary Send calls that ended OK) is recorded;
+  - with --strict, every envelope sent is recorded (nothing may have been lost at all).
+--ignore-partial-last: the last line of each record file may be cut short (its writer was killed): it is skipped
+when it does not have the form above.
+Prints one summary line: sent=N acked=N recorded=N lost_unacked=N (sent, not acknowledged, not recorded).
+Exit status 0 when there is no problem, 1 otherwise.
+"""
+import argparse
+import json
+import re
+import sys
+
+LINE = re.compile(r"^R (\S*) (\d+) E$")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", required=True)
+    ap.add_argument("--sent", required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--strict", action="store_true")
+    ap.add_argument("--ignore-partial-last", action="store_true")
+    a = ap.parse_args()
+
+    sent, acked = set(), set()
+    for name in a.sent.split(","):
+        last = {}  # source_id -> acked_last (each worker has its own source_id)
+        with open("%s/%s.out" % (a.dir, name)) as f:
+            for line in f:
+                r = json.loads(line)
+                if r.get("event") == "result" and r.get("acked_last") is not None:
+                    last[r["source_id"]] = int(r["acked_last"])
+        try:
+            dump = open("%s/%s.jsonl" % (a.dir, name))
+        except FileNotFoundError:
+            continue
+        with dump:
+            for line in dump:
+                e = json.loads(line)
+                key = (e.get("source_id", ""), int(e["timestamp"]))
+                sent.add(key)
+                if key[0] in last and key[1] <= last[key[0]]:
+                    acked.add(key)
+
+    problems, seen = [], set()
+    for path in a.records.split(","):
+        try:
+            lines = open(path, errors="replace").read().split("\n")
+        except FileNotFoundError:
+            lines = []
+        if lines and lines[-1] == "":
+            lines.pop()
+        for i, line in enumerate(lines):
+            m = LINE.match(line)
+            if not m:
+                if a.ignore_partial_last and i == len(lines) - 1:
+                    continue
+                problems.append("%s: bad record %r" % (path, line))
+                continue
+            key = (m.group(1), int(m.group(2)))
+            if key in seen:
+                problems.append("%r recorded twice" % (key,))
+            seen.add(key)
+            if key not in sent:
+                problems.append("%r recorded, never sent" % (key,))
+    missing = sorted(acked - seen)
+    for k in missing[:10]:
+        problems.append("%r acknowledged, not recorded" % (k,))
+    if len(missing) > 10:
+        problems.append("... %d acknowledged envelopes not recorded in all" % len(missing))
+    if a.strict:
+        lost = sorted(sent - seen)
+        if lost:
+            problems.append("%d envelopes sent, not recorded (first %r)" % (len(lost), lost[0]))
+    print("sent=%d acked=%d recorded=%d lost_unacked=%d" % (len(sent), len(acked), len(seen),
+                                                           len(sent - acked - seen)))
+    for p in problems[:30]:
+        print("  " + p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
