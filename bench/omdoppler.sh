@@ -38,6 +38,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+prog=omdoppler.sh
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 src=$(dirname "$here")
 build=${LGR_BUILD:-$src/build}
 rsyslogd=${RSYSLOGD:-/usr/sbin/rsyslogd}
@@ -93,8 +96,6 @@ while [ $# -gt 0 ]; do
 	shift
 done
 
-say() { printf 'omdoppler.sh: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
 
 [ -x "$load" ] || die "no $load: make -C $build bench/lgr-load"
 if [ ! -f "$iml_so" ] || [ ! -f "$omd_so" ]; then die "modules not built in $build"; fi
@@ -104,64 +105,16 @@ clk_tck=$(getconf CLK_TCK)
 work=$(mktemp -d "${TMPDIR:-/tmp}/lgr-bench-omd.XXXXXX")
 agent_pid=
 router_pid=
+pids=
 
-cleanup() {
-	local rc=$? p
-	for p in $agent_pid $router_pid; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in $agent_pid $router_pid; do
-		wait "$p" 2>/dev/null || true
-	done
-	if [ "$keep" = 1 ]; then say "work dir kept: $work"; else rm -rf "$work"; fi
-	exit "$rc"
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 pki=$work/pki
 "$src/contrib/gen-pki.sh" "$pki" >/dev/null
 
-# tls_params ROLE: the TLS parameters of an imloggregator listener or an omdoppler client with ROLE's certificate.
-tls_params() {
-	if [ "$plain" = 1 ]; then
-		printf 'tls="off"'
-	else
-		printf 'tls.cacert="%s" tls.mycert="%s/%s.crt" tls.myprivkey="%s/%s.key"' "$pki/ca.crt" "$pki" "$1" "$pki" "$1"
-	fi
-}
 
-# conf_write FILE DIR: work directory, impstats every second in JSON, internal messages to a file, then stdin.
-conf_write() {
-	mkdir -p "$2"
-	{
-		printf 'global(workDirectory="%s" processInternalMessages="on")\n' "$2"
-		printf 'module(load="impstats" interval="1" format="json" log.syslog="off" log.file="%s/stats.json")\n' "$2"
-		# shellcheck disable=SC2016 # a literal rsyslog property
-		printf 'if $programname == "rsyslogd" then {\n\taction(type="omfile" file="%s/internal.log")\n\tstop\n}\n' "$2"
-		cat
-	} >"$1"
-}
 
-# start CONF DIR: validates CONF, starts rsyslogd in the background, waits for DIR/grpc.port and the first stats
-# line. Sets started (the pid).
-start() {
-	local conf=$1 dir=$2
-	"$rsyslogd" -N1 -f "$conf" >"$dir/n1.out" 2>&1 || { cat "$dir/n1.out" >&2; return 1; }
-	"$rsyslogd" -n -f "$conf" -i "$dir/rsyslogd.pid" >"$dir/rsyslogd.out" 2>&1 &
-	started=$!
-	for _ in $(seq 1 150); do
-		if [ -s "$dir/grpc.port" ] && grep -q '"name"' "$dir/stats.json" 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$started" 2>/dev/null || break
-		sleep 0.1
-	done
-	cat "$dir/rsyslogd.out" "$dir/internal.log" 2>/dev/null | tail -n 20 >&2
-	kill -KILL "$started" 2>/dev/null || true
-	wait "$started" 2>/dev/null || true
-	return 1
-}
 
 router_dir=$work/router
 conf_write "$work/router.conf" "$router_dir" <<EOF
@@ -195,10 +148,6 @@ gen=(--addr "127.0.0.1:$agent_port" "${gen_tls[@]}" --streams "$streams" --batch
 
 # ---- counters --------------------------------------------------------------------------------------------------
 
-# stat DIR ORIGIN KEY: the last value of KEY in DIR's stats lines of ORIGIN.
-stat() {
-	grep -F "\"origin\": \"$2\"" "$1/stats.json" | tail -n 1 | sed -n "s/.*\"$3\": \([0-9]*\).*/\1/p"
-}
 
 # snapshot: the counters of both daemons, one line.
 snapshot() {
@@ -227,10 +176,6 @@ settle() {
 	say "counters still moving after 30 s"
 }
 
-ticks() { sed -E 's/^.*\) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
-rss_mib() { awk '$1 == "VmRSS:" { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
-busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 # ---- one point -------------------------------------------------------------------------------------------------
 

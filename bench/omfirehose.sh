@@ -54,6 +54,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+prog=omfirehose.sh
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 src=$(dirname "$here")
 build=${LGR_BUILD:-$src/build}
 rsyslogd=${RSYSLOGD:-/usr/sbin/rsyslogd}
@@ -126,8 +129,6 @@ while [ $# -gt 0 ]; do
 	shift
 done
 
-say() { printf 'omfirehose.sh: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
 
 case $topology in router | agent | drain) ;; *) die "unknown topology $topology" ;; esac
 [ "$topology" = drain ] && subscribers=1
@@ -142,64 +143,16 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/lgr-bench-omf.XXXXXX")
 agent_pid=
 router_pid=
 recv_pid=
+pids=
 
-cleanup() {
-	local rc=$? p
-	for p in $recv_pid $agent_pid $router_pid; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in $recv_pid $agent_pid $router_pid; do
-		wait "$p" 2>/dev/null || true
-	done
-	if [ "$keep" = 1 ]; then say "work dir kept: $work"; else rm -rf "$work"; fi
-	exit "$rc"
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 pki=$work/pki
 "$src/contrib/gen-pki.sh" "$pki" >/dev/null
 
-# tls_params ROLE: the TLS parameters of a listener or a client with ROLE's certificate.
-tls_params() {
-	if [ "$plain" = 1 ]; then
-		printf 'tls="off"'
-	else
-		printf 'tls.cacert="%s" tls.mycert="%s/%s.crt" tls.myprivkey="%s/%s.key"' "$pki/ca.crt" "$pki" "$1" "$pki" "$1"
-	fi
-}
 
-# conf_write FILE DIR: work directory, impstats every second in JSON, internal messages to a file, then stdin.
-conf_write() {
-	mkdir -p "$2"
-	{
-		printf 'global(workDirectory="%s" processInternalMessages="on")\n' "$2"
-		printf 'module(load="impstats" interval="1" format="json" log.syslog="off" log.file="%s/stats.json")\n' "$2"
-		# shellcheck disable=SC2016 # a literal rsyslog property
-		printf 'if $programname == "rsyslogd" then {\n\taction(type="omfile" file="%s/internal.log")\n\tstop\n}\n' "$2"
-		cat
-	} >"$1"
-}
 
-# start CONF DIR: validates CONF, starts rsyslogd in the background, waits for DIR/grpc.port and the first stats
-# line. Sets started (the pid). Returns 1 (after showing why) when the daemon refuses or does not come up.
-start() {
-	local conf=$1 dir=$2
-	"$rsyslogd" -N1 -f "$conf" >"$dir/n1.out" 2>&1 || { tail -n 5 "$dir/n1.out" >&2; return 1; }
-	"$rsyslogd" -n -f "$conf" -i "$dir/rsyslogd.pid" >"$dir/rsyslogd.out" 2>&1 &
-	started=$!
-	for _ in $(seq 1 150); do
-		if [ -s "$dir/grpc.port" ] && grep -q '"name"' "$dir/stats.json" 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$started" 2>/dev/null || break
-		sleep 0.1
-	done
-	cat "$dir/rsyslogd.out" "$dir/internal.log" 2>/dev/null | tail -n 20 >&2
-	kill -KILL "$started" 2>/dev/null || true
-	wait "$started" 2>/dev/null || true
-	return 1
-}
 
 recv_tls=(--tls --ca "$pki/ca.crt" --cert "$pki/client.crt" --key "$pki/client.key" --server-name doppler)
 gen_tls=(--tls --ca "$pki/ca.crt" --cert "$pki/metron.crt" --key "$pki/metron.key" --server-name doppler)
@@ -215,6 +168,7 @@ drain_params=
 if [ "$topology" = drain ]; then
 	"$load" --recv --syslog --addr 127.0.0.1:0 --port-file "$work/drain.port" >"$recv_out" 2>"$work/recv.err" &
 	recv_pid=$!
+	pids="$pids $recv_pid"
 	for _ in $(seq 1 100); do [ -s "$work/drain.port" ] && break; sleep 0.05; done
 	[ -s "$work/drain.port" ] || die "the drain receiver did not start: $(cat "$work/recv.err")"
 	printf '[{"url": "syslog://127.0.0.1:%s", "credentials": [{"cert": "", "key": "", "ca": "", "apps": [{"app_id": "lgr-load", "hostname": "bench.space.app"}]}]}]\n' \
@@ -262,12 +216,6 @@ fi
 
 # ---- counters ----------------------------------------------------------------------------------------------------
 
-# stat DIR ORIGIN KEY: the last value of KEY in DIR's stats lines of ORIGIN (0 when absent).
-stat() {
-	local v
-	v=$(grep -F "\"origin\": \"$2\"" "$1/stats.json" | tail -n 1 | sed -n "s/.*\"$3\": \([0-9]*\).*/\1/p")
-	echo "${v:-0}"
-}
 
 # snapshot: every counter of the daemons, one line: router iml ingress, dropped; omf ingress, egress, dropped,
 # drains.egress; agent iml ingress, dropped; omd ingress, egress, dropped.
@@ -300,10 +248,6 @@ settle() {
 	say "counters still moving after 30 s"
 }
 
-ticks() { if [ -n "$1" ]; then sed -E 's/^.*\) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; else echo 0; fi; }
-rss_mib() { if [ -n "$1" ]; then awk '$1 == "VmRSS:" { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; else echo -; fi; }
-busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
 
 # ---- the subscribers ---------------------------------------------------------------------------------------------
 
@@ -311,6 +255,7 @@ if [ "$topology" != drain ]; then
 	"$load" --recv --addr "127.0.0.1:$egress_port" "${recv_tls[@]}" --subscriptions "$subscribers" \
 		--threads "$recv_threads" --ready-file "$work/recv.ready" >"$recv_out" 2>"$work/recv.err" &
 	recv_pid=$!
+	pids="$pids $recv_pid"
 	ok=0
 	for _ in $(seq 1 200); do
 		if [ -s "$work/recv.ready" ] && [ "$(stat "$router_dir" omfirehose subscriptions)" = "$subscribers" ]; then

@@ -687,15 +687,12 @@ size_t lgr_select_match(struct lgr_select *reg, const struct lgr_env *env, lgr_s
 		key.counter_name = pb->counter->name;
 	if (key.type == LGR_ENV_GAUGE && pb->gauge != NULL) {
 		key.n_gauge_names = pb->gauge->n_metrics;
-		/* beyond the bound no named set can match, so the names are not needed */
-		if (key.n_gauge_names > LGR_SELECT_MAX_GAUGE_NAMES)
-			key.n_gauge_names = LGR_SELECT_MAX_GAUGE_NAMES + 1;
 		if (key.n_gauge_names > KEY_NAMES_STACK) {
 			names = malloc(key.n_gauge_names * sizeof(*names));
 			if (names == NULL)
 				return 0;
 		}
-		for (size_t i = 0; i < key.n_gauge_names && i < pb->gauge->n_metrics; i++)
+		for (size_t i = 0; i < key.n_gauge_names; i++)
 			names[i] = pb->gauge->metrics[i] != NULL ? pb->gauge->metrics[i]->key : NULL;
 		key.gauge_names = names;
 	}

@@ -330,12 +330,14 @@ out:
 int omf_env_v1(struct omf_env *e, const uint8_t **data, size_t *len)
 {
 	struct v1_acc a = {0};
+	struct lgr_env *env;
 	int rc;
 
 	if (!e->v1_done) {
-		if (omf_env_v2(e) == NULL)
+		env = omf_env_v2(e);
+		if (env == NULL)
 			return LGR_ENOMEM;
-		rc = lgr_v1_from_v2(e->env, v1_collect, &a);
+		rc = lgr_v1_from_v2(env, v1_collect, &a);
 		if (rc == LGR_ENOMEM) {
 			free(a.buf);
 			return rc;

@@ -793,7 +793,7 @@ void omf_gateway_record(struct omf_gateway *gw, struct omf_env *e)
 {
 	struct lgr_env *env;
 
-	if (gw == NULL || gw->recent == NULL)
+	if (!omf_gateway_records(gw))
 		return;
 	env = omf_env_v2(e);
 	if (env == NULL || lgr_recent_add(gw->recent, env) != LGR_OK)
