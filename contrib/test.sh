@@ -43,6 +43,12 @@ run_check() {
   rm -f "$dir/test-suite.log"
   if ! make -C "$dir" -s -j"$jobs" check "$@" >"$dir/check.out" 2>&1; then
     grep -E '^(FAIL|ERROR|XPASS):' "$dir/check.out" | sed 's/^/test:   /'
+    # The end of each failing test's own log, so that a CI record says why.
+    grep -E '^(FAIL|ERROR|XPASS):' "$dir/check.out" | sed 's/^[A-Z]*: *//' | while read -r t; do
+      [ -f "$dir/$t.log" ] || continue
+      echo "test:   --- the end of $t.log"
+      tail -n 25 "$dir/$t.log" | cut -c1-300 | sed 's/^/test:   | /'
+    done
     if [ ! -f "$dir/test-suite.log" ]; then
       tail -n 40 "$dir/check.out"
       failed=$((failed + 1)); failures+=("$step (build)")

@@ -43,7 +43,8 @@
 #define NONE	     UINT32_MAX /* an arena offset not set */
 #define PREFACE	     "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define PREFACE_LEN  24
-#define FIELD_EXTRA  4 /* ": " and CRLF of a field, counted against max_header in both protocols */
+#define FIELD_EXTRA  4	   /* ": " and CRLF of a field, counted against max_header in both protocols */
+#define DISCARD_MAX  65536 /* HTTP/2: request body still to come after an early response, read and dropped */
 
 const char *const lgr_http_alpn[] = {"h2", "http/1.1", NULL};
 
@@ -90,6 +91,7 @@ struct lgr_http_exchange {
 	size_t nfields;
 	uint8_t *body;
 	size_t body_len;
+	uint64_t data_in;      /* HTTP/2: request body bytes received, kept or not */
 	struct lgr_h2__outq q; /* HTTP/2 */
 	struct lgr_http_header hdrs[LGR_HTTP_MAX_HEADERS];
 	struct lgr_http_request req;
@@ -1434,6 +1436,8 @@ static int h2_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 	struct lgr_http_exchange *x = stream_of(ng, id);
 	int rc;
 
+	if (x != NULL)
+		x->data_in += len;
 	if (x == NULL || x->state != X_READING || x->conn->srv->freeing)
 		return 0;
 	rc = x_body(x, (const char *)data, len);
@@ -1442,6 +1446,21 @@ static int h2_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 	else if (rc != LGR_OK)
 		h2_refuse(x, 503, "out of memory");
 	return 0;
+}
+
+/* Whether the request body still to come is declared and at most DISCARD_MAX bytes. nghttp2 resets a stream
+ * whose DATA exceeds its content-length. */
+static bool small_rest(const struct lgr_http_exchange *x)
+{
+	const char *cl = x_field(x, "content-length");
+	char *end;
+	unsigned long long n;
+
+	if (cl == NULL)
+		return false;
+	errno = 0;
+	n = strtoull(cl, &end, 10);
+	return errno == 0 && *end == '\0' && end != cl && n >= x->data_in && n - x->data_in <= DISCARD_MAX;
 }
 
 static int h2_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *ud)
@@ -1455,8 +1474,10 @@ static int h2_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
 	if (x == NULL)
 		return 0;
 	x->end_sent = true;
-	/* The response is complete: a client still sending is told to stop, without error (RFC 9113 8.1). */
-	if (!nghttp2_session_get_stream_remote_close(ng, x->id))
+	/* The response is complete: a client still sending is told to stop, without error (RFC 9113 8.1), unless
+	 * what it has still to send is small and its length known: that is read and discarded, since some clients
+	 * (curl 7.88) fail the exchange, response and all, when the stream is reset under an upload. */
+	if (!nghttp2_session_get_stream_remote_close(ng, x->id) && !small_rest(x))
 		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, x->id, NGHTTP2_NO_ERROR);
 	return 0;
 }

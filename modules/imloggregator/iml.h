@@ -3,14 +3,16 @@
  *
  * iml_net (iml_net.c) is the network side of one input instance: a gRPC listener (v2 Ingress Sender, BatchSender,
  * Send and v1 DopplerIngestor/Pusher) or a UDP socket for v1 dropsonde datagrams. It checks what arrives (v1 is
- * converted to v2 there) and pushes one iml_item per envelope into the instance's drop-oldest ring.
- * It never includes rsyslog headers and never waits for rsyslog: the ring is the only hand-over.
+ * converted to v2 there) and pushes one iml_item per envelope into one of the instance's drop-oldest rings: every
+ * envelope of a gRPC call into the same ring (calls take the rings in turn), every datagram from an address into the
+ * same ring, so that each keeps its order.
+ * It never includes rsyslog headers and never waits for rsyslog: the rings are the only hand-over.
  *
  * iml_msg (iml_msg.c) turns one envelope into one rsyslog message (the mapping of config.md); it runs on the
- * instance's submitter thread, which also decodes the v2 envelopes and applies the agent's rules.
+ * instance's submitter threads (one per ring), which also decode the v2 envelopes and apply the agent's rules.
  *
  * Threads: an iml_net and everything it owns belong to the thread running its event_base (the input thread).
- * The invalid counter may be read from any thread. Items in the ring are handed from the loop thread to the
+ * The invalid counter may be read from any thread. Items in a ring are handed from the loop thread to its
  * submitter (or freed by the ring when dropped, in the pushing thread); an item is never touched by two threads.
  */
 #ifndef IML_H
@@ -66,7 +68,8 @@ struct iml_net_conf {
 	const char *const *permitted_peers;	   /* gRPC over TLS: NULL-terminated client names, or NULL for any */
 	size_t max_message;			   /* largest gRPC message or datagram */
 	const struct lgr_v1_defaults *v1_defaults; /* UDP: the agent's deployment/job/index/ip; may be NULL */
-	struct lgr_ring *ring;			   /* borrowed */
+	struct lgr_ring *const *rings;		   /* borrowed: a call's envelopes all go to one, in turn */
+	size_t nrings;
 	uint64_t *invalid; /* borrowed: incremented atomically for each message or datagram refused */
 };
 

@@ -55,13 +55,15 @@ struct iml_net {
 	uint8_t *udp_buf;
 	struct lgr_logger lg;	     /* refusal lines: the net's name, through lgr_log */
 	struct lgr_ratelimit log_rl; /* refusal lines (loop thread) */
+	size_t next_ring;	     /* the ring the next call is given */
 };
 
 /* One accepted gRPC call. */
 struct call {
 	struct iml_net *net;
 	enum call_kind kind;
-	bool ended; /* finished with an error */
+	bool ended;	       /* finished with an error */
+	struct lgr_ring *ring; /* every envelope of the call goes here, in order */
 	char ip[IML_IP_MAX];
 };
 
@@ -124,12 +126,24 @@ static uint8_t *batch_bytes(struct iml_batch *b, size_t n)
 }
 
 /* Pushes the batch's n items; the ring owns them from here (a full ring frees its oldest). */
-static void batch_push(struct iml_net *net, struct iml_batch *b, size_t n)
+static void batch_push(struct lgr_ring *ring, struct iml_batch *b, size_t n)
 {
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		lgr_ring_push(net->conf.ring, &b->items[i]);
+		lgr_ring_push(ring, &b->items[i]);
+}
+
+/* A datagram's ring: always the same one for a sender's address, so that its datagrams keep their order. */
+static struct lgr_ring *ring_of_ip(const struct iml_net *net, const char *ip)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	if (net->conf.nrings == 1)
+		return net->conf.rings[0];
+	for (; *ip != '\0'; ip++)
+		h = (h ^ (uint8_t)*ip) * 16777619u;
+	return net->conf.rings[h % net->conf.nrings];
 }
 
 /* Logs and counts an envelope lost to memory exhaustion. */
@@ -140,7 +154,7 @@ static void lost_to_memory(struct iml_net *net, size_t n)
 }
 
 /* Takes ownership of a decoded envelope (a v1 conversion) and pushes it. */
-static void accept_env(struct iml_net *net, struct lgr_env *env, const char ip[IML_IP_MAX])
+static void accept_env(struct iml_net *net, struct lgr_ring *ring, struct lgr_env *env, const char ip[IML_IP_MAX])
 {
 	struct iml_batch *b = batch_new(1, 0, ip);
 
@@ -150,11 +164,11 @@ static void accept_env(struct iml_net *net, struct lgr_env *env, const char ip[I
 		return;
 	}
 	b->items[0] = (struct iml_item){.batch = b, .env = env};
-	batch_push(net, b, 1);
+	batch_push(ring, b, 1);
 }
 
 /* A v2 Envelope message (Sender): checked, copied, pushed. */
-static int accept_envelope(struct iml_net *net, const uint8_t *msg, size_t len, const char ip[IML_IP_MAX])
+static int accept_envelope(struct iml_net *net, struct call *c, const uint8_t *msg, size_t len)
 {
 	struct iml_batch *b;
 	uint8_t *bytes;
@@ -163,18 +177,18 @@ static int accept_envelope(struct iml_net *net, const uint8_t *msg, size_t len, 
 	rc = lgr_pb_check_envelope(msg, len, &net->lim);
 	if (rc != LGR_OK)
 		return rc;
-	b = batch_new(1, len, ip);
+	b = batch_new(1, len, c->ip);
 	if (b == NULL)
 		return LGR_ENOMEM;
 	bytes = batch_bytes(b, 1);
 	memcpy(bytes, msg, len);
 	b->items[0] = (struct iml_item){.batch = b, .data = bytes, .len = len};
-	batch_push(net, b, 1);
+	batch_push(c->ring, b, 1);
 	return LGR_OK;
 }
 
 /* A v2 EnvelopeBatch (BatchSender, Send): checked as a whole (all or nothing), copied once, one item per record. */
-static int accept_batch(struct iml_net *net, const uint8_t *msg, size_t len, const char ip[IML_IP_MAX])
+static int accept_batch(struct iml_net *net, struct call *c, const uint8_t *msg, size_t len)
 {
 	struct lgr_pb_field f;
 	struct iml_batch *b;
@@ -185,7 +199,7 @@ static int accept_batch(struct iml_net *net, const uint8_t *msg, size_t len, con
 	rc = lgr_pb_check_batch(msg, len, &net->lim, &count);
 	if (rc != LGR_OK || count == 0)
 		return rc;
-	b = batch_new(count, len, ip);
+	b = batch_new(count, len, c->ip);
 	if (b == NULL)
 		return LGR_ENOMEM;
 	bytes = batch_bytes(b, count);
@@ -201,14 +215,15 @@ static int accept_batch(struct iml_net *net, const uint8_t *msg, size_t len, con
 		free(b);
 		return LGR_OK;
 	}
-	batch_push(net, b, n);
+	batch_push(c->ring, b, n);
 	return LGR_OK;
 }
 
 /* ---- v1 ------------------------------------------------------------------------------------------------------ */
 
 /* One marshalled v1 Envelope (a datagram or an EnvelopeData payload) into the ring. */
-static int accept_v1(struct iml_net *net, const uint8_t *buf, size_t len, const char ip[IML_IP_MAX], bool udp)
+static int accept_v1(
+	struct iml_net *net, struct lgr_ring *ring, const uint8_t *buf, size_t len, const char ip[IML_IP_MAX], bool udp)
 {
 	Events__Envelope *v1 = NULL;
 	struct lgr_env *env = NULL;
@@ -221,12 +236,12 @@ static int accept_v1(struct iml_net *net, const uint8_t *buf, size_t len, const 
 		rc = lgr_v1_to_v2(v1, &env);
 	lgr_v1_free(v1);
 	if (rc == LGR_OK)
-		accept_env(net, env, ip);
+		accept_env(net, ring, env, ip);
 	return rc;
 }
 
 /* EnvelopeData {payload = 1 bytes}: the last payload field wins, as protobuf merges singular fields. */
-static int accept_envelope_data(struct iml_net *net, const uint8_t *msg, size_t len, const char ip[IML_IP_MAX])
+static int accept_envelope_data(struct iml_net *net, struct call *c, const uint8_t *msg, size_t len)
 {
 	struct lgr_pb_field f;
 	const uint8_t *payload = NULL;
@@ -246,7 +261,7 @@ static int accept_envelope_data(struct iml_net *net, const uint8_t *msg, size_t 
 	}
 	if (payload == NULL)
 		return LGR_EMISSING;
-	return accept_v1(net, payload, plen, ip, false);
+	return accept_v1(net, c->ring, payload, plen, c->ip, false);
 }
 
 /* ---- gRPC ---------------------------------------------------------------------------------------------------- */
@@ -290,6 +305,8 @@ static int on_open(struct lgr_h2_stream *s, void *ud)
 	if (c == NULL)
 		return LGR_GRPC_RESOURCE_EXHAUSTED;
 	c->net = net;
+	c->ring = net->conf.rings[net->next_ring];
+	net->next_ring = (net->next_ring + 1) % net->conf.nrings;
 	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
 		if (strcmp(path, paths[i]) == 0)
 			c->kind = (enum call_kind)i;
@@ -308,10 +325,10 @@ static void on_message(struct lgr_h2_stream *s, const uint8_t *msg, size_t len, 
 	if (c->ended)
 		return;
 	switch (c->kind) {
-	case CALL_SENDER: rc = accept_envelope(net, msg, len, c->ip); break;
+	case CALL_SENDER: rc = accept_envelope(net, c, msg, len); break;
 	case CALL_BATCH:
-	case CALL_SEND: rc = accept_batch(net, msg, len, c->ip); break;
-	case CALL_PUSHER: rc = accept_envelope_data(net, msg, len, c->ip); break;
+	case CALL_SEND: rc = accept_batch(net, c, msg, len); break;
+	case CALL_PUSHER: rc = accept_envelope_data(net, c, msg, len); break;
 	default: rc = LGR_EINVAL; break;
 	}
 	if (rc == LGR_OK)
@@ -428,7 +445,7 @@ static void udp_read(evutil_socket_t fd, short what, void *ud)
 				net->conf.max_message);
 			continue;
 		}
-		rc = accept_v1(net, net->udp_buf, (size_t)n, ip, true);
+		rc = accept_v1(net, ring_of_ip(net, ip), net->udp_buf, (size_t)n, ip, true);
 		if (rc != LGR_OK) {
 			count_invalid(net);
 			lgr_logger_say(&net->lg, &net->log_rl, LGR_LOG_WARNING, "%s: %zd-byte datagram refused: %s", ip,
@@ -485,6 +502,8 @@ int iml_net_new(struct event_base *base, const struct iml_net_conf *conf, struct
 	int rc = LGR_ENOMEM;
 
 	*out = NULL;
+	if (conf->rings == NULL || conf->nrings == 0)
+		return LGR_EINVAL;
 	net = calloc(1, sizeof(*net));
 	if (net == NULL)
 		goto out;

@@ -7,11 +7,13 @@
  *
  * Threads: rsyslog runs config load, check and activation on its main thread and runInput on one input thread
  * for all instances; the instance list is immutable once activated. The input thread runs one event loop for every
- * instance's listener (checking what arrives, the push into the instance's drop-oldest ring). Each instance has a
- * submitter thread that pops envelopes from its ring, decodes them, applies the agent's rules, builds the messages
- * and hands them to rsyslog with
- * multiSubmitMsg2: only the submitter ever waits for rsyslog's queue, and while it waits the ring drops its oldest
- * envelopes (counted), so senders never wait. impstats reads the ring's exact counters through a read notifier.
+ * instance's listener (checking what arrives, the push into one of the instance's drop-oldest rings). Each instance
+ * has `submitters` submitter threads, one per ring, that pop envelopes from their ring, decode them, apply the
+ * agent's rules, build the messages and hand them to rsyslog with multiSubmitMsg2: only submitters ever wait for
+ * rsyslog's queue, and while one waits its ring drops its oldest envelopes (counted), so senders never wait. A gRPC
+ * call's envelopes all go through one ring (calls take the rings in turn), so each call keeps its order while
+ * several calls are turned into messages at once, on as many CPUs. impstats reads the rings' exact counters through
+ * a read notifier.
  *
  * Shutdown: rsyslog sets the thread's stop flag and sends SIGTTIN, which the input thread keeps blocked and reads
  * from a signalfd in its loop. Every listener then stops accepting, open calls get a short grace to finish, and
@@ -64,13 +66,14 @@ MODULE_CNFNAME("imloggregator")
 DEF_IMOD_STATIC_DATA
 DEFobjCurrIf(glbl) DEFobjCurrIf(ruleset) DEFobjCurrIf(statsobj) DEFobjCurrIf(prop) DEFobjCurrIf(datetime)
 
-#define MODNAME	      "imloggregator"
-#define IML_PORT_GRPC 3458 /* the real agent's ports */
-#define IML_PORT_UDP  3457
-#define SUBMIT_BATCH  1024 /* envelopes per multiSubmitMsg2 */
-#define DIRECT_BATCH  16   /* the same into a ruleset with a Direct queue (see submit_batch_max) */
-#define GRACE_MS      300  /* open calls may finish this long at shutdown (rsyslog allows inputs 1 s in all) */
-#define DRAIN_MS      400  /* then the submitters hand over what the rings hold for at most this long */
+#define MODNAME		    "imloggregator"
+#define IML_PORT_GRPC	    3458 /* the real agent's ports */
+#define IML_PORT_UDP	    3457
+#define SUBMIT_BATCH	    1024 /* envelopes per multiSubmitMsg2 */
+#define DIRECT_BATCH	    16	 /* the same into a ruleset with a Direct queue (see submit_batch_max) */
+#define GRACE_MS	    300	 /* open calls may finish this long at shutdown (rsyslog allows inputs 1 s in all) */
+#define DRAIN_MS	    400	 /* then the submitters hand over what the rings hold for at most this long */
+#define AUTO_SUBMITTERS_MAX 4	 /* submitters="0": one per CPU, at most this many */
 
 	enum iml_protocol {
 		IML_GRPC,
@@ -89,6 +92,7 @@ struct iml_conf {
 	struct lgr_conf_strv default_tags;
 	size_t max_message;
 	long long buffer_size;
+	long long submitters;
 	struct lgr_conf_strv routers;
 	char *shard_id;
 	struct lgr_conf_strv selectors;
@@ -152,7 +156,14 @@ static const struct lgr_conf_param iml_params[] = {
 		.offset = F(buffer_size),
 		.min = 1,
 		.max = 10000000,
-		.desc = "envelopes in the drop-oldest buffer between the network and rsyslog"},
+		.desc = "envelopes in each submitter's drop-oldest buffer between the network and rsyslog"},
+	{.name = "submitters",
+		.type = LGR_CONF_INT,
+		.def = "0",
+		.offset = F(submitters),
+		.min = 0,
+		.max = 64,
+		.desc = "threads turning envelopes into messages, each with its own buffer; 0: one per CPU, up to 4"},
 	{.name = "routers",
 		.type = LGR_CONF_ARRAY,
 		.offset = F(routers),
@@ -278,19 +289,28 @@ static const struct lgr_conf_table iml_table = {
 static struct cnfparamdescr inppdescr[sizeof(iml_params) / sizeof(iml_params[0])];
 static struct cnfparamblk inppblk;
 
+/* One submitter thread and the ring it reads. */
+struct submitter {
+	instanceConf_t *inst;
+	struct lgr_ring *ring; /* network -> this submitter; from activation to freeCnf */
+	pthread_t thread;
+	bool running;
+};
+
 struct instanceConf_s {
 	struct iml_conf conf;
 	ruleset_t *bind_ruleset; /* NULL: the default ruleset */
 	SSL_CTX *ssl_ctx;	 /* gRPC with TLS: made at check time, so -N1 reports unusable certificates */
-	struct lgr_ring *ring;	 /* network -> submitter; from activation to freeCnf */
-	struct lgr_agent *agent; /* role agent: used by the submitter only */
-	const char **permitted;	 /* tls.permittedpeers, NULL-terminated for lgr_tls_peer_permitted; NULL: any client */
+	struct submitter *subs;	 /* from activation to freeCnf */
+	struct lgr_ring **rings; /* subs[i].ring, for the network side */
+	size_t nsubs;
+	struct lgr_agent *agent; /* role agent: shared by the submitters, under agent_mut */
+	pthread_mutex_t agent_mut;
+	const char **permitted; /* tls.permittedpeers, NULL-terminated for lgr_tls_peer_permitted; NULL: any client */
 	char *v1_deployment, *v1_job, *v1_index, *v1_ip;
 	struct lgr_v1_defaults v1_defaults;
-	struct iml_net *net; /* input thread only */
-	pthread_t submitter;
-	bool submitter_running;
-	bool stop;		   /* atomic: the submitter drains the ring and exits */
+	struct iml_net *net;	   /* input thread only */
+	bool stop;		   /* atomic: the submitters drain their rings and exit */
 	struct timespec drain_end; /* written before stop is set: what the ring holds after it is discarded */
 	uint64_t invalid;	   /* atomic, written by the input thread and the submitter */
 	/* impstats: counters updated from the ring's exact figures when impstats reads them */
@@ -312,19 +332,27 @@ static modConfData_t *loadModConf; /* the config being loaded */
 static modConfData_t *runModConf;  /* the config being run */
 static prop_t *input_name;	   /* "imloggregator", %inputname% of every message */
 
-static void submitter_join(instanceConf_t *inst, const struct timespec *deadline);
+static void submitters_join(instanceConf_t *inst, const struct timespec *deadline);
 
 static void inst_free(instanceConf_t *inst)
 {
+	size_t i;
+
 	if (inst == NULL)
 		return;
-	submitter_join(inst, NULL);
+	submitters_join(inst, NULL);
 	if (inst->stats != NULL) {
 		statsobj.Destruct(&inst->stats);
 		pthread_mutex_destroy(&inst->stats_mut);
 	}
-	lgr_ring_free(inst->ring);
-	lgr_agent_free(inst->agent);
+	for (i = 0; i < inst->nsubs; i++)
+		lgr_ring_free(inst->subs[i].ring);
+	free(inst->subs);
+	free(inst->rings);
+	if (inst->agent != NULL) {
+		lgr_agent_free(inst->agent);
+		pthread_mutex_destroy(&inst->agent_mut);
+	}
 	SSL_CTX_free(inst->ssl_ctx);
 	free(inst->permitted);
 	free(inst->v1_deployment);
@@ -354,17 +382,22 @@ static void stats_read(statsobj_t *stats, void *ud)
 {
 	instanceConf_t *inst = ud;
 	struct lgr_ring_stats st;
-	uint64_t invalid;
+	uint64_t invalid, pushed = 0, dropped = 0;
+	size_t i;
 
 	(void)stats;
-	lgr_ring_stats(inst->ring, &st);
+	for (i = 0; i < inst->nsubs; i++) {
+		lgr_ring_stats(inst->subs[i].ring, &st);
+		pushed += st.pushed;
+		dropped += st.dropped;
+	}
 	invalid = __atomic_load_n(&inst->invalid, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&inst->stats_mut);
-	STATSCOUNTER_ADD(inst->ctr_ingress, inst->mut_ctr_ingress, st.pushed - inst->seen_pushed);
-	STATSCOUNTER_ADD(inst->ctr_dropped, inst->mut_ctr_dropped, st.dropped - inst->seen_dropped);
+	STATSCOUNTER_ADD(inst->ctr_ingress, inst->mut_ctr_ingress, pushed - inst->seen_pushed);
+	STATSCOUNTER_ADD(inst->ctr_dropped, inst->mut_ctr_dropped, dropped - inst->seen_dropped);
 	STATSCOUNTER_ADD(inst->ctr_invalid, inst->mut_ctr_invalid, invalid - inst->seen_invalid);
-	inst->seen_pushed = st.pushed;
-	inst->seen_dropped = st.dropped;
+	inst->seen_pushed = pushed;
+	inst->seen_dropped = dropped;
 	inst->seen_invalid = invalid;
 	pthread_mutex_unlock(&inst->stats_mut);
 }
@@ -438,6 +471,8 @@ static rsRetVal inst_activate(instanceConf_t *inst)
 {
 	struct lgr_ring_conf rc = {0};
 	struct lgr_agent_conf ac = {0};
+	size_t i, n;
+	long cpus;
 	DEFiRet;
 
 	if (inst->conf.tls_permitted_peers.n > 0) {
@@ -445,15 +480,28 @@ static rsRetVal inst_activate(instanceConf_t *inst)
 		memcpy(inst->permitted, inst->conf.tls_permitted_peers.v,
 			inst->conf.tls_permitted_peers.n * sizeof(*inst->permitted));
 	}
+	n = (size_t)inst->conf.submitters;
+	if (n == 0) {
+		cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		n = cpus < 1 ? 1 : cpus > AUTO_SUBMITTERS_MAX ? AUTO_SUBMITTERS_MAX : (size_t)cpus;
+	}
+	CHKmalloc(inst->subs = calloc(n, sizeof(*inst->subs)));
+	CHKmalloc(inst->rings = calloc(n, sizeof(*inst->rings)));
 	rc.capacity = (size_t)inst->conf.buffer_size;
 	rc.drop = iml_item_free;
-	if (lgr_ring_new(&rc, &inst->ring) != LGR_OK)
-		ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
+	for (i = 0; i < n; i++) {
+		inst->subs[i].inst = inst;
+		if (lgr_ring_new(&rc, &inst->subs[i].ring) != LGR_OK)
+			ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
+		inst->rings[i] = inst->subs[i].ring;
+		inst->nsubs++;
+	}
 	if (inst->conf.role == IML_AGENT) {
 		ac.default_tags = (const char *const *)inst->conf.default_tags.v;
 		ac.ndefault_tags = inst->conf.default_tags.n;
 		if (lgr_agent_new(&ac, &inst->agent) != LGR_OK)
 			ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
+		pthread_mutex_init(&inst->agent_mut, NULL);
 		CHKiRet(inst_v1_defaults(inst));
 	}
 	CHKiRet(inst_stats_init(inst));
@@ -482,6 +530,7 @@ static smsg_t *item_message(instanceConf_t *inst, struct iml_msg_ctx *ctx, struc
 	const struct lgr_env *env = it->env;
 	const char *why = "building a message";
 	smsg_t *msg = NULL;
+	int rc;
 
 	if (env == NULL && inst->agent == NULL && scratch != NULL) {
 		if (lgr_env_scratch_unpack(scratch, it->data, it->len, &env) != LGR_OK)
@@ -491,9 +540,14 @@ static smsg_t *item_message(instanceConf_t *inst, struct iml_msg_ctx *ctx, struc
 			goto decode_failed;
 		env = it->env;
 	}
-	if (inst->agent != NULL && lgr_agent_apply(inst->agent, it->env) != LGR_OK) {
-		why = "applying the agent's rules";
-		goto fail;
+	if (inst->agent != NULL) {
+		pthread_mutex_lock(&inst->agent_mut);
+		rc = lgr_agent_apply(inst->agent, it->env);
+		pthread_mutex_unlock(&inst->agent_mut);
+		if (rc != LGR_OK) {
+			why = "applying the agent's rules";
+			goto fail;
+		}
 	}
 	if (iml_msg_build(ctx, env, iml_item_ip(it), now, now_tt, &msg) != RS_RET_OK)
 		goto fail;
@@ -574,14 +628,14 @@ static bool wait_for_room(instanceConf_t *inst, qqueue_t *q, int n)
 	return room;
 }
 
-/* Ends the submitter's work at stop: what is still buffered is discarded, with a log line. */
-static void discard_rest(instanceConf_t *inst, void **items, size_t n)
+/* Ends a submitter's work at stop: what is still buffered in its ring is discarded, with a log line. */
+static void discard_rest(struct submitter *sub, void **items, size_t n)
 {
 	size_t i;
 
 	for (i = 0; i < n; i++)
 		iml_item_free(items[i], NULL);
-	n += lgr_ring_drain(inst->ring, iml_item_free, NULL);
+	n += lgr_ring_drain(sub->ring, iml_item_free, NULL);
 	if (n > 0)
 		LogMsg(0, RS_RET_TIMED_OUT, LOG_WARNING,
 			MODNAME ": %zu envelopes still buffered at shutdown were discarded (rsyslog's queue was full)",
@@ -595,7 +649,8 @@ static void discard_rest(instanceConf_t *inst, void **items, size_t n)
  */
 static void *submitter_main(void *arg)
 {
-	instanceConf_t *inst = arg;
+	struct submitter *sub = arg;
+	instanceConf_t *inst = sub->inst;
 	void *items[SUBMIT_BATCH];
 	smsg_t *msgs[SUBMIT_BATCH];
 	multi_submit_t ms = {.maxElem = SUBMIT_BATCH, .nElem = 0, .ppMsgs = msgs};
@@ -618,7 +673,7 @@ static void *submitter_main(void *arg)
 	for (;;) {
 		/* Once stopping, never wait: the one wake-up that announced the stop may already have been consumed. */
 		stopping = __atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE);
-		n = lgr_ring_pop_wait(inst->ring, items, (size_t)batch_max, stopping ? 0 : -1);
+		n = lgr_ring_pop_wait(sub->ring, items, (size_t)batch_max, stopping ? 0 : -1);
 		stopping = __atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE);
 		if (n == 0) {
 			if (stopping) /* the listeners are gone: nothing more can arrive */
@@ -626,7 +681,7 @@ static void *submitter_main(void *arg)
 			continue;
 		}
 		if (!wait_for_room(inst, queue, (int)n)) {
-			discard_rest(inst, items, n);
+			discard_rest(sub, items, n);
 			break;
 		}
 		datetime.getCurrTime(&now, &now_tt, TIME_IN_LOCALTIME);
@@ -646,39 +701,67 @@ static void *submitter_main(void *arg)
 	return NULL;
 }
 
-static void submitter_start(instanceConf_t *inst)
+/*
+ * Starts the instance's submitters. One that cannot start leaves its ring unread, so the rings are handed to the
+ * network side only when all started (LGR_OK); otherwise the others are stopped again.
+ */
+static int submitters_start(instanceConf_t *inst)
 {
-	int rc;
+	size_t i;
+	int rc = 0;
 
 	__atomic_store_n(&inst->stop, false, __ATOMIC_RELEASE);
-	rc = lgr_thread_create(&inst->submitter, submitter_main, inst);
-	if (rc != 0)
-		LogError(rc, RS_RET_ERR, MODNAME ": cannot start a submitter thread");
-	inst->submitter_running = rc == 0;
+	for (i = 0; i < inst->nsubs && rc == 0; i++) {
+		rc = lgr_thread_create(&inst->subs[i].thread, submitter_main, &inst->subs[i]);
+		inst->subs[i].running = rc == 0;
+	}
+	if (rc == 0)
+		return LGR_OK;
+	LogError(rc, RS_RET_ERR, MODNAME ": cannot start a submitter thread");
+	submitters_join(inst, NULL);
+	return LGR_EIO;
 }
 
-/* Tells the submitter to finish within DRAIN_MS. */
-static void submitter_signal(instanceConf_t *inst)
+static bool submitters_running(const instanceConf_t *inst)
 {
-	if (!inst->submitter_running || __atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE))
+	size_t i;
+
+	for (i = 0; i < inst->nsubs; i++) {
+		if (inst->subs[i].running)
+			return true;
+	}
+	return false;
+}
+
+/* Tells the submitters to finish within DRAIN_MS. */
+static void submitters_signal(instanceConf_t *inst)
+{
+	size_t i;
+
+	if (!submitters_running(inst) || __atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE))
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &inst->drain_end);
 	inst->drain_end.tv_nsec += (long)DRAIN_MS * 1000000L;
 	inst->drain_end.tv_sec += inst->drain_end.tv_nsec / 1000000000L;
 	inst->drain_end.tv_nsec %= 1000000000L;
 	__atomic_store_n(&inst->stop, true, __ATOMIC_RELEASE);
-	lgr_ring_wake(inst->ring);
+	for (i = 0; i < inst->nsubs; i++)
+		lgr_ring_wake(inst->subs[i].ring);
 }
 
-/* Waits for the submitter until the real-time deadline (NULL: for as long as it takes). */
-static void submitter_join(instanceConf_t *inst, const struct timespec *deadline)
+/* Waits for the submitters until the real-time deadline (NULL: for as long as it takes). */
+static void submitters_join(instanceConf_t *inst, const struct timespec *deadline)
 {
-	if (!inst->submitter_running)
-		return;
-	submitter_signal(inst);
-	if (deadline == NULL ? pthread_join(inst->submitter, NULL) == 0
-			     : pthread_timedjoin_np(inst->submitter, NULL, deadline) == 0)
-		inst->submitter_running = false;
+	struct submitter *sub;
+	size_t i;
+
+	submitters_signal(inst);
+	for (i = 0; i < inst->nsubs; i++) {
+		sub = &inst->subs[i];
+		if (sub->running && (deadline == NULL ? pthread_join(sub->thread, NULL) == 0
+						      : pthread_timedjoin_np(sub->thread, NULL, deadline) == 0))
+			sub->running = false;
+	}
 }
 
 /* ---- the input thread -------------------------------------------------------------------------------------- */
@@ -757,13 +840,18 @@ static void listeners_start(struct run *run)
 		nc.permitted_peers = inst->permitted;
 		nc.max_message = inst->conf.max_message;
 		nc.v1_defaults = inst->conf.role == IML_AGENT ? &inst->v1_defaults : NULL;
-		nc.ring = inst->ring;
+		nc.rings = inst->rings;
+		nc.nrings = inst->nsubs;
 		nc.invalid = &inst->invalid;
-		if (iml_net_new(run->base, &nc, &inst->net) != LGR_OK) {
-			LogError(0, RS_RET_NO_LSTN_DEFINED, "%s: cannot listen; input not started", name);
+		if (submitters_start(inst) != LGR_OK) {
+			LogError(0, RS_RET_NO_LSTN_DEFINED, "%s: input not started", name);
 			continue;
 		}
-		submitter_start(inst);
+		if (iml_net_new(run->base, &nc, &inst->net) != LGR_OK) {
+			LogError(0, RS_RET_NO_LSTN_DEFINED, "%s: cannot listen; input not started", name);
+			submitters_join(inst, NULL);
+			continue;
+		}
 		glue_write_port_file(MODNAME, inst->conf.port_file, iml_net_port(inst->net));
 		DBGPRINTF(MODNAME ": %s listening on port %u\n", name, (unsigned)iml_net_port(inst->net));
 	}
@@ -799,7 +887,7 @@ static void listeners_free(void)
 	for (inst = runModConf->root; inst != NULL; inst = inst->next) {
 		iml_net_free(inst->net);
 		inst->net = NULL;
-		submitter_signal(inst);
+		submitters_signal(inst);
 		wake_enqueue_waiters(inst);
 	}
 	clock_gettime(CLOCK_REALTIME, &deadline);
@@ -807,7 +895,7 @@ static void listeners_free(void)
 	deadline.tv_sec += deadline.tv_nsec / 1000000000L;
 	deadline.tv_nsec %= 1000000000L;
 	for (inst = runModConf->root; inst != NULL; inst = inst->next)
-		submitter_join(inst, &deadline);
+		submitters_join(inst, &deadline);
 }
 
 /* Runs when run_input returns, and when rsyslog cancels the thread after its input shutdown timeout. */

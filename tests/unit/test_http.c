@@ -297,6 +297,8 @@ static void prepare(CURL *e, struct xfer *x)
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)WAIT_MS);
+	if (getenv("LGR_CURL_VERBOSE") != NULL)
+		curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
 	if (x->tls) {
 		curl_easy_setopt(e, CURLOPT_CAINFO, pki_path("ca.crt"));
 		if (x->cert) {
