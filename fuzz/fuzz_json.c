@@ -45,6 +45,44 @@ static void reparse(const struct lgr_env *env, const char *text, size_t len, con
 	lgr_env_unref(back);
 }
 
+/*
+ * lgr_fjson_parse_scratch of the same tree gives what lgr_fjson_parse gave (rc, and env when LGR_OK): the same
+ * result, an equal envelope, the same encoding byte for byte.
+ */
+static void scratch_agrees(
+	struct fjson_object *tree, const void *payload, size_t len, unsigned flags, int rc, const struct lgr_env *env)
+{
+	static struct lgr_env_scratch *scratch;
+	const struct lgr_env *view = NULL;
+	uint8_t *a, *b;
+	size_t n;
+	int rs;
+
+	if (scratch == NULL && lgr_env_scratch_new(&scratch) != LGR_OK)
+		return;
+	rs = lgr_fjson_parse_scratch(tree, payload, len, NULL, flags, scratch, &view);
+	if (rs == LGR_ENOMEM || rc == LGR_ENOMEM)
+		return;
+	if (rs != rc || (rs != LGR_OK) != (view == NULL) || (rc == LGR_OK && !lgr_env_equal(env, view)))
+		fail("lgr_fjson_parse_scratch differs from lgr_fjson_parse",
+			fjson_object_to_json_string_ext(tree, FJSON_TO_STRING_PLAIN));
+	if (rc != LGR_OK)
+		return;
+	n = lgr_env_packed_size(env);
+	if (lgr_env_packed_size(view) != n)
+		fail("a scratch view encodes to another size", fjson_object_to_json_string_ext(tree, 0));
+	a = malloc(n + 1);
+	b = malloc(n + 1);
+	if (a != NULL && b != NULL) {
+		lgr_env_pack(env, a);
+		lgr_env_pack(view, b);
+		if (memcmp(a, b, n) != 0)
+			fail("a scratch view encodes to other bytes", fjson_object_to_json_string_ext(tree, 0));
+	}
+	free(a);
+	free(b);
+}
+
 /* The same envelope as env, from lgr_fjson_parse of tree (payload joined when not NULL). */
 static void tree_reads_back(
 	const struct lgr_env *env, struct fjson_object *tree, const void *payload, size_t len, const char *who)
@@ -56,6 +94,7 @@ static void tree_reads_back(
 		return;
 	if (rc != LGR_OK || !lgr_env_equal(env, back))
 		fail(who, fjson_object_to_json_string_ext(tree, FJSON_TO_STRING_PLAIN));
+	scratch_agrees(tree, payload, len, 0, rc, back);
 	lgr_env_unref(back);
 }
 
@@ -309,6 +348,7 @@ static void check_tree_against_text(const uint8_t *data, size_t size, unsigned f
 		return;
 	rt = lgr_json_parse((const char *)data, size, NULL, flags, &from_text);
 	rf = lgr_fjson_parse(tree, NULL, 0, NULL, flags, &from_tree);
+	scratch_agrees(tree, NULL, 0, flags, rf, from_tree);
 	if (rt != LGR_ENOMEM && rf != LGR_ENOMEM &&
 		(rt != rf || (rt == LGR_OK && !lgr_env_equal(from_text, from_tree)) ||
 			(rf != LGR_OK && from_tree != NULL))) {

@@ -713,6 +713,34 @@ void lgr_env_scratch_free(struct lgr_env_scratch *s)
 	free(s);
 }
 
+void lgr_env_scratch_begin(struct lgr_env_scratch *s)
+{
+	scratch_reset(s);
+}
+
+void *lgr_env_scratch_alloc(struct lgr_env_scratch *s, size_t size)
+{
+	return scratch_alloc(s, size > 0 ? size : 1);
+}
+
+const struct lgr_env *lgr_env_scratch_view(struct lgr_env_scratch *s, Loggregator__V2__Envelope *pb)
+{
+	memset(&s->env, 0, sizeof(s->env));
+	s->env.pb = pb;
+	s->env.refs = 1;
+	return &s->env;
+}
+
+size_t lgr_env_packed_size(const struct lgr_env *env)
+{
+	return loggregator__v2__envelope__get_packed_size(env->pb);
+}
+
+void lgr_env_pack(const struct lgr_env *env, uint8_t *buf)
+{
+	loggregator__v2__envelope__pack(env->pb, buf);
+}
+
 int lgr_env_scratch_unpack(struct lgr_env_scratch *s, const uint8_t *buf, size_t len, const struct lgr_env **view)
 {
 	ProtobufCAllocator a = {scratch_alloc, scratch_free_fn, s};

@@ -105,6 +105,20 @@ void lgr_env_scratch_free(struct lgr_env_scratch *s);  /* NULL is a no-op */
 int lgr_env_scratch_unpack(struct lgr_env_scratch *s, const uint8_t *buf, size_t len, const struct lgr_env **view);
 
 /*
+ * Building a view by hand (lgr_fjson_parse_scratch): lgr_env_scratch_begin starts the block over, as an unpack does;
+ * lgr_env_scratch_alloc hands out aligned memory from it (NULL when out of memory), valid until the next begin,
+ * unpack or free; lgr_env_scratch_view wraps pb, allocated that way, as the scratch's view.
+ */
+void lgr_env_scratch_begin(struct lgr_env_scratch *s);
+void *lgr_env_scratch_alloc(struct lgr_env_scratch *s, size_t size);
+const struct lgr_env *lgr_env_scratch_view(struct lgr_env_scratch *s, Loggregator__V2__Envelope *pb);
+
+/* The size of env's encoding, and the encoding written to buf (which has that many bytes), without caching it: for
+ * views, and for writing it straight where it is kept. */
+size_t lgr_env_packed_size(const struct lgr_env *env);
+void lgr_env_pack(const struct lgr_env *env, uint8_t *buf);
+
+/*
  * Decodes an EnvelopeBatch, handing each envelope to fn in order (fn takes ownership of env). The whole batch is
  * checked before the first envelope is decoded, so fn sees either every envelope or none. A non-zero return of fn
  * stops the walk and is returned. Unknown fields of the batch are skipped.

@@ -602,7 +602,21 @@ struct pctx {
 	size_t budget;	   /* bytes of strings (and the joined payload) still allowed: lim.max_message in all */
 	size_t ntags;	   /* tags and deprecated tags so far */
 	bool join_payload; /* the payload comes from the caller: the tree's log must not carry one */
+	struct lgr_env_scratch *scratch; /* where the envelope's parts go; NULL: malloc, freed with the envelope */
 };
+
+/* Memory for a part of the envelope being read: from the scratch when there is one. */
+static void *c_alloc(struct pctx *c, size_t n)
+{
+	return c->scratch != NULL ? lgr_env_scratch_alloc(c->scratch, n) : malloc(n);
+}
+
+/* Releases a part c_alloc gave that never became part of the envelope (a scratch keeps it until it starts over). */
+static void c_free(struct pctx *c, void *p)
+{
+	if (c->scratch == NULL)
+		free(p);
+}
 
 static int copy_text(struct pctx *c, const char *s, size_t n, char **out)
 {
@@ -618,7 +632,7 @@ static int copy_text(struct pctx *c, const char *s, size_t n, char **out)
 		*out = (char *)protobuf_c_empty_string; /* the descriptors' default: free_unpacked leaves it alone */
 		return LGR_OK;
 	}
-	p = malloc(n + 1);
+	p = c_alloc(c, n + 1);
 	if (p == NULL)
 		return LGR_ENOMEM;
 	memcpy(p, s, n);
@@ -908,13 +922,13 @@ static int get_bytes(struct pctx *c, struct fjson_object *v, ProtobufCBinaryData
 		return LGR_ETOOBIG;
 	if (len == 0)
 		return LGR_OK;
-	p = malloc(len);
+	p = c_alloc(c, len);
 	if (p == NULL)
 		return LGR_ENOMEM;
 	for (i = 0; i < body; i++) {
 		d = b64_digit(s[i], url);
 		if (d < 0) {
-			free(p);
+			c_free(c, p);
 			return LGR_EDECODE;
 		}
 		acc = acc << 6 | (uint32_t)d;
@@ -999,7 +1013,9 @@ static int value_field(struct pctx *c, unsigned idx, struct fjson_object *val, v
 		/* an empty text sets the member too, but protobuf-c does not encode a oneof string left at the
 		 * descriptor's default pointer: it needs a string of its own */
 		if (rc == LGR_OK && m->text == protobuf_c_empty_string) {
-			m->text = strdup("");
+			m->text = c_alloc(c, 1);
+			if (m->text != NULL)
+				m->text[0] = '\0';
 			rc = m->text != NULL ? LGR_OK : LGR_ENOMEM;
 		}
 		if (rc == LGR_OK)
@@ -1075,13 +1091,13 @@ static int get_metrics(struct pctx *c, struct fjson_object *val, Loggregator__V2
 		return LGR_ELIMIT;
 	if (n == 0)
 		return LGR_OK;
-	m->metrics = malloc(n * sizeof(*m->metrics));
+	m->metrics = c_alloc(c, n * sizeof(*m->metrics));
 	if (m->metrics == NULL)
 		return LGR_ENOMEM;
 	it = fjson_object_iter_begin(val);
 	end = fjson_object_iter_end(val);
 	for (; rc == LGR_OK && !fjson_object_iter_equal(&it, &end); fjson_object_iter_next(&it)) {
-		e = malloc(sizeof(*e));
+		e = c_alloc(c, sizeof(*e));
 		if (e == NULL)
 			return LGR_ENOMEM;
 		loggregator__v2__gauge__metrics_entry__init(e);
@@ -1090,7 +1106,7 @@ static int get_metrics(struct pctx *c, struct fjson_object *val, Loggregator__V2
 		rc = copy_text(c, key, strlen(key), &e->key);
 		if (rc != LGR_OK)
 			return rc;
-		e->value = malloc(sizeof(*e->value));
+		e->value = c_alloc(c, sizeof(*e->value));
 		if (e->value == NULL)
 			return LGR_ENOMEM;
 		loggregator__v2__gauge_value__init(e->value);
@@ -1131,7 +1147,7 @@ static int event_field(struct pctx *c, unsigned idx, struct fjson_object *val, v
 
 static int get_tag(struct pctx *c, const char *key, struct fjson_object *val, Loggregator__V2__Envelope *pb)
 {
-	Loggregator__V2__Envelope__TagsEntry *t = malloc(sizeof(*t));
+	Loggregator__V2__Envelope__TagsEntry *t = c_alloc(c, sizeof(*t));
 	int rc;
 
 	if (t == NULL)
@@ -1146,7 +1162,7 @@ static int get_tag(struct pctx *c, const char *key, struct fjson_object *val, Lo
 
 static int get_dtag(struct pctx *c, const char *key, struct fjson_object *val, Loggregator__V2__Envelope *pb)
 {
-	Loggregator__V2__Envelope__DeprecatedTagsEntry *d = malloc(sizeof(*d));
+	Loggregator__V2__Envelope__DeprecatedTagsEntry *d = c_alloc(c, sizeof(*d));
 	int rc;
 
 	if (d == NULL)
@@ -1156,7 +1172,7 @@ static int get_dtag(struct pctx *c, const char *key, struct fjson_object *val, L
 	rc = copy_text(c, key, strlen(key), &d->key);
 	if (rc != LGR_OK)
 		return rc;
-	d->value = malloc(sizeof(*d->value));
+	d->value = c_alloc(c, sizeof(*d->value));
 	if (d->value == NULL)
 		return LGR_ENOMEM;
 	loggregator__v2__value__init(d->value);
@@ -1179,7 +1195,7 @@ static int get_tags(struct pctx *c, struct fjson_object *val, Loggregator__V2__E
 	if (n == 0)
 		return LGR_OK;
 	c->ntags += n;
-	arr = malloc(n * sizeof(void *));
+	arr = c_alloc(c, n * sizeof(void *));
 	if (arr == NULL)
 		return LGR_ENOMEM;
 	if (deprecated)
@@ -1251,7 +1267,7 @@ static int get_message(struct pctx *c, unsigned idx, struct fjson_object *val, L
 
 	if (pb->message_case != LOGGREGATOR__V2__ENVELOPE__MESSAGE__NOT_SET)
 		return LGR_EDECODE; /* two members of the oneof */
-	msg = malloc(mb->desc->sizeof_message);
+	msg = c_alloc(c, mb->desc->sizeof_message);
 	if (msg == NULL)
 		return LGR_ENOMEM;
 	protobuf_c_message_init(mb->desc, msg);
@@ -1281,13 +1297,13 @@ static int env_field(struct pctx *c, unsigned idx, struct fjson_object *val, voi
 }
 
 /* The caller's payload as log.payload; its size was taken from the budget before the walk. */
-static int join_payload(Loggregator__V2__Envelope *pb, const void *payload, size_t len)
+static int join_payload(struct pctx *c, Loggregator__V2__Envelope *pb, const void *payload, size_t len)
 {
 	if (pb->message_case != LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG)
 		return LGR_EMISSING;
 	if (len == 0)
 		return LGR_OK;
-	pb->log->payload.data = malloc(len);
+	pb->log->payload.data = c_alloc(c, len);
 	if (pb->log->payload.data == NULL)
 		return LGR_ENOMEM;
 	memcpy(pb->log->payload.data, payload, len);
@@ -1295,50 +1311,77 @@ static int join_payload(Loggregator__V2__Envelope *pb, const void *payload, size
 	return LGR_OK;
 }
 
+/* Reads obj into a new Envelope (*out), its parts from c_alloc; on error the parts already made are freed, or left
+ * to the scratch. */
+static int parse(struct pctx *c, struct fjson_object *obj, const void *payload, size_t payload_len,
+	const struct lgr_limits *lim, unsigned flags, Loggregator__V2__Envelope **out)
+{
+	Loggregator__V2__Envelope *pb;
+	locale_t old;
+	int rc;
+
+	*out = NULL;
+	if (obj == NULL || (payload == NULL && payload_len > 0))
+		return LGR_EINVAL;
+	if (lim != NULL)
+		c->lim = *lim;
+	lgr_limits_resolve(&c->lim);
+	c->flags = flags;
+	c->budget = c->lim.max_message;
+	c->join_payload = payload != NULL;
+	if (payload_len > c->budget)
+		return LGR_ETOOBIG;
+	c->budget -= payload_len;
+	pb = c_alloc(c, sizeof(*pb));
+	if (pb == NULL)
+		return LGR_ENOMEM;
+	loggregator__v2__envelope__init(pb);
+	old = lgr_text_c_locale_enter();
+	rc = walk(c, obj, env_fields, F_COUNT, env_field, pb);
+	lgr_text_c_locale_leave(old);
+	if (rc == LGR_OK && c->join_payload)
+		rc = join_payload(c, pb, payload, payload_len);
+	if (rc != LGR_OK) {
+		if (c->scratch == NULL)
+			protobuf_c_message_free_unpacked(&pb->base, NULL);
+		return rc;
+	}
+	*out = pb;
+	return LGR_OK;
+}
+
 int lgr_fjson_parse(struct fjson_object *obj, const void *payload, size_t payload_len, const struct lgr_limits *lim,
 	unsigned flags, struct lgr_env **out)
 {
-	Loggregator__V2__Envelope *pb = NULL;
-	struct pctx c;
-	locale_t old = (locale_t)0;
+	Loggregator__V2__Envelope *pb;
+	struct pctx c = {0};
 	int rc;
 
 	if (out == NULL)
 		return LGR_EINVAL;
 	*out = NULL;
-	if (obj == NULL || (payload == NULL && payload_len > 0))
-		return LGR_EINVAL;
-	memset(&c, 0, sizeof(c));
-	if (lim != NULL)
-		c.lim = *lim;
-	lgr_limits_resolve(&c.lim);
-	c.flags = flags;
-	c.budget = c.lim.max_message;
-	c.join_payload = payload != NULL;
-	if (payload_len > c.budget) {
-		rc = LGR_ETOOBIG;
-		goto out;
-	}
-	c.budget -= payload_len;
-	pb = malloc(sizeof(*pb));
-	if (pb == NULL) {
-		rc = LGR_ENOMEM;
-		goto out;
-	}
-	loggregator__v2__envelope__init(pb);
-	old = lgr_text_c_locale_enter();
-	rc = walk(&c, obj, env_fields, F_COUNT, env_field, pb);
-	lgr_text_c_locale_leave(old);
-	if (rc == LGR_OK && c.join_payload)
-		rc = join_payload(pb, payload, payload_len);
+	rc = parse(&c, obj, payload, payload_len, lim, flags, &pb);
 	if (rc != LGR_OK)
-		goto out;
-	*out = lgr_env_take(pb);
-	pb = NULL; /* ownership transferred, even on failure */
-	if (*out == NULL)
-		rc = LGR_ENOMEM;
-out:
-	if (pb != NULL)
-		protobuf_c_message_free_unpacked(&pb->base, NULL);
+		return rc;
+	*out = lgr_env_take(pb); /* takes pb, even on failure */
+	return *out != NULL ? LGR_OK : LGR_ENOMEM;
+}
+
+int lgr_fjson_parse_scratch(struct fjson_object *obj, const void *payload, size_t payload_len,
+	const struct lgr_limits *lim, unsigned flags, struct lgr_env_scratch *scratch, const struct lgr_env **view)
+{
+	Loggregator__V2__Envelope *pb;
+	struct pctx c = {.scratch = scratch};
+	int rc;
+
+	if (view == NULL)
+		return LGR_EINVAL;
+	*view = NULL;
+	if (scratch == NULL)
+		return LGR_EINVAL;
+	lgr_env_scratch_begin(scratch);
+	rc = parse(&c, obj, payload, payload_len, lim, flags, &pb);
+	if (rc == LGR_OK)
+		*view = lgr_env_scratch_view(scratch, pb);
 	return rc;
 }

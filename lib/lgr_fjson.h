@@ -62,4 +62,12 @@ int lgr_fjson_build(const struct lgr_env *env, unsigned flags, struct fjson_obje
 int lgr_fjson_parse(struct fjson_object *obj, const void *payload, size_t payload_len, const struct lgr_limits *lim,
 	unsigned flags, struct lgr_env **out);
 
+/*
+ * As lgr_fjson_parse, into scratch (lgr_env.h): *view, read-only and valid until the scratch's next use, is the
+ * envelope lgr_fjson_parse gives, with no allocation of its own (an output that only encodes envelopes reads each
+ * message this way). LGR_EINVAL also when scratch is NULL.
+ */
+int lgr_fjson_parse_scratch(struct fjson_object *obj, const void *payload, size_t payload_len,
+	const struct lgr_limits *lim, unsigned flags, struct lgr_env_scratch *scratch, const struct lgr_env **view);
+
 #endif

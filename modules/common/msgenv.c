@@ -65,10 +65,11 @@ static const char *prop_or_empty(const char *v)
 }
 
 /*
- * Rebuilds an imloggregator envelope from tree ($!loggregator) and %msg%. Called with the message's mutex held:
- * nothing here calls back into rsyslog.
+ * Rebuilds an imloggregator envelope from tree ($!loggregator) and %msg%: into scratch (*view) when there is one,
+ * else a new one (*out). Called with the message's mutex held: nothing here calls back into rsyslog.
  */
-static int from_tree(smsg_t *msg, struct fjson_object *tree, const struct lgr_limits *lim, struct lgr_env **out)
+static int from_tree(smsg_t *msg, struct fjson_object *tree, const struct lgr_limits *lim,
+	struct lgr_env_scratch *scratch, const struct lgr_env **view, struct lgr_env **out)
 {
 	struct fjson_object *log = NULL;
 	const void *payload = NULL;
@@ -82,6 +83,8 @@ static int from_tree(smsg_t *msg, struct fjson_object *tree, const struct lgr_li
 		payload = mlen > 0 ? (const void *)getMSG(msg) : (const void *)"";
 		len = mlen > 0 ? (size_t)mlen : 0;
 	}
+	if (scratch != NULL)
+		return lgr_fjson_parse_scratch(tree, payload, len, lim, 0, scratch, view);
 	return lgr_fjson_parse(tree, payload, len, lim, 0, out);
 }
 
@@ -118,27 +121,51 @@ out:
 	return rc;
 }
 
-int msgenv_build(
-	smsg_t *msg, const struct msgenv_tpl *tpl, const struct lgr_limits *lim, struct lgr_env **out, bool *from_iml)
+/* msgenv_build (scratch NULL) and msgenv_read. */
+static int build(smsg_t *msg, const struct msgenv_tpl *tpl, const struct lgr_limits *lim,
+	struct lgr_env_scratch *scratch, const struct lgr_env **view, struct lgr_env **out, bool *from_iml)
 {
 	static const struct msgenv_tpl none;
 	struct fjson_object *tree = NULL;
 	bool found;
 	int rc;
 
-	if (out == NULL)
-		return LGR_EINVAL;
-	*out = NULL;
-	if (msg == NULL)
-		return LGR_EINVAL;
 	pthread_mutex_lock(&msg->mut);
 	found = msg->json != NULL && fjson_object_object_get_ex(msg->json, "loggregator", &tree) && tree != NULL;
-	rc = found ? from_tree(msg, tree, lim, out) : LGR_OK;
+	rc = found ? from_tree(msg, tree, lim, scratch, view, out) : LGR_OK;
 	pthread_mutex_unlock(&msg->mut);
 	if (from_iml != NULL)
 		*from_iml = found;
 	if (!found)
 		rc = from_plain(msg, tpl != NULL ? tpl : &none, out);
+	return rc;
+}
+
+int msgenv_build(
+	smsg_t *msg, const struct msgenv_tpl *tpl, const struct lgr_limits *lim, struct lgr_env **out, bool *from_iml)
+{
+	if (out == NULL)
+		return LGR_EINVAL;
+	*out = NULL;
+	if (msg == NULL)
+		return LGR_EINVAL;
+	return build(msg, tpl, lim, NULL, NULL, out, from_iml);
+}
+
+int msgenv_read(smsg_t *msg, const struct msgenv_tpl *tpl, const struct lgr_limits *lim,
+	struct lgr_env_scratch *scratch, const struct lgr_env **view, struct lgr_env **owned, bool *from_iml)
+{
+	int rc;
+
+	if (view == NULL || owned == NULL)
+		return LGR_EINVAL;
+	*view = NULL;
+	*owned = NULL;
+	if (msg == NULL || scratch == NULL)
+		return LGR_EINVAL;
+	rc = build(msg, tpl, lim, scratch, view, owned, from_iml);
+	if (rc == LGR_OK && *owned != NULL)
+		*view = *owned;
 	return rc;
 }
 

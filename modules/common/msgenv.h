@@ -64,6 +64,16 @@ int msgenv_build(
 	smsg_t *msg, const struct msgenv_tpl *tpl, const struct lgr_limits *lim, struct lgr_env **out, bool *from_iml);
 
 /*
+ * As msgenv_build, for an output that only reads the envelope briefly (to encode it): a message that carries
+ * $!loggregator is read into scratch (lgr_fjson_parse_scratch: no allocation per envelope), *view valid until the
+ * scratch's next use, *owned NULL; another message's envelope is built as msgenv_build does, *owned = *view = it,
+ * for the caller to release (lgr_env_unref). Errors as msgenv_build's (also LGR_EINVAL for a NULL scratch); on
+ * error *view and *owned are NULL.
+ */
+int msgenv_read(smsg_t *msg, const struct msgenv_tpl *tpl, const struct lgr_limits *lim,
+	struct lgr_env_scratch *scratch, const struct lgr_env **view, struct lgr_env **owned, bool *from_iml);
+
+/*
  * The syslog time t (any UTC offset, any fraction precision) as UNIX ns; 0 for an unset time (timeType 0).
  * Exposed for tests.
  */

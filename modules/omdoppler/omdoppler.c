@@ -233,6 +233,7 @@ typedef struct _instanceData {
 
 typedef struct wrkrInstanceData {
 	instanceData *pData;
+	struct lgr_env_scratch *scratch; /* messages from imloggregator are read into it; NULL when out of memory */
 } wrkrInstanceData_t;
 
 /* "omdoppler(NAME)" for an action with a name, else "omdoppler(r1:8082,r2:8082)", cut to fit: the name impstats
@@ -421,6 +422,8 @@ ENDcreateInstance
 
 BEGINcreateWrkrInstance
 CODESTARTcreateWrkrInstance
+	if (lgr_env_scratch_new(&pWrkrData->scratch) != LGR_OK)
+		pWrkrData->scratch = NULL; /* then each envelope is built on its own */
 	net_start(pWrkrData->pData);
 ENDcreateWrkrInstance
 
@@ -441,6 +444,7 @@ ENDfreeInstance
 
 BEGINfreeWrkrInstance
 CODESTARTfreeWrkrInstance
+	lgr_env_scratch_free(pWrkrData->scratch);
 ENDfreeWrkrInstance
 
 BEGINisCompatibleWithFeature
@@ -467,23 +471,29 @@ BEGINdoAction_NoStrings
 	instanceData *const pData = pWrkrData->pData;
 	struct msgenv_tpl tpl;
 	struct lgr_env *env = NULL;
+	const struct lgr_env *view = NULL;
 	struct omd_item *item = NULL;
 	size_t len = 0;
 	bool from_iml = false;
 	int rc;
 CODESTARTdoAction
 	msgenv_tpl_get(&pData->tpls, params, &tpl);
-	rc = msgenv_build(msg, &tpl, NULL, &env, &from_iml);
-	/* encoded straight into the ring item, and the envelope freed here by the thread that allocated it (malloc's
-	 * fast path, no contention on its arena): the network thread only copies bytes into batches */
+	/* read into this worker's scratch (no allocation per envelope) and encoded straight into the ring item, which
+	 * the network thread only copies into batches */
+	if (pWrkrData->scratch != NULL) {
+		rc = msgenv_read(msg, &tpl, NULL, pWrkrData->scratch, &view, &env, &from_iml);
+	} else {
+		rc = msgenv_build(msg, &tpl, NULL, &env, &from_iml);
+		view = env;
+	}
 	if (rc == LGR_OK)
-		len = loggregator__v2__envelope__get_packed_size(env->pb);
+		len = lgr_env_packed_size(view);
 	if (rc == LGR_OK && len <= MAX_ENVELOPE) {
 		item = omd_item_new(len);
 		if (item == NULL)
 			rc = LGR_ENOMEM;
 		else
-			loggregator__v2__envelope__pack(env->pb, item->data);
+			lgr_env_pack(view, item->data);
 	}
 	lgr_env_unref(env);
 	if (item == NULL) {

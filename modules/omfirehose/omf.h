@@ -68,6 +68,10 @@ struct omf_env;
  */
 struct omf_env *omf_env_new(struct lgr_env *env);
 struct omf_env *omf_env_new_encoded(struct lgr_env *env);
+
+/* As omf_env_new_encoded, from an envelope it only reads (a scratch view, lgr_env.h): the encoding is written
+ * straight into the published block. NULL when out of memory. */
+struct omf_env *omf_env_new_view(const struct lgr_env *view);
 struct omf_env *omf_env_ref(struct omf_env *e);
 void omf_env_unref(struct omf_env *e); /* NULL is a no-op; any thread */
 

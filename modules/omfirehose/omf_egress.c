@@ -110,8 +110,9 @@ static const char *str_put(char **p, const char *s)
 /*
  * One allocation holds the omf_env, the gauge names' pointers, the encoding and the key's strings, so that a
  * published envelope costs the thread that frees it (the network thread, usually) one free, whatever thread made it.
+ * wire NULL: env is encoded into the block (wire_len is lgr_env_packed_size).
  */
-static struct omf_env *env_block(struct lgr_env *env, const uint8_t *wire, size_t wire_len)
+static struct omf_env *env_block(const struct lgr_env *env, const uint8_t *wire, size_t wire_len)
 {
 	const Loggregator__V2__Envelope *pb = env->pb;
 	const Loggregator__V2__Gauge *g = lgr_env_type(env) == LGR_ENV_GAUGE ? pb->gauge : NULL;
@@ -130,7 +131,10 @@ static struct omf_env *env_block(struct lgr_env *env, const uint8_t *wire, size_
 		return NULL;
 	names = (const char **)(e + 1);
 	p = (char *)(names + n_names);
-	memcpy(p, wire, wire_len);
+	if (wire != NULL)
+		memcpy(p, wire, wire_len);
+	else
+		lgr_env_pack(env, (uint8_t *)p);
 	e->wire = (const uint8_t *)p;
 	e->wire_len = wire_len;
 	p += wire_len;
@@ -171,6 +175,11 @@ struct omf_env *omf_env_new(struct lgr_env *env)
 struct omf_env *omf_env_new_encoded(struct lgr_env *env)
 {
 	return env_new(env, false);
+}
+
+struct omf_env *omf_env_new_view(const struct lgr_env *view)
+{
+	return env_block(view, NULL, lgr_env_packed_size(view));
 }
 
 struct omf_env *omf_env_ref(struct omf_env *e)

@@ -469,6 +469,7 @@ typedef struct _instanceData {
 
 typedef struct wrkrInstanceData {
 	instanceData *pData;
+	struct lgr_env_scratch *scratch; /* messages from imloggregator are read into it; NULL when out of memory */
 } wrkrInstanceData_t;
 
 struct modConfData_s {
@@ -750,6 +751,8 @@ ENDcreateInstance
 
 BEGINcreateWrkrInstance
 CODESTARTcreateWrkrInstance
+	if (lgr_env_scratch_new(&pWrkrData->scratch) != LGR_OK)
+		pWrkrData->scratch = NULL; /* then each envelope is built on its own */
 ENDcreateWrkrInstance
 
 BEGINfreeInstance
@@ -774,6 +777,7 @@ ENDfreeInstance
 
 BEGINfreeWrkrInstance
 CODESTARTfreeWrkrInstance
+	lgr_env_scratch_free(pWrkrData->scratch);
 ENDfreeWrkrInstance
 
 BEGINisCompatibleWithFeature
@@ -808,27 +812,29 @@ BEGINdoAction_NoStrings
 	instanceData *const pData = pWrkrData->pData;
 	struct msgenv_tpl tpl;
 	struct lgr_env *env = NULL;
-	struct omf_env *item;
-	const uint8_t *wire;
-	size_t len;
+	const struct lgr_env *view;
+	struct omf_env *item = NULL;
 	bool from_iml = false;
 	int rc;
 CODESTARTdoAction
 	__atomic_add_fetch(&pData->ingress, 1, __ATOMIC_RELAXED);
 	msgenv_tpl_get(&pData->tpls, params, &tpl);
-	rc = msgenv_build(msg, &tpl, NULL, &env, &from_iml);
 	/* encoded once, here on rsyslog's workers; every subscriber shares these bytes */
-	if (rc == LGR_OK)
-		rc = lgr_env_encode(env, &wire, &len);
-	if (rc != LGR_OK) {
-		bad_input(pData, rc, from_iml);
+	if (omf_gateway_records(pData->gw) || pWrkrData->scratch == NULL) {
+		rc = msgenv_build(msg, &tpl, NULL, &env, &from_iml);
+		/* takes env; frees it here unless the recent store keeps it decoded */
+		if (rc == LGR_OK)
+			item = omf_gateway_records(pData->gw) ? omf_env_new(env) : omf_env_new_encoded(env);
+	} else {
+		/* read into this worker's scratch and encoded straight into the block subscribers share: that block
+		 * is the only allocation per envelope */
+		rc = msgenv_read(msg, &tpl, NULL, pWrkrData->scratch, &view, &env, &from_iml);
+		if (rc == LGR_OK)
+			item = omf_env_new_view(view);
 		lgr_env_unref(env);
-		FINALIZE;
 	}
-	/* takes env; frees it here unless the recent store keeps it decoded */
-	item = omf_gateway_records(pData->gw) ? omf_env_new(env) : omf_env_new_encoded(env);
 	if (item == NULL) {
-		bad_input(pData, LGR_ENOMEM, from_iml);
+		bad_input(pData, rc != LGR_OK ? rc : LGR_ENOMEM, from_iml);
 		FINALIZE;
 	}
 	omf_egress_publish(pData->eg, item);

@@ -140,10 +140,46 @@ static struct lgr_env *text_parse_ok(const char *text)
 	return env;
 }
 
+/*
+ * Every parse of this file also goes through lgr_fjson_parse_scratch, which must agree with lgr_fjson_parse (rc,
+ * and env when LGR_OK): the same result, an equal envelope, the same encoding byte for byte.
+ */
+static void scratch_agrees(struct fjson_object *o, const void *payload, size_t len, const struct lgr_limits *lim,
+	unsigned flags, int rc, const struct lgr_env *env)
+{
+	static struct lgr_env_scratch *scratch;
+	const struct lgr_env *view = (const struct lgr_env *)&view; /* must be reset */
+	uint8_t *a, *b;
+	size_t n;
+	int rs;
+
+	if (scratch == NULL)
+		cr_assert_eq(lgr_env_scratch_new(&scratch), LGR_OK);
+	rs = lgr_fjson_parse_scratch(o, payload, len, lim, flags, scratch, &view);
+	cr_assert_eq(rs, rc, "scratch %s, lgr_fjson_parse %s", lgr_strerror(rs), lgr_strerror(rc));
+	if (rc != LGR_OK) {
+		cr_assert_null(view);
+		return;
+	}
+	cr_assert(lgr_env_equal(view, env));
+	n = lgr_env_packed_size(env);
+	cr_assert_eq(lgr_env_packed_size(view), n);
+	a = malloc(n + 1);
+	b = malloc(n + 1);
+	cr_assert(a != NULL && b != NULL);
+	lgr_env_pack(env, a);
+	lgr_env_pack(view, b);
+	cr_assert_arr_eq(a, b, n, "a scratch view encodes to other bytes");
+	free(a);
+	free(b);
+}
+
 static struct lgr_env *tree_parse_ok(struct fjson_object *o, const void *payload, size_t len)
 {
 	struct lgr_env *env = NULL;
 	int rc = lgr_fjson_parse(o, payload, len, NULL, 0, &env);
+
+	scratch_agrees(o, payload, len, NULL, 0, rc, env);
 
 	cr_assert_eq(rc, LGR_OK, "lgr_fjson_parse failed (%s): %s", lgr_strerror(rc),
 		fjson_object_to_json_string_ext(o, FJSON_TO_STRING_PLAIN));
@@ -157,6 +193,7 @@ static int tree_parse_rc(
 	struct lgr_env *env = (struct lgr_env *)&env; /* must be reset to NULL on failure */
 	int rc = lgr_fjson_parse(o, payload, len, lim, flags, &env);
 
+	scratch_agrees(o, payload, len, lim, flags, rc, rc == LGR_OK ? env : NULL);
 	if (rc == LGR_OK)
 		lgr_env_unref(env);
 	else
@@ -873,6 +910,7 @@ static void check_differential(const char *text, const struct lgr_limits *lim, u
 		return;
 	}
 	rf = lgr_fjson_parse(o, NULL, 0, lim, flags, &b);
+	scratch_agrees(o, NULL, 0, lim, flags, rf, b);
 	cr_assert_eq(rf, rt, "tree %s, text %s: %s", lgr_strerror(rf), lgr_strerror(rt), text);
 	if (rt == LGR_OK)
 		assert_same_env(b, a, text);
@@ -1262,6 +1300,8 @@ Test(fjson_api, null_arguments_are_caller_errors)
 {
 	struct lgr_env *env = new_env(), *out = (struct lgr_env *)&out;
 	struct fjson_object *o = (struct fjson_object *)&o, *t = ftree("{}");
+	const struct lgr_env *view = (const struct lgr_env *)&view;
+	struct lgr_env_scratch *scratch = NULL;
 
 	cr_assert_eq(lgr_fjson_build(NULL, 0, &o), LGR_EINVAL);
 	cr_assert_null(o);
@@ -1271,6 +1311,14 @@ Test(fjson_api, null_arguments_are_caller_errors)
 	cr_assert_eq(lgr_fjson_parse(t, NULL, 0, NULL, 0, NULL), LGR_EINVAL);
 	cr_assert_eq(lgr_fjson_parse(t, NULL, 3, NULL, 0, &out), LGR_EINVAL);
 	cr_assert_null(out);
+	cr_assert_eq(lgr_fjson_parse_scratch(t, NULL, 0, NULL, 0, NULL, &view), LGR_EINVAL, "no scratch");
+	cr_assert_null(view);
+	cr_assert_eq(lgr_env_scratch_new(&scratch), LGR_OK);
+	cr_assert_eq(lgr_fjson_parse_scratch(t, NULL, 0, NULL, 0, scratch, NULL), LGR_EINVAL);
+	view = (const struct lgr_env *)&view;
+	cr_assert_eq(lgr_fjson_parse_scratch(NULL, NULL, 0, NULL, 0, scratch, &view), LGR_EINVAL);
+	cr_assert_null(view);
+	lgr_env_scratch_free(scratch);
 	fjson_object_put(t);
 	lgr_env_unref(env);
 }
