@@ -23,8 +23,9 @@
 #                 while it is near 0 (a shared virtual machine also changes the speed of its CPUs with the host's
 #                 load, so compare rows of one run)
 # --agent-params and --router-params are added to the imloggregator inputs, --omd-params to the omdoppler action,
-# --fwd-params to the agent's ruleset, e.g. 'queue.type="Direct"' (then imloggregator's submitting thread runs the
-# action itself, instead of rsyslog's main queue worker).
+# --fwd-params to the agent's ruleset, by default 'queue.type="Direct"' as in contrib/examples/agent.conf (then
+# imloggregator's submitting threads run the action themselves; --fwd-params '' hands the messages to rsyslog's main
+# queue instead).
 #
 # --rate runs the listed rates (--repeat times each). --search (the default) finds the highest offered rate whose
 # loss is below --loss % (default 0.1): from --from (default 40000) the rate grows by 25 % while a point passes,
@@ -59,7 +60,7 @@ plain=0
 omd_params=
 agent_params=
 router_params=
-fwd_params=
+fwd_params='queue.type="Direct"'
 from=40000
 max=2000000
 precision=5
