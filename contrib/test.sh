@@ -39,15 +39,17 @@ tally() {
 # run_check DIR STEP [make args...]: make check in DIR, then tally; a make failure without a test-suite.log counts
 # as one failure (the build broke).
 run_check() {
-  local dir=$1 step=$2; shift 2
+  local dir=$1 step=$2 t log; shift 2
   rm -f "$dir/test-suite.log"
   if ! make -C "$dir" -s -j"$jobs" check "$@" >"$dir/check.out" 2>&1; then
     grep -E '^(FAIL|ERROR|XPASS):' "$dir/check.out" | sed 's/^/test:   /'
     # The end of each failing test's own log, so that a CI record says why.
     grep -E '^(FAIL|ERROR|XPASS):' "$dir/check.out" | sed 's/^[A-Z]*: *//' | while read -r t; do
-      [ -f "$dir/$t.log" ] || continue
-      echo "test:   --- the end of $t.log"
-      tail -n 25 "$dir/$t.log" | cut -c1-300 | sed 's/^/test:   | /'
+      log=$dir/${t%.sh}.log # automake drops the .sh of a script's name
+      [ -f "$log" ] || log=$dir/$t.log
+      [ -f "$log" ] || continue
+      echo "test:   --- the end of $log"
+      tail -n 25 "$log" | cut -c1-300 | sed 's/^/test:   | /'
     done
     if [ ! -f "$dir/test-suite.log" ]; then
       tail -n 40 "$dir/check.out"

@@ -587,9 +587,11 @@ static int submit_batch_max(instanceConf_t *inst)
 	if (q->qType == QUEUETYPE_DIRECT)
 		return DIRECT_BATCH;
 	mark = q->iFullDlyMrk > 0 ? q->iFullDlyMrk : q->iMaxQueueSize;
-	if (mark <= 0 || mark > SUBMIT_BATCH)
+	if (mark <= 0)
 		return SUBMIT_BATCH;
-	return mark;
+	/* the submitters may all submit at once (see wait_for_room): together their batches fit below the mark */
+	mark /= (int)inst->nsubs;
+	return mark < 1 ? 1 : mark > SUBMIT_BATCH ? SUBMIT_BATCH : mark;
 }
 
 /* Past the stop's drain time: nothing more may be handed to rsyslog. */
@@ -599,17 +601,17 @@ static bool drain_over(instanceConf_t *inst)
 }
 
 /*
- * Waits until q has room for n more messages below its full-delay mark. rsyslog's own flow control would block a
- * FULL_DELAY message inside multiSubmitMsg2 instead, and when rsyslog terminates its inputs while one waits there, it
- * gives up on the rest of the batch without freeing it. Waiting here, on the condition rsyslog signals as its queue
- * drains and a tenth of a second at a time, keeps every wait outside rsyslog (unless another input fills the same
- * queue at the same moment) and lets the submitter notice a stop. Returns false when the drain time is over.
+ * Waits until q has room for n more messages from each submitter below its full-delay mark. rsyslog's own flow control
+ * would block a FULL_DELAY message inside multiSubmitMsg2 instead, and when rsyslog terminates its inputs while one
+ * waits there, it gives up on the rest of the batch without freeing it. Waiting here, on the condition rsyslog signals
+ * as its queue drains and a tenth of a second at a time, keeps every wait outside rsyslog (unless another input fills
+ * the same queue at the same moment) and lets the submitter notice a stop. Returns false when the drain time is over.
  */
 static bool wait_for_room(instanceConf_t *inst, qqueue_t *q, int n)
 {
 	struct timespec t;
 	bool room = true;
-	int mark;
+	int mark, need;
 
 	if (q == NULL || q->qType == QUEUETYPE_DIRECT || q->mut == NULL)
 		return true;
@@ -617,7 +619,10 @@ static bool wait_for_room(instanceConf_t *inst, qqueue_t *q, int n)
 	if (mark <= 0)
 		return true;
 	pthread_mutex_lock(q->mut);
-	while (!(room = q->iQueueSize + n <= mark) && !drain_over(inst)) {
+	/* room for a batch of every submitter: others may be between their own check and their submit (a queue smaller
+	 * than that only needs to be empty) */
+	need = n * (int)inst->nsubs < mark ? n * (int)inst->nsubs : mark;
+	while (!(room = q->iQueueSize + need <= mark) && !drain_over(inst)) {
 		clock_gettime(CLOCK_REALTIME, &t); /* rsyslog's queue conditions use the default clock */
 		t.tv_nsec += 100000000L;
 		t.tv_sec += t.tv_nsec / 1000000000L;

@@ -9,7 +9,8 @@
 #   limited to about half of what arrives -> omfirehose subscriber.buffer 200 -> relay2 (stalled while the load
 #   runs and until the router has passed on everything) -> lgr-load --recv (one BatchedReceiver subscription of
 #   everything). Mutual TLS on every hop, through the
-#   relays. Envelopes of 8000 bytes, so that the byte-based queues behind the buffers (the subscriber's 4 MiB send
+#   relays. Each imloggregator has one submitter, so one buffer of 200 (the default, one per CPU, would multiply it
+#   and lengthen the stall past the subscriber's 20 s keepalive under valgrind). Envelopes of 8000 bytes, so that the byte-based queues behind the buffers (the subscriber's 4 MiB send
 #   queue, TCP) fill within the run.
 #
 # Oracle, once the load has stopped, the relays pass everything and every counter stopped moving (and again two
@@ -58,7 +59,7 @@ module(load="impstats" interval="1" log.syslog="off" log.file="$W/router-stats.l
 module(load="$(lgr_module imloggregator)")
 module(load="$(lgr_module omfirehose)")
 input(type="imloggregator" port="0" listenPortFileName="$W/router.port" role="router" buffer.size="200"
-	ruleset="out" $(tls doppler))
+	submitters="1" ruleset="out" $(tls doppler))
 ruleset(name="out" queue.type="LinkedList" queue.size="50" queue.dequeueBatchSize="5"
 	queue.dequeueSlowdown="$router_slow") {
 	action(type="omfirehose" port="0" listenPortFileName="$W/egress.port" subscriber.buffer="200" $(tls doppler))
@@ -82,8 +83,8 @@ lgr_conf_write "$W/agent.conf" <<EOF
 module(load="impstats" interval="1" log.syslog="off" log.file="$W/agent-stats.log" format="legacy")
 module(load="$(lgr_module imloggregator)")
 module(load="$(lgr_module omdoppler)")
-input(type="imloggregator" port="0" listenPortFileName="$W/agent.port" role="agent" buffer.size="200" ruleset="fwd"
-	$(tls metron))
+input(type="imloggregator" port="0" listenPortFileName="$W/agent.port" role="agent" buffer.size="200"
+	submitters="1" ruleset="fwd" $(tls metron))
 ruleset(name="fwd" queue.type="LinkedList" queue.size="50" queue.dequeueBatchSize="5"
 	queue.dequeueSlowdown="$agent_slow") {
 	action(type="omdoppler" name="agent" routers=["127.0.0.1:$link_port"] streams="2" buffer.size="200" $(tls metron))
