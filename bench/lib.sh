@@ -80,3 +80,50 @@ rss_mib() { if [ -n "$1" ]; then awk '$1 == "VmRSS:" { printf "%.1f", $2 / 1024 
 busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 # field LINE KEY: the value of the first KEY=value of an lgr-load summary line.
 field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+
+# passes RATE: runs point RATE (the script's own: it sets p_loss, in %) repeat times; true when the median loss is
+# below loss_max (of an even number of runs, the higher of the middle two).
+passes() {
+	local losses=() i med
+	for ((i = 0; i < repeat; i++)); do
+		say "offered rate $1 for $duration s (run $((i + 1)) of $repeat)"
+		point "$1"
+		losses+=("$p_loss")
+	done
+	med=$(printf '%s
+' "${losses[@]}" | sort -g | sed -n "$((repeat / 2 + 1))p")
+	awk -v l="$med" -v m="$loss_max" 'BEGIN { exit !(l < m) }'
+}
+
+# search_best: sets best, the highest passing rate: of the listed $rates when given, else from $from up by 25 % while
+# points pass (up to $max), then bisecting between the best passing and the lowest failing rate until they are
+# within $precision %.
+search_best() {
+	local lo=0 hi=0 rate=$from r
+	best=0
+	if [ -n "$rates" ]; then
+		for r in ${rates//,/ }; do
+			passes "$r" && [ "$r" -gt "$best" ] && best=$r
+		done
+		return 0
+	fi
+	for _ in $(seq 1 20); do
+		if passes "$rate"; then
+			lo=$rate
+			if [ "$hi" = 0 ]; then
+				rate=$((rate * 5 / 4))
+				[ "$rate" -le "$max" ] || break
+			else
+				rate=$(((lo + hi) / 2))
+			fi
+		else
+			hi=$rate
+			if [ "$lo" = 0 ]; then rate=$((rate * 7 / 10)); else rate=$(((lo + hi) / 2)); fi
+			[ "$rate" -gt 1000 ] || break
+		fi
+		if [ "$lo" -gt 0 ] && [ "$hi" -gt 0 ] && [ $(((hi - lo) * 100)) -le $((lo * precision)) ]; then
+			break
+		fi
+	done
+	best=$lo
+}

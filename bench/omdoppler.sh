@@ -225,48 +225,7 @@ point() {
 	say "${rows[-1]}"
 }
 
-# passes RATE: runs RATE --repeat times; true when the median loss is below --loss.
-passes() {
-	local losses=() i med
-	for ((i = 0; i < repeat; i++)); do
-		say "offered rate $1 for $duration s (run $((i + 1)) of $repeat)"
-		point "$1"
-		losses+=("$p_loss")
-	done
-	# the median; of an even number of runs the higher of the middle two
-	med=$(printf '%s\n' "${losses[@]}" | sort -g | sed -n "$((repeat / 2 + 1))p")
-	awk -v l="$med" -v m="$loss_max" 'BEGIN { exit !(l < m) }'
-}
-
-best=0
-if [ -n "$rates" ]; then
-	for r in ${rates//,/ }; do
-		passes "$r" && [ "$r" -gt "$best" ] && best=$r
-	done
-else
-	lo=0
-	hi=0
-	rate=$from
-	for _ in $(seq 1 20); do
-		if passes "$rate"; then
-			lo=$rate
-			if [ "$hi" = 0 ]; then
-				rate=$((rate * 5 / 4))
-				[ "$rate" -le "$max" ] || break
-			else
-				rate=$(((lo + hi) / 2))
-			fi
-		else
-			hi=$rate
-			if [ "$lo" = 0 ]; then rate=$((rate * 7 / 10)); else rate=$(((lo + hi) / 2)); fi
-			[ "$rate" -gt 0 ] || break
-		fi
-		if [ "$lo" -gt 0 ] && [ "$hi" -gt 0 ] && [ $(((hi - lo) * 100)) -le $((lo * precision)) ]; then
-			break
-		fi
-	done
-	best=$lo
-fi
+search_best
 
 echo
 hop='mutual TLS'

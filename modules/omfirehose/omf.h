@@ -60,8 +60,8 @@ struct omf_counters {
 struct omf_env;
 
 /*
- * Wraps env (taking the caller's reference, even on failure), refcount 1; NULL when out of memory or env cannot be
- * encoded. omf_env_new keeps env decoded beside its encoding. omf_env_new_encoded keeps only the encoding and what
+ * Wraps env (taking the caller's reference, even on failure), refcount 1; NULL when out of memory. omf_env_new
+ * keeps env decoded beside its encoding. omf_env_new_encoded keeps only the encoding and what
  * selectors read, and releases env on the calling thread: the workers' way, so that the network thread, which
  * usually drops the last reference, frees one block instead of every part of a decoded envelope (glibc makes frees
  * of another thread's allocations contend with it); the envelope is decoded again only if a form needs it.

@@ -261,23 +261,17 @@ static void notice_add(struct notice **list, const char *app_id, const char *tex
 
 /*
  * Publishes text into app_id's own stream as CF's agent does (lgr_syslog_notice_env): every subscriber of the app
- * gets it, its drains included. Loop thread (the envelope is encoded here, before any sink reads it).
+ * gets it, its drains included. Loop thread.
  */
 static void publish_notice(struct omf_drains *d, const char *app_id, const char *text)
 {
 	struct lgr_env *env = NULL;
 	struct omf_env *e;
-	const uint8_t *wire;
-	size_t len;
 
 	if (app_id == NULL || app_id[0] == '\0')
 		return; /* the reference writes nothing without an app */
 	if (lgr_syslog_notice_env(app_id, text, now_ns(), &env) != LGR_OK)
 		return;
-	if (lgr_env_encode(env, &wire, &len) != LGR_OK) {
-		lgr_env_unref(env);
-		return;
-	}
 	e = omf_env_new(env); /* takes env */
 	if (e == NULL)
 		return;

@@ -110,10 +110,11 @@ static const char *str_put(char **p, const char *s)
 /*
  * One allocation holds the omf_env, the gauge names' pointers, the encoding and the key's strings, so that a
  * published envelope costs the thread that frees it (the network thread, usually) one free, whatever thread made it.
- * wire NULL: env is encoded into the block (wire_len is lgr_env_packed_size).
+ * env is encoded straight into the block.
  */
-static struct omf_env *env_block(const struct lgr_env *env, const uint8_t *wire, size_t wire_len)
+static struct omf_env *env_block(const struct lgr_env *env)
 {
+	size_t wire_len = lgr_env_packed_size(env);
 	const Loggregator__V2__Envelope *pb = env->pb;
 	const Loggregator__V2__Gauge *g = lgr_env_type(env) == LGR_ENV_GAUGE ? pb->gauge : NULL;
 	const Loggregator__V2__Counter *c = lgr_env_type(env) == LGR_ENV_COUNTER ? pb->counter : NULL;
@@ -131,10 +132,7 @@ static struct omf_env *env_block(const struct lgr_env *env, const uint8_t *wire,
 		return NULL;
 	names = (const char **)(e + 1);
 	p = (char *)(names + n_names);
-	if (wire != NULL)
-		memcpy(p, wire, wire_len);
-	else
-		lgr_env_pack(env, (uint8_t *)p);
+	lgr_env_pack(env, (uint8_t *)p);
 	e->wire = (const uint8_t *)p;
 	e->wire_len = wire_len;
 	p += wire_len;
@@ -153,12 +151,8 @@ static struct omf_env *env_block(const struct lgr_env *env, const uint8_t *wire,
 /* Wraps env (taking the caller's reference either way); keep: env stays decoded beside its encoding. */
 static struct omf_env *env_new(struct lgr_env *env, bool keep)
 {
-	struct omf_env *e = NULL;
-	const uint8_t *wire;
-	size_t len;
+	struct omf_env *e = env_block(env);
 
-	if (lgr_env_encode(env, &wire, &len) == LGR_OK)
-		e = env_block(env, wire, len);
 	if (e != NULL && keep) {
 		e->env = env;
 		return e;
@@ -179,7 +173,7 @@ struct omf_env *omf_env_new_encoded(struct lgr_env *env)
 
 struct omf_env *omf_env_new_view(const struct lgr_env *view)
 {
-	return env_block(view, NULL, lgr_env_packed_size(view));
+	return env_block(view);
 }
 
 struct omf_env *omf_env_ref(struct omf_env *e)

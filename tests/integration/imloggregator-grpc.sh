@@ -24,7 +24,8 @@
 #     FormatFloat 'f' -1: 0.25, 100, 1000000000000000000000); defaultTags where absent; counter totals accumulated
 #     per (name, source_id, tags) when total is 0;
 #   - 20 clients on their own connections at once (10 Sender, 10 BatchSender), 500 envelopes each: every envelope
-#     arrives exactly once, and nothing else arrives (each record file holds exactly the expected envelopes);
+#     arrives exactly once, and nothing else arrives (each record file holds exactly the expected envelopes); the
+#     router input has 3 submitters, and each client's envelopes are written in the order it sent them;
 #   - impstats: each input's ingress equals the envelopes sent to it, dropped.ingress and invalid are 0;
 #   - rsyslogd exits 0 on SIGTERM (valgrind clean under LGR_VALGRIND=1) and the module logged nothing but
 #     connection notices.
@@ -43,8 +44,8 @@ module(load="impstats" interval="1" log.syslog="off" log.file="$LGR_WORK/stats.l
 module(load="$(lgr_module imloggregator)")
 $(lgr_record_template rec "$tok")
 input(type="imloggregator" protocol="grpc" address="127.0.0.1" port="0" listenPortFileName="$LGR_WORK/router.port"
-	ruleset="router" role="router" tls="on" tls.cacert="$LGR_PKI/ca.crt" tls.mycert="$LGR_PKI/doppler.crt"
-	tls.myprivkey="$LGR_PKI/doppler.key")
+	ruleset="router" role="router" submitters="3" tls="on" tls.cacert="$LGR_PKI/ca.crt"
+	tls.mycert="$LGR_PKI/doppler.crt" tls.myprivkey="$LGR_PKI/doppler.key")
 input(type="imloggregator" protocol="grpc" address="127.0.0.2" port="0" listenPortFileName="$LGR_WORK/agent.port"
 	ruleset="agent" role="agent" defaultTags=["deployment:cf", "job:diego-cell", "index:3", "ip:10.0.16.7", "az:z1"]
 	tls.cacert="$LGR_PKI/ca.crt" tls.mycert="$LGR_PKI/metron.crt" tls.myprivkey="$LGR_PKI/metron.key")
@@ -237,7 +238,7 @@ lgr_stop
 
 lgr_check "after the stop, router.bin holds exactly the $nr envelopes sent (each once), agent.bin the $na"
 lgr_records check --out "$LGR_WORK/router.bin" --token "$tok" --expect "$LGR_WORK/expect-router.jsonl" \
-	--ip 127.0.0.1 --exact || lgr_fail "router: the records differ from the envelopes sent"
+	--ip 127.0.0.1 --exact --in-order || lgr_fail "router: the records differ from the envelopes sent"
 lgr_records check --out "$LGR_WORK/agent.bin" --token "$tok" --expect "$LGR_WORK/expect-agent.jsonl" \
 	--ip 127.0.0.1 --exact || lgr_fail "agent: the records differ after the stop"
 

@@ -143,9 +143,8 @@ lgr_check "the relays pass everything again; waiting for every stage to drain"
 rel_relay_rate link "$link_pid" 0
 rel_relay_rate sub "$sub_pid" 0
 
-# drained: every identity holds in the last reports of both daemons (they only hold once nothing is buffered)
-drained() {
-	local a_in a_drop o_in o_eg o_drop r_in r_drop f_in f_eg f_drop
+# counters: every stage's counters from the last reports of both daemons, into a_in ... f_drop
+counters() {
 	a_in=$(lgr_stat "$AS" "$A_IML" ingress)
 	a_drop=$(lgr_stat "$AS" "$A_IML" dropped.ingress)
 	o_in=$(lgr_stat "$AS" "$A_OMD" ingress)
@@ -156,6 +155,10 @@ drained() {
 	f_in=$(lgr_stat "$RS" "$R_OMF" ingress)
 	f_eg=$(lgr_stat "$RS" "$R_OMF" egress)
 	f_drop=$(lgr_stat "$RS" "$R_OMF" dropped.egress)
+}
+# drained: every identity holds in the last reports of both daemons (they only hold once nothing is buffered)
+drained() {
+	counters
 	[ -n "$f_drop" ] && [ -n "$o_drop" ] || return 1
 	[ "$a_in" -eq "$sent" ] && [ "$a_in" -eq $((a_drop + o_in)) ] && [ "$o_in" -eq $((o_eg + o_drop)) ] &&
 		[ "$r_in" -eq "$o_eg" ] && [ "$r_in" -eq $((r_drop + f_in)) ] && [ "$f_in" -eq $((f_eg + f_drop)) ]
@@ -171,16 +174,7 @@ recv=$(tail -n 1 "$W/recv.out")
 lgr_say "sender: $load"
 lgr_say "subscriber: $recv"
 
-a_in=$(lgr_stat "$AS" "$A_IML" ingress)
-a_drop=$(lgr_stat "$AS" "$A_IML" dropped.ingress)
-o_in=$(lgr_stat "$AS" "$A_OMD" ingress)
-o_eg=$(lgr_stat "$AS" "$A_OMD" egress)
-o_drop=$(lgr_stat "$AS" "$A_OMD" dropped.egress)
-r_in=$(lgr_stat "$RS" "$R_IML" ingress)
-r_drop=$(lgr_stat "$RS" "$R_IML" dropped.ingress)
-f_in=$(lgr_stat "$RS" "$R_OMF" ingress)
-f_eg=$(lgr_stat "$RS" "$R_OMF" egress)
-f_drop=$(lgr_stat "$RS" "$R_OMF" dropped.egress)
+counters
 lgr_say "agent: ingress $a_in = dropped.ingress $a_drop + omdoppler ingress $o_in; $o_in = egress $o_eg + dropped.egress $o_drop"
 lgr_say "router: ingress $r_in = dropped.ingress $r_drop + omfirehose ingress $f_in; $f_in = egress $f_eg + dropped.egress $f_drop"
 

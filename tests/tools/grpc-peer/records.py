@@ -26,9 +26,10 @@ envelope of a run its own pair.
 
 Commands (exit 0 when the check holds, 1 with a report of the first differences otherwise):
 
-    records.py check --out FILE --token T --expect FILE [--ip ADDR] [--exact [--allow FILE]]
+    records.py check --out FILE --token T --expect FILE [--ip ADDR] [--exact [--allow FILE]] [--in-order]
         every expected envelope is in FILE exactly once; with --exact FILE holds nothing else, except envelopes
-        of the --allow file, each at most once and matching it.
+        of the --allow file, each at most once and matching it; with --in-order the envelopes of each source_id
+        are in FILE in the order of the --expect file.
     records.py count --out FILE --token T [--source-prefix P]
         prints the number of records (whose source_id starts with P).
     records.py agent --default-tags k:v,... < sent.jsonl > expected.jsonl
@@ -250,6 +251,8 @@ def cmd_check(args):
                 problems.append("envelope %r (allowed): %s" % (key, d))
         if extra:
             problems.append("%d records match no expected envelope, e.g. %r" % (len(extra), extra[0].json_text[:300]))
+    if args.in_order:
+        problems.extend(order_problems(expected, by_key))
     if problems:
         print("records: %d expected envelopes, %d records, %d problems:" % (len(expected), len(records),
                                                                           len(problems)))
@@ -260,6 +263,23 @@ def cmd_check(args):
         return 1
     print("records: all %d expected envelopes match (%d records in the file)" % (len(expected), len(records)))
     return 0
+
+
+def order_problems(expected, by_key):
+    """Each source_id's records, in file order, follow the order of the expected envelopes."""
+    last = {}
+    problems = []
+    for want in expected:
+        sid = want.get("source_id", "")
+        found = by_key.get((sid, want["timestamp"]), [])
+        if len(found) != 1:
+            continue  # reported already
+        prev = last.get(sid)
+        if prev is not None and found[0].index < prev[0]:
+            problems.append("source_id %r: the envelope of timestamp %s is written before that of %s, sent earlier"
+                            % (sid, want["timestamp"], prev[1]))
+        last[sid] = (found[0].index, want["timestamp"])
+    return problems
 
 
 def envelope_kind(env):
@@ -377,6 +397,7 @@ def main():
     c.add_argument("--ip")
     c.add_argument("--exact", action="store_true")
     c.add_argument("--allow")
+    c.add_argument("--in-order", action="store_true")
     c.set_defaults(fn=cmd_check)
     c = sub.add_parser("count")
     c.add_argument("--out", required=True)
