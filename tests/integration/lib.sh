@@ -148,13 +148,15 @@ lgr_validate() {
 }
 
 # lgr_wait_for WHAT CMD...: polls CMD until it succeeds, at most lgr_timeout seconds; fails the test with WHAT
-# otherwise. Also fails at once if the daemon died meanwhile.
+# otherwise. Also fails at once if the daemon died meanwhile and CMD still fails (asked again: the daemon may have
+# ended between the two looks, as it does when CMD waits for its exit).
 lgr_wait_for() {
 	local what=$1 deadline
 	shift
 	deadline=$((SECONDS + $(lgr_timeout)))
 	while ! "$@"; do
 		if [ -n "$LGR_PID" ] && ! kill -0 "$LGR_PID" 2>/dev/null; then
+			"$@" && return 0
 			lgr_fail "rsyslogd exited while waiting for $what"
 		fi
 		[ "$SECONDS" -lt "$deadline" ] || lgr_fail "timed out after $(lgr_timeout)s waiting for $what"
