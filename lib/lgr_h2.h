@@ -68,7 +68,8 @@ struct lgr_h2_stream; /* one call received by a server */
  *   handlers.
  * on_message: one whole request message.
  * on_half_close: the client sent its last message (a client-streaming call answers now).
- * on_drain: the send queue went below half its bound after a send was refused with LGR_EFULL.
+ * on_drain: the send queue went below half its bound after a send was refused with LGR_EFULL, or it is empty
+ *   after lgr_h2_stream_notify_empty().
  * on_close: the stream is gone; the handle is invalid after the handler returns. reset is false when the status
  *   given to lgr_h2_stream_finish() reached the wire, true when the stream ended otherwise (the client reset it,
  *   the connection was lost, the server was freed).
@@ -163,6 +164,11 @@ int lgr_h2_stream_send_buffer(struct lgr_h2_stream *s, struct evbuffer *msg);
 int lgr_h2_stream_finish(struct lgr_h2_stream *s, int status, const char *message);
 
 size_t lgr_h2_stream_queued(const struct lgr_h2_stream *s); /* bytes waiting in the send queue */
+/*
+ * Asks for one on_drain once the send queue is empty (everything queued handed to the connection), so that a
+ * sender that batches while a message is on its way learns when it is not any more. No-op on a finished stream.
+ */
+void lgr_h2_stream_notify_empty(struct lgr_h2_stream *s);
 const char *lgr_h2_stream_path(const struct lgr_h2_stream *s);
 const char *lgr_h2_stream_peer(const struct lgr_h2_stream *s);	  /* "addr:port" of the client */
 SSL *lgr_h2_stream_ssl(const struct lgr_h2_stream *s);		  /* for lgr_tls_peer_permitted(); NULL in h2c */

@@ -517,9 +517,12 @@ int lgr_h2__outq_push_raw_buffer(struct lgr_h2__outq *q, struct evbuffer *data)
 
 bool lgr_h2__outq_drained(struct lgr_h2__outq *q)
 {
-	if (!q->want_drain || evbuffer_get_length(q->buf) > q->limit / 2)
+	size_t len = evbuffer_get_length(q->buf);
+
+	if (!(q->want_drain && len <= q->limit / 2) && !(q->want_empty && len == 0))
 		return false;
 	q->want_drain = false;
+	q->want_empty = false;
 	return true;
 }
 

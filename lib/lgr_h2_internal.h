@@ -119,6 +119,7 @@ struct lgr_h2__outq {
 	bool eof;		    /* nothing more will be pushed */
 	bool deferred;		    /* nghttp2 parked the stream's data source: resume on the next push */
 	bool want_drain;	    /* a push was refused: on_drain owed when below limit / 2 */
+	bool want_empty;	    /* lgr_h2_stream_notify_empty: on_drain owed when nothing is left */
 	const nghttp2_nv *trailers; /* at eof: sent as trailers instead of END_STREAM on DATA (server) */
 	size_t ntrailers;
 };
@@ -133,7 +134,7 @@ int lgr_h2__outq_push_buffer(struct lgr_h2__outq *q, struct evbuffer *msg);
 int lgr_h2__outq_push_raw(struct lgr_h2__outq *q, const uint8_t *data, size_t len);
 int lgr_h2__outq_push_raw_buffer(struct lgr_h2__outq *q, struct evbuffer *data);
 
-/* True (once) when a refused push is owed its drain notice. */
+/* True (once) when a refused push is owed its drain notice, or an empty queue its notice (want_empty). */
 bool lgr_h2__outq_drained(struct lgr_h2__outq *q);
 
 /* Hands new data to nghttp2 if it parked the stream. */

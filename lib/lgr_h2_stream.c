@@ -147,6 +147,15 @@ size_t lgr_h2_stream_queued(const struct lgr_h2_stream *s)
 	return lgr_h2__outq_len(&s->q);
 }
 
+void lgr_h2_stream_notify_empty(struct lgr_h2_stream *s)
+{
+	if (s->finished || s->closed)
+		return;
+	s->q.want_empty = true;
+	s->conn->drain_owed = true;
+	lgr_h2__conn_kick(&s->conn->c); /* an empty queue is noticed after a send pass */
+}
+
 const char *lgr_h2_stream_path(const struct lgr_h2_stream *s)
 {
 	return s->path;
@@ -381,10 +390,11 @@ void lgr_h2__streams_flushed(struct lgr_h2__conn *c)
 		return;
 	sc->drain_owed = false;
 	for (struct lgr_h2_stream *s = sc->streams; s != NULL; s = s->next) {
-		if (!s->q.want_drain)
+		if (!s->q.want_drain && !s->q.want_empty)
 			continue;
 		if (s->closed || s->finished || sc->srv->freeing) {
 			s->q.want_drain = false;
+			s->q.want_empty = false;
 		} else if (lgr_h2__outq_drained(&s->q)) {
 			if (handlers(s)->on_drain != NULL)
 				handlers(s)->on_drain(s, route_ud(s));

@@ -170,6 +170,12 @@ struct omf_sink {
 	int (*deliver)(
 		struct omf_sub *sub, struct omf_env *const *envs, size_t n, size_t *taken, size_t *sent, void *ud);
 	void (*close)(struct omf_sub *sub, void *ud);
+	/*
+	 * Optional: true when nothing the sink took is still on its way, so a partial batch is offered at once and an
+	 * envelope waits for the batch to fill only while an earlier one is being sent. When it answers false the sink
+	 * owes an omf_sub_resume once it has sent what it holds. NULL: a partial batch waits flush_ms.
+	 */
+	bool (*idle)(struct omf_sub *sub, void *ud);
 };
 
 /*
@@ -203,7 +209,7 @@ struct omf_sub_opts {
 int omf_sub_new_opts(struct omf_egress *eg, const struct lgr_select_req *req, const struct omf_sink *sink, void *ud,
 	const char *peer, const struct omf_sub_opts *opts, struct omf_sub **out);
 
-/* The sink can take envelopes again (after LGR_EFULL): delivery continues from the loop. */
+/* The sink can take envelopes again (after LGR_EFULL), or became idle: delivery continues from the loop. */
 void omf_sub_resume(struct omf_sub *sub);
 
 /* Envelopes the subscriber holds now: in its ring and offered but not taken. */

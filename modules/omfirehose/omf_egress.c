@@ -526,16 +526,27 @@ static int sub_offer(struct omf_sub *sub)
 }
 
 /*
- * Moves envelopes from the ring to the sink: full batches at once, a partial batch when flush is set (its flush
- * timer fired, or the egress stops) or else once its timer fires. Continues in the next loop turn after
- * PUMP_ROUNDS batches.
+ * Whether a partial batch may go now rather than wait to fill: when the sink has sent everything it took. When it
+ * has not, omf_sink.idle resumes sub once it has. No timer is involved: they fire on the kernel's tick, late by up
+ * to 4 ms on some machines, which is the whole latency budget.
+ */
+static bool partial_may_go(struct omf_sub *sub)
+{
+	return sub->sink->idle != NULL && sub->sink->idle(sub, sub->ud);
+}
+
+/*
+ * Moves envelopes from the ring to the sink: full batches at once; a partial batch when flush is set (its flush
+ * timer fired, or the egress stops), when partial_may_go (so a lone envelope leaves at once, and batches form
+ * while the sink is busy, growing with the load), or else once its timer fires. Continues in the next
+ * loop turn after PUMP_ROUNDS batches.
  */
 static void sub_pump(struct omf_sub *sub, bool flush)
 {
 	struct lgr_ring *ring = __atomic_load_n(&sub->ring, __ATOMIC_ACQUIRE);
 	unsigned batch_max = sub->batch_max;
 	size_t got, want, left = 0;
-	bool empty, partial;
+	bool empty, partial, now;
 
 	if (ring == NULL && sub->nopen == 0)
 		return; /* a lazy ring nobody has published to yet */
@@ -550,11 +561,17 @@ static void sub_pump(struct omf_sub *sub, bool flush)
 		}
 		empty = false;
 		partial = false;
+		now = flush || sub->eager;
 		if (sub->nopen < batch_max && ring != NULL) {
-			/* a partial batch stays in the ring until its timer: the ring notifies again when it is full */
+			/* a partial batch stays in the ring while the sink is busy: the ring notifies again when it is
+			 * full, the sink when it is idle, the timer after flush_ms */
 			want = batch_max - sub->nopen;
 			got = lgr_ring_pop_min(ring, (void **)(sub->open + sub->nopen), want,
-				flush || sub->eager ? 1 : (want < sub->capacity ? want : sub->capacity), &left);
+				now ? 1 : (want < sub->capacity ? want : sub->capacity), &left);
+			if (got == 0 && left > 0 && sub->nopen == 0 && partial_may_go(sub)) {
+				now = true;
+				got = lgr_ring_pop_min(ring, (void **)(sub->open + sub->nopen), want, 1, &left);
+			}
 			sub->nopen += got;
 			empty = got < want && left == 0;
 			partial = got == 0 && left > 0;
@@ -571,7 +588,7 @@ static void sub_pump(struct omf_sub *sub, bool flush)
 				sub->slow = false;
 			return;
 		}
-		if (sub->nopen < batch_max && !flush && !sub->eager) {
+		if (sub->nopen < batch_max && !now && !partial_may_go(sub)) {
 			/* armed when the first envelope of the batch arrived, or after a refusal ended the last wait */
 			if (!event_pending(sub->flush_ev, EV_TIMEOUT, NULL))
 				timer_in(sub->flush_ev, sub->eg->conf.flush_ms);
@@ -728,8 +745,6 @@ fail:
 
 void omf_sub_resume(struct omf_sub *sub)
 {
-	if (!sub->blocked)
-		return;
 	sub->blocked = false;
 	event_active(sub->pump_ev, EV_WRITE, 0);
 }
@@ -1003,7 +1018,22 @@ static void grpc_close(struct omf_sub *sub, void *ud)
 	lgr_h2_stream_finish(g->s, LGR_GRPC_UNAVAILABLE, "server shutting down");
 }
 
+/* Idle when the stream's send queue is empty: what was sent is in the connection's hands. */
+static bool grpc_idle(struct omf_sub *sub, void *ud)
+{
+	struct gstream *g = ud;
+
+	(void)sub;
+	if (g->ended)
+		return false;
+	if (lgr_h2_stream_queued(g->s) == 0)
+		return true;
+	lgr_h2_stream_notify_empty(g->s);
+	return false;
+}
+
 static const struct omf_sink grpc_sink = {
+	.idle = grpc_idle,
 	.deliver = grpc_deliver,
 	.close = grpc_close,
 };

@@ -173,6 +173,11 @@ static void hold_half_close(struct lgr_h2_stream *s, void *ud)
 	lgr_h2_stream_finish(s, LGR_GRPC_OK, "half-closed in time");
 }
 
+static void count_drain(struct lgr_h2_stream *s, void *ud)
+{
+	sv.drains++;
+}
+
 static int deny_open(struct lgr_h2_stream *s, void *ud)
 {
 	sv.opens++;
@@ -183,12 +188,14 @@ static const struct lgr_h2_handlers collect = {open_any, collect_message, collec
 static const struct lgr_h2_handlers streaming = {open_any, stream_message, NULL, stream_drain, stream_close};
 static const struct lgr_h2_handlers hold = {hold_open, hold_message, hold_half_close, NULL, close_any};
 static const struct lgr_h2_handlers deny = {deny_open, NULL, NULL, NULL, close_any};
+static const struct lgr_h2_handlers hold_drained = {hold_open, hold_message, hold_half_close, count_drain, close_any};
 
 static const struct lgr_h2_route routes[] = {
 	{"/test.H2/Collect", &collect, NULL},
 	{"/test.H2/Stream", &streaming, NULL},
 	{"/test.H2/Hold", &hold, NULL},
 	{"/test.H2/Deny", &deny, NULL},
+	{"/test.H2/HoldDrained", &hold_drained, NULL},
 };
 
 static SSL_CTX *sctx, *cctx;
@@ -757,6 +764,51 @@ Test(h2, the_send_queue_is_bounded_and_always_takes_one_message_when_empty)
 	lgr_h2_client_free(cli);
 	cr_assert(r.closed, "freeing the client ends the second call (the cancelled one hears nothing)");
 	cr_assert_eq(r.status, LGR_GRPC_CANCELLED);
+}
+
+static void notify_empty(bool tls)
+{
+	struct lgr_h2_server *srv = serve(tls, NULL);
+	struct lgr_h2_client *cli = dial(lgr_h2_server_port(srv), tls, NULL);
+	static uint8_t buf[70000];
+	struct lgr_h2_stream *s;
+	struct lgr_h2_call *call;
+	struct result r = {0};
+
+	cr_assert_eq(lgr_h2_client_call(cli, "/test.H2/HoldDrained", &result_handlers, &r, &call), LGR_OK);
+	msg_fill(buf, 0, msg_len(0));
+	cr_assert_eq(lgr_h2_call_send(call, buf, msg_len(0)), LGR_OK);
+	cr_assert(RUN_UNTIL(sv.messages == 1, 10000), "log:\n%s", logs);
+	s = sv.held[0];
+	lgr_h2_stream_notify_empty(s);
+	cr_assert(RUN_UNTIL(sv.drains == 1, 10000), "an empty queue is told at once; log:\n%s", logs);
+	for (uint32_t seq = 0; seq < 500; seq++) {
+		msg_fill(buf, seq, msg_len(seq));
+		cr_assert_eq(lgr_h2_stream_send(s, buf, msg_len(seq)), LGR_OK);
+	}
+	cr_assert_gt(lgr_h2_stream_queued(s), 0);
+	lgr_h2_stream_notify_empty(s);
+	cr_assert(RUN_UNTIL(sv.drains == 2, 10000), "log:\n%s", logs);
+	cr_assert_eq(lgr_h2_stream_queued(s), 0, "told only once the queue is empty");
+	cr_assert(RUN_UNTIL(r.responses == 500, 10000));
+	cr_assert_eq(sv.drains, 2, "told once per request");
+	cr_assert_eq(r.bad, 0);
+	cr_assert_eq(lgr_h2_call_close_send(call), LGR_OK);
+	cr_assert(RUN_UNTIL(r.closed, 10000));
+	cr_assert_eq(r.status, LGR_GRPC_OK);
+	lgr_h2_client_free(cli);
+	lgr_h2_server_free(srv);
+	free_ctx();
+}
+
+Test(h2, notify_empty_calls_on_drain_once_when_the_send_queue_is_empty_over_tls)
+{
+	notify_empty(true);
+}
+
+Test(h2, notify_empty_calls_on_drain_once_when_the_send_queue_is_empty_in_h2c)
+{
+	notify_empty(false);
 }
 
 Test(h2, a_referenced_buffer_is_sent_without_a_copy_and_released_after_sending)
