@@ -8,6 +8,9 @@
  * same ring, so that each keeps its order.
  * It never includes rsyslog headers and never waits for rsyslog: the rings are the only hand-over.
  *
+ * iml_sub (iml_sub.c, iml_sub.h) is the network side of a subscribe instance: BatchedReceiver streams from routers,
+ * whose EnvelopeBatches enter the rings through iml_push_batch, as a BatchSender call's do.
+ *
  * iml_msg (iml_msg.c) turns one envelope into one rsyslog message (the mapping of config.md); it runs on the
  * instance's submitter threads (one per ring), which also decode the v2 envelopes and apply the agent's rules.
  *
@@ -53,6 +56,15 @@ void iml_item_free(void *item, void *ud);
 
 /* The sender's address (for %fromhost-ip%), "" when unknown. */
 const char *iml_item_ip(const struct iml_item *it);
+
+/*
+ * Checks one encoded EnvelopeBatch as a whole against lim (all or nothing), copies it once and pushes one item per
+ * envelope into ring, in order, each with the sender's address ip. This is the one way envelopes enter a ring from
+ * a gRPC message, whether a client sent it (BatchSender, Send) or a router streamed it (subscribe). LGR_OK (also
+ * for an empty batch); an lgr_pb_check_batch error (malformed, over a limit: nothing pushed); LGR_ENOMEM.
+ */
+int iml_push_batch(
+	struct lgr_ring *ring, const struct lgr_limits *lim, const uint8_t *msg, size_t len, const char ip[IML_IP_MAX]);
 
 enum iml_net_kind {
 	IML_NET_GRPC,

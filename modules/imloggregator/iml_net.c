@@ -187,8 +187,8 @@ static int accept_envelope(struct iml_net *net, struct call *c, const uint8_t *m
 	return LGR_OK;
 }
 
-/* A v2 EnvelopeBatch (BatchSender, Send): checked as a whole (all or nothing), copied once, one item per record. */
-static int accept_batch(struct iml_net *net, struct call *c, const uint8_t *msg, size_t len)
+int iml_push_batch(
+	struct lgr_ring *ring, const struct lgr_limits *lim, const uint8_t *msg, size_t len, const char ip[IML_IP_MAX])
 {
 	struct lgr_pb_field f;
 	struct iml_batch *b;
@@ -196,10 +196,10 @@ static int accept_batch(struct iml_net *net, struct call *c, const uint8_t *msg,
 	size_t count = 0, n = 0, pos = 0;
 	int rc;
 
-	rc = lgr_pb_check_batch(msg, len, &net->lim, &count);
+	rc = lgr_pb_check_batch(msg, len, lim, &count);
 	if (rc != LGR_OK || count == 0)
 		return rc;
-	b = batch_new(count, len, c->ip);
+	b = batch_new(count, len, ip);
 	if (b == NULL)
 		return LGR_ENOMEM;
 	bytes = batch_bytes(b, count);
@@ -215,8 +215,14 @@ static int accept_batch(struct iml_net *net, struct call *c, const uint8_t *msg,
 		free(b);
 		return LGR_OK;
 	}
-	batch_push(c->ring, b, n);
+	batch_push(ring, b, n);
 	return LGR_OK;
+}
+
+/* A v2 EnvelopeBatch (BatchSender, Send). */
+static int accept_batch(struct iml_net *net, struct call *c, const uint8_t *msg, size_t len)
+{
+	return iml_push_batch(c->ring, &net->lim, msg, len, c->ip);
 }
 
 /* ---- v1 ------------------------------------------------------------------------------------------------------ */

@@ -3,22 +3,23 @@
  * dropsonde UDP datagrams, and subscriptions to routers' Egress (see doc and config.md for the parameters).
  *
  * This file is the rsyslog glue: the parameter table, config load and check, counters, the input thread and the
- * submitters. The network side is iml_net.c, the message mapping iml_msg.c.
+ * submitters. The network side is iml_net.c (listeners) and iml_sub.c (subscriptions to routers), the message
+ * mapping iml_msg.c.
  *
  * Threads: rsyslog runs config load, check and activation on its main thread and runInput on one input thread
  * for all instances; the instance list is immutable once activated. The input thread runs one event loop for every
- * instance's listener (checking what arrives, the push into one of the instance's drop-oldest rings). Each instance
- * has `submitters` submitter threads, one per ring, that pop envelopes from their ring, decode them, apply the
- * agent's rules, build the messages and hand them to rsyslog with multiSubmitMsg2: only submitters ever wait for
- * rsyslog's queue, and while one waits its ring drops its oldest envelopes (counted), so senders never wait. A gRPC
- * call's envelopes all go through one ring (calls take the rings in turn), so each call keeps its order while
- * several calls are turned into messages at once, on as many CPUs. impstats reads the rings' exact counters through
- * a read notifier.
+ * instance's listener or subscription (checking what arrives, the push into one of the instance's drop-oldest
+ * rings). Each instance has `submitters` submitter threads, one per ring, that pop envelopes from their ring, decode
+ * them, apply the agent's rules, build the messages and hand them to rsyslog with multiSubmitMsg2: only submitters
+ * ever wait for rsyslog's queue, and while one waits its ring drops its oldest envelopes (counted), so senders never
+ * wait. A gRPC call's envelopes (and a router's, when subscribing) all go through one ring (calls take the rings in
+ * turn), so each call keeps its order while several calls are turned into messages at once, on as many CPUs. impstats
+ * reads the rings' exact counters through a read notifier.
  *
  * Shutdown: rsyslog sets the thread's stop flag and sends SIGTTIN, which the input thread keeps blocked and reads
- * from a signalfd in its loop. Every listener then stops accepting, open calls get a short grace to finish, and
- * each submitter hands everything still in its ring to rsyslog before it exits, within rsyslog's input shutdown
- * timeout, so nothing a sender saw acknowledged is lost.
+ * from a signalfd in its loop. Every listener then stops accepting, open calls get a short grace to finish, every
+ * subscription closes its streams and connections at once, and each submitter hands everything still in its ring to
+ * rsyslog before it exits, within rsyslog's input shutdown timeout, so nothing a sender saw acknowledged is lost.
  */
 #include "../common/rsconfig.h" /* rsyslog's config.h, first */
 
@@ -57,6 +58,7 @@
 #include "lgr_tls.h"
 #include "iml.h"
 #include "iml_msg.h"
+#include "iml_sub.h"
 #include "../common/glue.h"
 
 MODULE_TYPE_INPUT
@@ -300,7 +302,7 @@ struct submitter {
 struct instanceConf_s {
 	struct iml_conf conf;
 	ruleset_t *bind_ruleset; /* NULL: the default ruleset */
-	SSL_CTX *ssl_ctx;	 /* gRPC with TLS: made at check time, so -N1 reports unusable certificates */
+	SSL_CTX *ssl_ctx;	 /* gRPC or subscribe with TLS: made at check time, so -N1 reports bad certificates */
 	struct submitter *subs;	 /* from activation to freeCnf */
 	struct lgr_ring **rings; /* subs[i].ring, for the network side */
 	size_t nsubs;
@@ -309,17 +311,21 @@ struct instanceConf_s {
 	const char **permitted; /* tls.permittedpeers, NULL-terminated for lgr_tls_peer_permitted; NULL: any client */
 	char *v1_deployment, *v1_job, *v1_index, *v1_ip;
 	struct lgr_v1_defaults v1_defaults;
-	struct iml_net *net;	   /* input thread only */
-	bool stop;		   /* atomic: the submitters drain their rings and exit */
-	struct timespec drain_end; /* written before stop is set: what the ring holds after it is discarded */
-	uint64_t invalid;	   /* atomic, written by the input thread and the submitter */
+	struct iml_net *net;		 /* input thread only */
+	struct iml_sub *sub;		 /* protocol subscribe: input thread only */
+	struct iml_sub_counters sub_ctr; /* written by the input thread, read by impstats */
+	bool stop;			 /* atomic: the submitters drain their rings and exit */
+	struct timespec drain_end;	 /* written before stop is set: what the ring holds after it is discarded */
+	uint64_t invalid;		 /* atomic, written by the input thread and the submitter */
 	/* impstats: counters updated from the ring's exact figures when impstats reads them */
 	statsobj_t *stats;
 	pthread_mutex_t stats_mut;
-	uint64_t seen_pushed, seen_dropped, seen_invalid;
+	uint64_t seen_pushed, seen_dropped, seen_invalid, seen_connects, seen_errors;
 	STATSCOUNTER_DEF(ctr_ingress, mut_ctr_ingress)
 	STATSCOUNTER_DEF(ctr_dropped, mut_ctr_dropped)
 	STATSCOUNTER_DEF(ctr_invalid, mut_ctr_invalid)
+	STATSCOUNTER_DEF(ctr_connects, mut_ctr_connects) /* subscribe only */
+	STATSCOUNTER_DEF(ctr_errors, mut_ctr_errors)
 	struct instanceConf_s *next;
 };
 
@@ -382,7 +388,7 @@ static void stats_read(statsobj_t *stats, void *ud)
 {
 	instanceConf_t *inst = ud;
 	struct lgr_ring_stats st;
-	uint64_t invalid, pushed = 0, dropped = 0;
+	uint64_t invalid, connects, errors, pushed = 0, dropped = 0;
 	size_t i;
 
 	(void)stats;
@@ -392,6 +398,8 @@ static void stats_read(statsobj_t *stats, void *ud)
 		dropped += st.dropped;
 	}
 	invalid = __atomic_load_n(&inst->invalid, __ATOMIC_RELAXED);
+	connects = __atomic_load_n(&inst->sub_ctr.connects, __ATOMIC_RELAXED);
+	errors = __atomic_load_n(&inst->sub_ctr.errors, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&inst->stats_mut);
 	STATSCOUNTER_ADD(inst->ctr_ingress, inst->mut_ctr_ingress, pushed - inst->seen_pushed);
 	STATSCOUNTER_ADD(inst->ctr_dropped, inst->mut_ctr_dropped, dropped - inst->seen_dropped);
@@ -399,6 +407,12 @@ static void stats_read(statsobj_t *stats, void *ud)
 	inst->seen_pushed = pushed;
 	inst->seen_dropped = dropped;
 	inst->seen_invalid = invalid;
+	if (inst->conf.protocol == IML_SUBSCRIBE) {
+		STATSCOUNTER_ADD(inst->ctr_connects, inst->mut_ctr_connects, connects - inst->seen_connects);
+		STATSCOUNTER_ADD(inst->ctr_errors, inst->mut_ctr_errors, errors - inst->seen_errors);
+		inst->seen_connects = connects;
+		inst->seen_errors = errors;
+	}
 	pthread_mutex_unlock(&inst->stats_mut);
 }
 
@@ -408,31 +422,45 @@ static rsRetVal inst_stats_init(instanceConf_t *inst)
 		{"ingress", &inst->ctr_ingress},
 		{"dropped.ingress", &inst->ctr_dropped},
 		{"invalid", &inst->ctr_invalid},
+		{"router.connects", &inst->ctr_connects}, /* the last two: subscribe only */
+		{"router.errors", &inst->ctr_errors},
 	};
+	size_t n = sizeof(ctrs) / sizeof(ctrs[0]);
 	char name[256];
 
 	inst_name(inst, name, sizeof(name));
 	pthread_mutex_init(&inst->stats_mut, NULL);
-	return glue_stats_new(
-		&statsobj, &inst->stats, name, MODNAME, ctrs, sizeof(ctrs) / sizeof(ctrs[0]), stats_read, inst);
+	if (inst->conf.protocol != IML_SUBSCRIBE)
+		n -= 2;
+	return glue_stats_new(&statsobj, &inst->stats, name, MODNAME, ctrs, n, stats_read, inst);
 }
 
-/* The TLS context of a gRPC listener; errors name the instance and the file at fault. */
+/*
+ * The TLS context of a gRPC listener, or of a subscription's clients (the routers' DNS SAN checked against
+ * tls.servername); errors name the instance and the file at fault.
+ */
 static rsRetVal inst_tls_init(instanceConf_t *inst)
 {
 	static const char *const alpn[] = {"h2", NULL};
 	struct lgr_tls_config tc = {0};
 	char err[512], name[256];
+	int rc;
 	DEFiRet;
 
-	if (inst->conf.protocol != IML_GRPC || !inst->conf.tls || inst->ssl_ctx != NULL)
+	if (inst->conf.protocol == IML_UDP || !inst->conf.tls || inst->ssl_ctx != NULL)
 		FINALIZE;
 	tc.ca_file = inst->conf.tls_cacert;
 	tc.cert_file = inst->conf.tls_mycert;
 	tc.key_file = inst->conf.tls_myprivkey;
-	tc.require_client_cert = true;
 	tc.alpn = alpn;
-	if (lgr_tls_server_ctx(&tc, &inst->ssl_ctx, err, sizeof(err)) != LGR_OK) {
+	if (inst->conf.protocol == IML_SUBSCRIBE) {
+		tc.server_name = inst->conf.tls_servername;
+		rc = lgr_tls_client_ctx(&tc, &inst->ssl_ctx, err, sizeof(err));
+	} else {
+		tc.require_client_cert = true;
+		rc = lgr_tls_server_ctx(&tc, &inst->ssl_ctx, err, sizeof(err));
+	}
+	if (rc != LGR_OK) {
 		inst_name(inst, name, sizeof(name));
 		LogError(0, RS_RET_CONF_PARAM_INVLD, "%s: TLS: %s", name, err);
 		ABORT_FINALIZE(RS_RET_CONF_PARAM_INVLD);
@@ -798,6 +826,7 @@ static void begin_stop(struct run *run)
 	event_del(run->sig_ev);
 	run->open = 1; /* held until every listener has been told, so none can end the loop early */
 	for (inst = runModConf->root; inst != NULL; inst = inst->next) {
+		iml_sub_stop(inst->sub); /* nothing to wait for: what the routers sent is in the rings */
 		if (inst->net == NULL)
 			continue;
 		run->open++;
@@ -823,6 +852,63 @@ static void on_signal(evutil_socket_t fd, short what, void *ud)
 		begin_stop(run);
 }
 
+/* The types of `selectors` as iml_sub_request's bits (1u << enum lgr_env_type); 0 (every type) when unset. */
+static unsigned sub_types(const instanceConf_t *inst)
+{
+	const struct lgr_conf_strv *sel = &inst->conf.selectors;
+	unsigned types = 0;
+	size_t i;
+	int t;
+
+	for (i = 0; i < sel->n; i++) {
+		for (t = LGR_ENV_LOG; t <= LGR_ENV_EVENT; t++) {
+			if (strcmp(sel->v[i], lgr_env_type_name((enum lgr_env_type)t)) == 0)
+				types |= 1u << t;
+		}
+	}
+	return types;
+}
+
+/* A subscribe instance: its submitters, then one BatchedReceiver call per router. Failures are logged. */
+static void sub_start(struct run *run, instanceConf_t *inst, const char *name)
+{
+	struct iml_sub_conf sc = {0};
+	uint8_t *req = NULL;
+	size_t req_len = 0;
+	int rc;
+
+	rc = iml_sub_request(inst->conf.shard_id, sub_types(inst), (const char *const *)inst->conf.source_ids.v,
+		inst->conf.source_ids.n, &req, &req_len);
+	if (rc != LGR_OK)
+		goto out;
+	if (submitters_start(inst) != LGR_OK) {
+		rc = LGR_EIO;
+		goto out;
+	}
+	sc.name = name;
+	sc.routers = (const char *const *)inst->conf.routers.v;
+	sc.nrouters = inst->conf.routers.n;
+	sc.ssl_ctx = inst->ssl_ctx;
+	sc.server_name = inst->conf.tls_servername;
+	sc.request = req;
+	sc.request_len = req_len;
+	sc.max_message = inst->conf.max_message;
+	sc.rings = inst->rings;
+	sc.nrings = inst->nsubs;
+	sc.ctr = &inst->sub_ctr;
+	sc.invalid = &inst->invalid;
+	rc = iml_sub_new(run->base, &sc, &inst->sub);
+	if (rc != LGR_OK)
+		submitters_join(inst, NULL);
+out:
+	if (rc != LGR_OK)
+		LogError(0, RS_RET_NO_LSTN_DEFINED, "%s: cannot subscribe (%s); input not started", name,
+			lgr_strerror(rc));
+	else
+		DBGPRINTF(MODNAME ": %s subscribing to %zu router(s)\n", name, inst->conf.routers.n);
+	free(req);
+}
+
 static void listeners_start(struct run *run)
 {
 	struct iml_net_conf nc;
@@ -832,8 +918,7 @@ static void listeners_start(struct run *run)
 	for (inst = runModConf->root; inst != NULL; inst = inst->next) {
 		inst_name(inst, name, sizeof(name));
 		if (inst->conf.protocol == IML_SUBSCRIBE) {
-			LogError(0, RS_RET_NOT_IMPLEMENTED,
-				"%s: protocol=\"subscribe\" is not available in this version; input not started", name);
+			sub_start(run, inst, name);
 			continue;
 		}
 		memset(&nc, 0, sizeof(nc));
@@ -892,6 +977,8 @@ static void listeners_free(void)
 	for (inst = runModConf->root; inst != NULL; inst = inst->next) {
 		iml_net_free(inst->net);
 		inst->net = NULL;
+		iml_sub_free(inst->sub);
+		inst->sub = NULL;
 		submitters_signal(inst);
 		wake_enqueue_waiters(inst);
 	}
@@ -956,6 +1043,18 @@ static rsRetVal run_input(thrdInfo_t *thrd)
 	rc = run_loop(&run);
 	pthread_cleanup_pop(1);
 	return rc;
+}
+
+/*
+ * The core's log hook: glue_log, except that the transport's lines about the routers of subscribe inputs go to the
+ * debug log. The transport reports every connection attempt that fails; iml_sub reports each of those failures
+ * itself, naming the router and rate-limited per router, so the same line twice, without a limit, would only bury it.
+ */
+static void iml_log(enum lgr_log_level level, const char *msg, void *ud)
+{
+	if (level > LGR_LOG_ERR && strncmp(msg, IML_SUB_TRANSPORT, sizeof(IML_SUB_TRANSPORT) - 1) == 0)
+		level = LGR_LOG_DEBUG;
+	glue_log(level, msg, ud);
 }
 
 /* rsyslog's entry points: its macros are not statements clang-format understands, so it keeps off them */
@@ -1097,6 +1196,6 @@ CODEmodInit_QueryRegCFSLineHdlr
 	CHKiRet(objUse(datetime, CORE_COMPONENT));
 	CHKiRet(prop.CreateStringProp(&input_name, (const uchar *)MODNAME, sizeof(MODNAME) - 1));
 	glue_paramblk_init(&iml_table, inppdescr, &inppblk);
-	lgr_log_set(glue_log, (void *)MODNAME);
+	lgr_log_set(iml_log, (void *)MODNAME);
 ENDmodInit
 	/* clang-format on */
