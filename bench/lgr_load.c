@@ -54,6 +54,7 @@
 #include "lgr_env.h"
 #include "lgr_grpc.h"
 #include "lgr_h2.h"
+#include "lgr_select.h"
 #include "lgr_tls.h"
 
 #define PROG	       "lgr-load"
@@ -1978,53 +1979,14 @@ out:
 /* The EgressBatchRequest (same fields as EgressRequest): one selector per type, of --source-id or every source. */
 static int recv_request(const struct load_opts *o, uint8_t **out, size_t *out_len)
 {
-	Loggregator__V2__EgressBatchRequest req = LOGGREGATOR__V2__EGRESS_BATCH_REQUEST__INIT;
-	Loggregator__V2__Selector sels[5], *ptrs[5];
-	Loggregator__V2__LogSelector log = LOGGREGATOR__V2__LOG_SELECTOR__INIT;
-	Loggregator__V2__CounterSelector counter = LOGGREGATOR__V2__COUNTER_SELECTOR__INIT;
-	Loggregator__V2__GaugeSelector gauge = LOGGREGATOR__V2__GAUGE_SELECTOR__INIT;
-	Loggregator__V2__TimerSelector timer = LOGGREGATOR__V2__TIMER_SELECTOR__INIT;
-	Loggregator__V2__EventSelector event = LOGGREGATOR__V2__EVENT_SELECTOR__INIT;
+	struct lgr_select_ask ask = {.shard_id = o->shard_id,
+		.source_ids = &o->select_source,
+		.nsource_ids = o->select_source != NULL ? 1 : 0,
+		.use_preferred_tags = !o->legacy_tags};
 
-	for (size_t i = 0; i < o->ntypes; i++) {
-		Loggregator__V2__Selector *s = &sels[i];
-
-		loggregator__v2__selector__init(s);
-		s->source_id = (char *)(o->select_source != NULL ? o->select_source : "");
-		switch (o->types[i]) {
-		case LGR_ENV_LOG:
-			s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_LOG;
-			s->log = &log;
-			break;
-		case LGR_ENV_COUNTER:
-			s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_COUNTER;
-			s->counter = &counter;
-			break;
-		case LGR_ENV_GAUGE:
-			s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_GAUGE;
-			s->gauge = &gauge;
-			break;
-		case LGR_ENV_TIMER:
-			s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_TIMER;
-			s->timer = &timer;
-			break;
-		default:
-			s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_EVENT;
-			s->event = &event;
-			break;
-		}
-		ptrs[i] = s;
-	}
-	req.selectors = ptrs;
-	req.n_selectors = o->ntypes;
-	req.use_preferred_tags = !o->legacy_tags;
-	req.shard_id = (char *)(o->shard_id != NULL ? o->shard_id : "");
-	*out_len = loggregator__v2__egress_batch_request__get_packed_size(&req);
-	*out = malloc(*out_len > 0 ? *out_len : 1);
-	if (*out == NULL)
-		return LGR_ENOMEM;
-	loggregator__v2__egress_batch_request__pack(&req, *out);
-	return LGR_OK;
+	for (size_t i = 0; i < o->ntypes; i++)
+		ask.types |= 1u << o->types[i];
+	return lgr_select_req_pack(&ask, out, out_len);
 }
 
 static bool all_ready(struct rworker *ws, unsigned n)

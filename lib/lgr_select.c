@@ -804,3 +804,96 @@ void lgr_select_req_cleanup(struct lgr_select_req *req)
 	free(req->selectors);
 	memset(req, 0, sizeof(*req));
 }
+
+/* ---- requests, the subscriber's side --------------------------------------------------------------------------- */
+
+#define NTYPES 5 /* LGR_ENV_LOG .. LGR_ENV_EVENT */
+
+/* Makes s a selector of type t; the type's sub-message is empty and shared (the packer only reads it). */
+static void selector_type(Loggregator__V2__Selector *s, enum lgr_env_type t)
+{
+	static Loggregator__V2__LogSelector log = LOGGREGATOR__V2__LOG_SELECTOR__INIT;
+	static Loggregator__V2__CounterSelector counter = LOGGREGATOR__V2__COUNTER_SELECTOR__INIT;
+	static Loggregator__V2__GaugeSelector gauge = LOGGREGATOR__V2__GAUGE_SELECTOR__INIT;
+	static Loggregator__V2__TimerSelector timer = LOGGREGATOR__V2__TIMER_SELECTOR__INIT;
+	static Loggregator__V2__EventSelector event = LOGGREGATOR__V2__EVENT_SELECTOR__INIT;
+
+	switch (t) {
+	case LGR_ENV_LOG:
+		s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_LOG;
+		s->log = &log;
+		break;
+	case LGR_ENV_COUNTER:
+		s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_COUNTER;
+		s->counter = &counter;
+		break;
+	case LGR_ENV_GAUGE:
+		s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_GAUGE;
+		s->gauge = &gauge;
+		break;
+	case LGR_ENV_TIMER:
+		s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_TIMER;
+		s->timer = &timer;
+		break;
+	default:
+		s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_EVENT;
+		s->event = &event;
+		break;
+	}
+}
+
+/* Whether source id i repeats an earlier one. */
+static bool repeated(const char *const *ids, size_t i)
+{
+	for (size_t j = 0; j < i; j++) {
+		if (strcmp(ids[j], ids[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+int lgr_select_req_pack(const struct lgr_select_ask *ask, uint8_t **out, size_t *out_len)
+{
+	static const char *const any[] = {""};
+	Loggregator__V2__EgressBatchRequest req = LOGGREGATOR__V2__EGRESS_BATCH_REQUEST__INIT;
+	Loggregator__V2__Selector *sels = NULL, **ptrs = NULL;
+	const char *const *ids = ask->nsource_ids > 0 ? ask->source_ids : any;
+	size_t nids = ask->nsource_ids > 0 ? ask->nsource_ids : 1, n = 0;
+	unsigned types = ask->types != 0 ? ask->types : ((1u << NTYPES) - 1) << LGR_ENV_LOG;
+	int rc = LGR_ENOMEM;
+
+	*out = NULL;
+	*out_len = 0;
+	sels = calloc(nids * NTYPES, sizeof(*sels));
+	ptrs = calloc(nids * NTYPES, sizeof(*ptrs));
+	if (sels == NULL || ptrs == NULL)
+		goto out;
+	for (size_t i = 0; i < nids; i++) {
+		if (repeated(ids, i))
+			continue;
+		for (unsigned t = LGR_ENV_LOG; t < LGR_ENV_LOG + NTYPES; t++) {
+			if ((types & (1u << t)) == 0)
+				continue;
+			loggregator__v2__selector__init(&sels[n]);
+			sels[n].source_id = (char *)ids[i];
+			selector_type(&sels[n], (enum lgr_env_type)t);
+			ptrs[n] = &sels[n];
+			n++;
+		}
+	}
+	req.shard_id = (char *)(ask->shard_id != NULL ? ask->shard_id : "");
+	req.deterministic_name = (char *)(ask->deterministic_name != NULL ? ask->deterministic_name : "");
+	req.use_preferred_tags = ask->use_preferred_tags;
+	req.selectors = ptrs;
+	req.n_selectors = n;
+	*out_len = loggregator__v2__egress_batch_request__get_packed_size(&req);
+	*out = malloc(*out_len > 0 ? *out_len : 1);
+	if (*out == NULL)
+		goto out;
+	loggregator__v2__egress_batch_request__pack(&req, *out);
+	rc = LGR_OK;
+out:
+	free(sels);
+	free(ptrs);
+	return rc;
+}

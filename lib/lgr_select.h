@@ -119,6 +119,23 @@ int lgr_select_req_parse_single(
 	const Loggregator__V2__EgressRequest *msg, struct lgr_select_req *out, const char **errmsg);
 void lgr_select_req_cleanup(struct lgr_select_req *req);
 
+/* What a subscriber asks for: the fields of the request lgr_select_req_pack writes. */
+struct lgr_select_ask {
+	const char *shard_id;		/* NULL or "": not sharded */
+	const char *deterministic_name; /* NULL or "": none */
+	unsigned types;			/* a bit (1u << t) per enum lgr_env_type t; 0: all five */
+	const char *const *source_ids;	/* one selector per type for each; none: one per type for every source */
+	size_t nsource_ids;
+	bool use_preferred_tags;
+};
+
+/*
+ * Encodes ask as an EgressBatchRequest (whose bytes are also a valid EgressRequest: the same fields). A source id
+ * given twice is asked for once, since a router delivers an envelope once per selector it matches. *out is
+ * malloc'd, the caller's. LGR_OK; LGR_ENOMEM.
+ */
+int lgr_select_req_pack(const struct lgr_select_ask *ask, uint8_t **out, size_t *out_len);
+
 /*
  * Adds one subscription per selector of req, all or none. subs must have room for req->n_selectors handles.
  * Returns LGR_OK or an error of lgr_select_add (then nothing was added).

@@ -18,6 +18,7 @@
 #include "egress.pb-c.h"
 #include "lgr_grpc.h"
 #include "lgr_h2.h"
+#include "lgr_select.h"
 
 #define BACKOFF_MIN_MS 250u
 #define BACKOFF_MAX_MS 8000u
@@ -50,73 +51,19 @@ static void finish(struct egress *e, int code)
 static int build_request(struct egress *e)
 {
 	const struct cli_opts *o = e->o;
-	const char *any[] = {""};
-	const char *const *ids = o->cmd == CLI_LOGS ? &o->source_id : o->n_source_ids > 0 ? o->source_ids : any;
-	size_t nids = o->cmd == CLI_LOGS || o->n_source_ids == 0 ? 1 : o->n_source_ids;
-	Loggregator__V2__EgressBatchRequest req = LOGGREGATOR__V2__EGRESS_BATCH_REQUEST__INIT;
-	Loggregator__V2__Selector *sels = NULL, **ptrs = NULL;
-	Loggregator__V2__LogSelector log = LOGGREGATOR__V2__LOG_SELECTOR__INIT;
-	Loggregator__V2__CounterSelector counter = LOGGREGATOR__V2__COUNTER_SELECTOR__INIT;
-	Loggregator__V2__GaugeSelector gauge = LOGGREGATOR__V2__GAUGE_SELECTOR__INIT;
-	Loggregator__V2__TimerSelector timer = LOGGREGATOR__V2__TIMER_SELECTOR__INIT;
-	Loggregator__V2__EventSelector event = LOGGREGATOR__V2__EVENT_SELECTOR__INIT;
-	size_t n = 0;
-	int rc = -1;
+	struct lgr_select_ask ask = {.shard_id = o->shard_id,
+		.deterministic_name = o->deterministic_name,
+		.types = o->types,
+		.use_preferred_tags = true};
 
-	sels = calloc(nids * 5, sizeof(*sels));
-	ptrs = calloc(nids * 5, sizeof(*ptrs));
-	if (sels == NULL || ptrs == NULL)
-		goto out;
-	for (size_t i = 0; i < nids; i++) {
-		for (int t = LGR_ENV_LOG; t <= LGR_ENV_EVENT; t++) {
-			Loggregator__V2__Selector *s = &sels[n];
-
-			if (!(o->types & (1u << t)))
-				continue;
-			loggregator__v2__selector__init(s);
-			s->source_id = (char *)ids[i];
-			switch (t) {
-			case LGR_ENV_LOG:
-				s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_LOG;
-				s->log = &log;
-				break;
-			case LGR_ENV_COUNTER:
-				s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_COUNTER;
-				s->counter = &counter;
-				break;
-			case LGR_ENV_GAUGE:
-				s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_GAUGE;
-				s->gauge = &gauge;
-				break;
-			case LGR_ENV_TIMER:
-				s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_TIMER;
-				s->timer = &timer;
-				break;
-			default:
-				s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_EVENT;
-				s->event = &event;
-				break;
-			}
-			ptrs[n++] = s;
-		}
+	if (o->cmd == CLI_LOGS) {
+		ask.source_ids = &o->source_id;
+		ask.nsource_ids = 1;
+	} else {
+		ask.source_ids = o->source_ids;
+		ask.nsource_ids = o->n_source_ids;
 	}
-	req.selectors = ptrs;
-	req.n_selectors = n;
-	req.use_preferred_tags = true;
-	if (o->shard_id != NULL)
-		req.shard_id = (char *)o->shard_id;
-	if (o->deterministic_name != NULL)
-		req.deterministic_name = (char *)o->deterministic_name;
-	e->req_len = loggregator__v2__egress_batch_request__get_packed_size(&req);
-	e->req = malloc(e->req_len > 0 ? e->req_len : 1);
-	if (e->req == NULL)
-		goto out;
-	loggregator__v2__egress_batch_request__pack(&req, e->req);
-	rc = 0;
-out:
-	free(sels);
-	free(ptrs);
-	return rc;
+	return lgr_select_req_pack(&ask, &e->req, &e->req_len) == LGR_OK ? 0 : -1;
 }
 
 static void open_call(struct egress *e)

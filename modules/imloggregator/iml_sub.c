@@ -19,7 +19,6 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
-#include "egress.pb-c.h"
 #include "iml_sub.h"
 #include "lgr.h"
 #include "lgr_grpc.h"
@@ -30,7 +29,6 @@
 #define RESTART_MAX_MS 30000u
 #define LOG_WINDOW_MS  10000u
 #define LOG_BURST      3
-#define NTYPES	       5 /* LGR_ENV_LOG .. LGR_ENV_EVENT */
 
 struct router {
 	struct iml_sub *sub;
@@ -62,97 +60,6 @@ struct iml_sub {
 	size_t nrouters;
 	bool stopped;
 };
-
-/* ---- the request ---------------------------------------------------------------------------------------------- */
-
-static void selector_type(Loggregator__V2__Selector *s, enum lgr_env_type t)
-{
-	static Loggregator__V2__LogSelector log = LOGGREGATOR__V2__LOG_SELECTOR__INIT;
-	static Loggregator__V2__CounterSelector counter = LOGGREGATOR__V2__COUNTER_SELECTOR__INIT;
-	static Loggregator__V2__GaugeSelector gauge = LOGGREGATOR__V2__GAUGE_SELECTOR__INIT;
-	static Loggregator__V2__TimerSelector timer = LOGGREGATOR__V2__TIMER_SELECTOR__INIT;
-	static Loggregator__V2__EventSelector event = LOGGREGATOR__V2__EVENT_SELECTOR__INIT;
-
-	/* the empty sub-messages are only read by the packer: shared, never written */
-	switch (t) {
-	case LGR_ENV_LOG:
-		s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_LOG;
-		s->log = &log;
-		break;
-	case LGR_ENV_COUNTER:
-		s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_COUNTER;
-		s->counter = &counter;
-		break;
-	case LGR_ENV_GAUGE:
-		s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_GAUGE;
-		s->gauge = &gauge;
-		break;
-	case LGR_ENV_TIMER:
-		s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_TIMER;
-		s->timer = &timer;
-		break;
-	default:
-		s->message_case = LOGGREGATOR__V2__SELECTOR__MESSAGE_EVENT;
-		s->event = &event;
-		break;
-	}
-}
-
-/* Whether source id i repeats an earlier one (a router would deliver twice to the same subscriber). */
-static bool repeated(const char *const *ids, size_t i)
-{
-	for (size_t j = 0; j < i; j++) {
-		if (strcmp(ids[j], ids[i]) == 0)
-			return true;
-	}
-	return false;
-}
-
-int iml_sub_request(const char *shard_id, unsigned types, const char *const *source_ids, size_t nsource_ids,
-	uint8_t **out, size_t *out_len)
-{
-	static const char *const any[] = {""};
-	Loggregator__V2__EgressBatchRequest req = LOGGREGATOR__V2__EGRESS_BATCH_REQUEST__INIT;
-	Loggregator__V2__Selector *sels = NULL, **ptrs = NULL;
-	const char *const *ids = nsource_ids > 0 ? source_ids : any;
-	size_t nids = nsource_ids > 0 ? nsource_ids : 1, n = 0;
-	int rc = LGR_ENOMEM;
-
-	*out = NULL;
-	*out_len = 0;
-	if (types == 0)
-		types = ((1u << NTYPES) - 1) << LGR_ENV_LOG;
-	sels = calloc(nids * NTYPES, sizeof(*sels));
-	ptrs = calloc(nids * NTYPES, sizeof(*ptrs));
-	if (sels == NULL || ptrs == NULL)
-		goto out;
-	for (size_t i = 0; i < nids; i++) {
-		if (repeated(ids, i))
-			continue;
-		for (unsigned t = LGR_ENV_LOG; t <= LGR_ENV_EVENT; t++) {
-			if ((types & (1u << t)) == 0)
-				continue;
-			loggregator__v2__selector__init(&sels[n]);
-			sels[n].source_id = (char *)ids[i];
-			selector_type(&sels[n], (enum lgr_env_type)t);
-			ptrs[n] = &sels[n];
-			n++;
-		}
-	}
-	req.shard_id = (char *)(shard_id != NULL ? shard_id : "");
-	req.selectors = ptrs;
-	req.n_selectors = n;
-	*out_len = loggregator__v2__egress_batch_request__get_packed_size(&req);
-	*out = malloc(*out_len > 0 ? *out_len : 1);
-	if (*out == NULL)
-		goto out;
-	loggregator__v2__egress_batch_request__pack(&req, *out);
-	rc = LGR_OK;
-out:
-	free(sels);
-	free(ptrs);
-	return rc;
-}
 
 /* ---- calls ---------------------------------------------------------------------------------------------------- */
 

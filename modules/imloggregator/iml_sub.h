@@ -4,7 +4,7 @@
  *
  * For each router of `routers` it keeps one lgr_h2 client (mutual TLS with the router's DNS SAN checked, ALPN h2, or
  * h2c; reconnected by lgr_h2 with gRPC's capped exponential backoff and jitter, keepalive every 15 s) and one
- * /loggregator.v2.Egress/BatchedReceiver call on it, made with the EgressBatchRequest of iml_sub_request. Each
+ * /loggregator.v2.Egress/BatchedReceiver call on it, made with the request of lgr_select_req_pack. Each
  * EnvelopeBatch the router streams enters the instance's rings through iml_push_batch, as a BatchSender call's do:
  * every envelope of one router goes to the same ring, so a router's order is kept. A call that ends (an error, the
  * router's end of stream, a lost connection) is made again after its own capped exponential backoff with jitter,
@@ -44,7 +44,7 @@ struct iml_sub_conf {
 	size_t nrouters;
 	SSL_CTX *ssl_ctx;	 /* borrowed, must outlive the sub; NULL: h2c */
 	const char *server_name; /* DNS SAN the routers must present (TLS) */
-	const uint8_t *request;	 /* the encoded EgressBatchRequest (iml_sub_request); copied */
+	const uint8_t *request;	 /* the encoded EgressBatchRequest (lgr_select_req_pack); copied */
 	size_t request_len;
 	size_t max_message;	       /* largest EnvelopeBatch accepted */
 	struct lgr_ring *const *rings; /* borrowed: router i's envelopes all go to rings[i % nrings] */
@@ -54,15 +54,6 @@ struct iml_sub_conf {
 };
 
 struct iml_sub;
-
-/*
- * The EgressBatchRequest of a subscription (wire.md sections 1 and 4): shard_id (NULL or "": not sharded) and one
- * selector per envelope type in types (a bit (1u << t) per enum lgr_env_type t; 0: all five types) for each source
- * id (none: one selector per type for every source). Duplicates are given once, since a router delivers an
- * envelope once per selector that matches it. *out is malloc'd, the caller's. LGR_OK; LGR_ENOMEM.
- */
-int iml_sub_request(const char *shard_id, unsigned types, const char *const *source_ids, size_t nsource_ids,
-	uint8_t **out, size_t *out_len);
 
 /* Starts the clients and calls (they connect from the loop). LGR_OK; LGR_EINVAL (no router, a bad one); LGR_ENOMEM. */
 int iml_sub_new(struct event_base *base, const struct iml_sub_conf *conf, struct iml_sub **out);

@@ -55,6 +55,7 @@
 #include "lgr_agent.h"
 #include "lgr_conf.h"
 #include "lgr_ring.h"
+#include "lgr_select.h"
 #include "lgr_tls.h"
 #include "iml.h"
 #include "iml_msg.h"
@@ -852,7 +853,7 @@ static void on_signal(evutil_socket_t fd, short what, void *ud)
 		begin_stop(run);
 }
 
-/* The types of `selectors` as iml_sub_request's bits (1u << enum lgr_env_type); 0 (every type) when unset. */
+/* The types of `selectors` as lgr_select_ask's bits (1u << enum lgr_env_type); 0 (every type) when unset. */
 static unsigned sub_types(const instanceConf_t *inst)
 {
 	const struct lgr_conf_strv *sel = &inst->conf.selectors;
@@ -872,13 +873,16 @@ static unsigned sub_types(const instanceConf_t *inst)
 /* A subscribe instance: its submitters, then one BatchedReceiver call per router. Failures are logged. */
 static void sub_start(struct run *run, instanceConf_t *inst, const char *name)
 {
+	struct lgr_select_ask ask = {.shard_id = inst->conf.shard_id,
+		.types = sub_types(inst),
+		.source_ids = (const char *const *)inst->conf.source_ids.v,
+		.nsource_ids = inst->conf.source_ids.n};
 	struct iml_sub_conf sc = {0};
 	uint8_t *req = NULL;
 	size_t req_len = 0;
 	int rc;
 
-	rc = iml_sub_request(inst->conf.shard_id, sub_types(inst), (const char *const *)inst->conf.source_ids.v,
-		inst->conf.source_ids.n, &req, &req_len);
+	rc = lgr_select_req_pack(&ask, &req, &req_len);
 	if (rc != LGR_OK)
 		goto out;
 	if (submitters_start(inst) != LGR_OK) {

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lgr_crc64.h"
@@ -883,4 +884,70 @@ Test(select, matching_while_another_thread_adds_and_removes_is_safe, .timeout = 
 	cr_assert_geq(c.delivered, c.matches);
 	cr_log_info("%lu matches, %lu deliveries", c.matches, c.delivered);
 	lgr_select_free(c.reg);
+}
+
+/* ---- the subscriber's request ---------------------------------------------------------------------------------- */
+
+Test(select_pack, a_request_has_one_selector_per_type_per_distinct_source_id_and_parses_back)
+{
+	const char *ids[] = {"app-a", "app-b", "app-a"};
+	struct lgr_select_ask ask = {.shard_id = "rlp",
+		.deterministic_name = "dn",
+		.types = 1u << LGR_ENV_LOG | 1u << LGR_ENV_GAUGE,
+		.source_ids = ids,
+		.nsource_ids = 3,
+		.use_preferred_tags = true};
+	Loggregator__V2__EgressBatchRequest *msg;
+	struct lgr_select_req req;
+	size_t len, logs = 0, gauges = 0;
+	uint8_t *buf;
+
+	cr_assert_eq(lgr_select_req_pack(&ask, &buf, &len), LGR_OK);
+	msg = loggregator__v2__egress_batch_request__unpack(NULL, len, buf);
+	cr_assert_not_null(msg);
+	cr_assert_str_eq(msg->shard_id, "rlp");
+	cr_assert_str_eq(msg->deterministic_name, "dn");
+	cr_assert(msg->use_preferred_tags);
+	cr_assert_eq(msg->n_selectors, 4, "2 types x 2 distinct source ids, not %zu", msg->n_selectors);
+	for (size_t i = 0; i < msg->n_selectors; i++) {
+		const Loggregator__V2__Selector *s = msg->selectors[i];
+
+		cr_assert(strcmp(s->source_id, "app-a") == 0 || strcmp(s->source_id, "app-b") == 0);
+		logs += s->message_case == LOGGREGATOR__V2__SELECTOR__MESSAGE_LOG;
+		gauges += s->message_case == LOGGREGATOR__V2__SELECTOR__MESSAGE_GAUGE;
+	}
+	cr_assert_eq(logs, 2);
+	cr_assert_eq(gauges, 2);
+	cr_assert_eq(lgr_select_req_parse(msg, &req, NULL), LGR_OK, "what a subscriber sends, a router accepts");
+	cr_assert_eq(req.n_selectors, 4);
+	lgr_select_req_cleanup(&req);
+	loggregator__v2__egress_batch_request__free_unpacked(msg, NULL);
+	free(buf);
+}
+
+Test(select_pack, no_types_and_no_source_ids_ask_for_every_type_of_every_source)
+{
+	struct lgr_select_ask ask = {0};
+	Loggregator__V2__EgressBatchRequest *msg;
+	unsigned seen = 0;
+	size_t len;
+	uint8_t *buf;
+
+	cr_assert_eq(lgr_select_req_pack(&ask, &buf, &len), LGR_OK);
+	msg = loggregator__v2__egress_batch_request__unpack(NULL, len, buf);
+	cr_assert_not_null(msg);
+	cr_assert_str_eq(msg->shard_id, "");
+	cr_assert_not(msg->use_preferred_tags);
+	cr_assert_eq(msg->n_selectors, 5);
+	for (size_t i = 0; i < msg->n_selectors; i++) {
+		cr_assert_str_eq(msg->selectors[i]->source_id, "");
+		seen |= 1u << msg->selectors[i]->message_case;
+	}
+	cr_assert_eq(seen, 1u << LOGGREGATOR__V2__SELECTOR__MESSAGE_LOG |
+				   1u << LOGGREGATOR__V2__SELECTOR__MESSAGE_COUNTER |
+				   1u << LOGGREGATOR__V2__SELECTOR__MESSAGE_GAUGE |
+				   1u << LOGGREGATOR__V2__SELECTOR__MESSAGE_TIMER |
+				   1u << LOGGREGATOR__V2__SELECTOR__MESSAGE_EVENT);
+	loggregator__v2__egress_batch_request__free_unpacked(msg, NULL);
+	free(buf);
 }
