@@ -758,6 +758,30 @@ int lgr_conf_check_hostport(const char *value, char *why, size_t whylen)
 	return LGR_OK;
 }
 
+int lgr_conf_split_hostport(const char *value, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *colon = strrchr(value, ':');
+	const char *h = value;
+	size_t hlen;
+	char *end;
+	long p;
+
+	if (colon == NULL)
+		return LGR_EINVAL;
+	hlen = (size_t)(colon - value);
+	if (hlen >= 2 && value[0] == '[' && colon[-1] == ']') {
+		h++;
+		hlen -= 2;
+	}
+	p = strtol(colon + 1, &end, 10);
+	if (hlen == 0 || hlen >= hostlen || *end != '\0' || colon[1] == '\0' || p < 1 || p > 65535)
+		return LGR_EINVAL;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	*port = (uint16_t)p;
+	return LGR_OK;
+}
+
 int lgr_conf_check_tag(const char *value, char *why, size_t whylen)
 {
 	const char *colon = strchr(value, ':');

@@ -160,6 +160,11 @@ const char *lgr_conf_type_name(enum lgr_conf_type type);
 
 /* Stock item checks. host:port with a non-empty host ([v6]:port for IPv6) and port 1..65535. */
 int lgr_conf_check_hostport(const char *value, char *why, size_t whylen);
+/*
+ * Splits a value lgr_conf_check_hostport accepted into host (brackets of [v6] removed, NUL-terminated) and port.
+ * LGR_OK; LGR_EINVAL (no colon, an empty host or one of hostlen bytes or more, a port outside 1..65535).
+ */
+int lgr_conf_split_hostport(const char *value, char *host, size_t hostlen, uint16_t *port);
 /* key:value with a non-empty key (the value may contain ':' and may be empty). */
 int lgr_conf_check_tag(const char *value, char *why, size_t whylen);
 /* An IPv4 or IPv6 network in CIDR notation, e.g. 10.0.0.0/8 or fd00::/8. */

@@ -21,6 +21,7 @@
 
 #include "iml_sub.h"
 #include "lgr.h"
+#include "lgr_conf.h"
 #include "lgr_grpc.h"
 #include "lgr_h2.h"
 
@@ -199,29 +200,15 @@ static void on_state(struct lgr_h2_client *cli, enum lgr_h2_state state, const c
 
 /* ---- lifecycle ------------------------------------------------------------------------------------------------ */
 
-/* "host:port" or "[v6]:port", as lgr_conf_check_hostport accepted it. */
+/* Host, port, %fromhost-ip% and label of a router from its "host:port" or "[v6]:port". */
 static int parse_router(const char *spec, struct router *r)
 {
-	const char *colon = strrchr(spec, ':');
-	const char *host = spec;
 	size_t hlen;
-	char *end;
-	long port;
 
-	if (colon == NULL)
+	if (lgr_conf_split_hostport(spec, r->host, sizeof(r->host), &r->port) != LGR_OK)
 		return LGR_EINVAL;
-	hlen = (size_t)(colon - spec);
-	if (hlen >= 2 && spec[0] == '[' && colon[-1] == ']') {
-		host++;
-		hlen -= 2;
-	}
-	port = strtol(colon + 1, &end, 10);
-	if (hlen == 0 || hlen >= sizeof(r->host) || *end != '\0' || port < 1 || port > 65535)
-		return LGR_EINVAL;
-	memcpy(r->host, host, hlen);
-	r->host[hlen] = '\0';
-	r->port = (uint16_t)port;
 	/* a longer name is cut: it is only shown as %fromhost-ip% */
+	hlen = strlen(r->host);
 	hlen = hlen < sizeof(r->ip) ? hlen : sizeof(r->ip) - 1;
 	memcpy(r->ip, r->host, hlen);
 	r->ip[hlen] = '\0';

@@ -22,6 +22,7 @@
 
 #include <event2/event.h>
 
+#include "lgr_conf.h"
 #include "lgr_env.h"
 #include "lgr_grpc.h"
 #include "lgr_h2.h"
@@ -914,25 +915,8 @@ static void *net_main(void *arg)
 
 static int parse_router(const char *spec, struct router *r)
 {
-	const char *colon = strrchr(spec, ':');
-	const char *host = spec;
-	size_t hlen;
-	char *end;
-	long port;
-
-	if (colon == NULL)
+	if (lgr_conf_split_hostport(spec, r->host, sizeof(r->host), &r->port) != LGR_OK)
 		return LGR_EINVAL;
-	hlen = (size_t)(colon - spec);
-	if (hlen >= 2 && spec[0] == '[' && colon[-1] == ']') {
-		host++;
-		hlen -= 2;
-	}
-	port = strtol(colon + 1, &end, 10);
-	if (hlen == 0 || hlen >= sizeof(r->host) || *end != '\0' || port < 1 || port > 65535)
-		return LGR_EINVAL;
-	memcpy(r->host, host, hlen);
-	r->host[hlen] = '\0';
-	r->port = (uint16_t)port;
 	snprintf(r->label, sizeof(r->label), "router %s", spec);
 	return LGR_OK;
 }

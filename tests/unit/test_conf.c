@@ -572,3 +572,22 @@ Test(conf_check, type_names_are_short_words)
 	cr_assert_str_eq(lgr_conf_type_name(LGR_CONF_ARRAY), "array");
 	cr_assert_str_eq(lgr_conf_type_name(LGR_CONF_PORT), "port");
 }
+
+Test(conf, split_hostport_gives_the_host_without_brackets_and_the_port)
+{
+	char host[16];
+	uint16_t port = 0;
+
+	cr_assert_eq(lgr_conf_split_hostport("doppler.example:8082", host, sizeof(host), &port), LGR_OK);
+	cr_assert_str_eq(host, "doppler.example");
+	cr_assert_eq(port, 8082);
+	cr_assert_eq(lgr_conf_split_hostport("[::1]:3458", host, sizeof(host), &port), LGR_OK);
+	cr_assert_str_eq(host, "::1");
+	cr_assert_eq(port, 3458);
+	cr_assert_eq(lgr_conf_split_hostport("nocolon", host, sizeof(host), &port), LGR_EINVAL);
+	cr_assert_eq(lgr_conf_split_hostport(":8082", host, sizeof(host), &port), LGR_EINVAL);
+	cr_assert_eq(lgr_conf_split_hostport("h:", host, sizeof(host), &port), LGR_EINVAL);
+	cr_assert_eq(lgr_conf_split_hostport("h:65536", host, sizeof(host), &port), LGR_EINVAL);
+	cr_assert_eq(lgr_conf_split_hostport("h:80x", host, sizeof(host), &port), LGR_EINVAL);
+	cr_assert_eq(lgr_conf_split_hostport("a-name-of-16-chars:1", host, sizeof(host), &port), LGR_EINVAL);
+}
