@@ -23,6 +23,11 @@
  * Receiving: every message is handed over whole, however DATA frames split it; the payload is valid only during
  * the handler. No backpressure is applied to the sender: data is consumed as it arrives, flow-control windows are
  * replenished at once and kept large, so handlers must be fast (push into a ring and return).
+ *
+ * Confirmation: a server returns the flow-control window of a stream's request bytes (WINDOW_UPDATE) right after
+ * the read in which their messages reached the handlers, so a client learns which of its bytes the server holds
+ * (lgr_h2_call_acked, on_acked) within one round trip. The gRPC servers of Loggregator (grpc-go) return window as
+ * their handlers read too, in larger steps.
  */
 #ifndef LGR_H2_H
 #define LGR_H2_H
@@ -218,11 +223,14 @@ struct lgr_h2_client_config {
  * on_close: the final status and message (from trailers or a trailers-only response; UNAVAILABLE when the
  *   connection failed or was lost or the server refused the stream; CANCELLED when the client is freed). Runs
  *   exactly once, unless the call is cancelled first; the handle is invalid after the handler returns.
+ * on_acked: the server returned flow-control window for more of the request: it has read its first acked bytes
+ *   (see lgr_h2_call_acked).
  */
 struct lgr_h2_call_handlers {
 	void (*on_message)(struct lgr_h2_call *call, const uint8_t *msg, size_t len, void *ud);
 	void (*on_drain)(struct lgr_h2_call *call, void *ud);
 	void (*on_close)(struct lgr_h2_call *call, int status, const char *message, void *ud);
+	void (*on_acked)(struct lgr_h2_call *call, uint64_t acked, void *ud);
 };
 
 /*
@@ -257,6 +265,13 @@ int lgr_h2_call_close_send(struct lgr_h2_call *call);
 void lgr_h2_call_cancel(struct lgr_h2_call *call);
 
 size_t lgr_h2_call_queued(const struct lgr_h2_call *call);
+
+/*
+ * Request bytes (gRPC prefixes included, counted from the first message) the server confirmed it read: the sum of
+ * the stream's WINDOW_UPDATE increments, never more than what was sent. A server that grants window before reading
+ * (none of Loggregator's does) would make this an overestimate. Valid in on_close too.
+ */
+uint64_t lgr_h2_call_acked(const struct lgr_h2_call *call);
 struct lgr_h2_client *lgr_h2_call_client(const struct lgr_h2_call *call);
 
 #endif

@@ -189,6 +189,24 @@ static void response_ended(struct lgr_h2__cli_conn *cc, struct lgr_h2_call *call
 	lgr_h2__call_end(call, status, call->message);
 }
 
+/* The server returned window for request bytes: it read them (see lgr_h2_call_acked). */
+static void window_returned(nghttp2_session *ng, const nghttp2_frame *frame)
+{
+	struct lgr_h2_call *call = call_of(ng, frame->hd.stream_id);
+	uint64_t acked;
+
+	if (call == NULL || call->ended || call->cli->freeing)
+		return;
+	acked = call->q.acked + (uint32_t)frame->window_update.window_size_increment;
+	if (acked > call->q.taken)
+		acked = call->q.taken;
+	if (acked <= call->q.acked)
+		return;
+	call->q.acked = acked;
+	if (call->h->on_acked != NULL)
+		call->h->on_acked(call, acked, call->ud);
+}
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *ud)
 {
 	struct lgr_h2__cli_conn *cc = ud;
@@ -201,6 +219,10 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 	}
 	if (frame->hd.type == NGHTTP2_GOAWAY) {
 		lgr_h2__client_goaway(cc, &frame->goaway);
+		return 0;
+	}
+	if (frame->hd.type == NGHTTP2_WINDOW_UPDATE && frame->hd.stream_id != 0) {
+		window_returned(ng, frame);
 		return 0;
 	}
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
@@ -392,6 +414,11 @@ void lgr_h2_call_cancel(struct lgr_h2_call *call)
 size_t lgr_h2_call_queued(const struct lgr_h2_call *call)
 {
 	return lgr_h2__outq_len(&call->q);
+}
+
+uint64_t lgr_h2_call_acked(const struct lgr_h2_call *call)
+{
+	return call->q.acked;
 }
 
 struct lgr_h2_client *lgr_h2_call_client(const struct lgr_h2_call *call)

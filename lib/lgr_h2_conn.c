@@ -160,6 +160,8 @@ static void recv_all(struct lgr_h2__conn *c)
 		}
 		evbuffer_drain(in, used);
 	}
+	if (!c->dead && c->ops->received != NULL)
+		c->ops->received(c);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)

@@ -40,6 +40,8 @@ struct lgr_h2__conn_ops {
 	void (*leave)(void *owner); /* ... and ends: the owner may release itself now */
 	/* Transport ready (TLS agreed on h2): create c->ng, submit SETTINGS. A non-zero result kills c. */
 	int (*up)(struct lgr_h2__conn *c);
+	/* After the input of a read event went through nghttp2, before the send pass it triggers. May be NULL. */
+	void (*received)(struct lgr_h2__conn *c);
 	/* After every send pass: deliver drain notices. May be NULL. */
 	void (*flushed)(struct lgr_h2__conn *c);
 	/* c is dead (c->why, c->level): end its streams, lgr_h2__conn_cleanup() and free it. */
@@ -117,6 +119,7 @@ struct lgr_h2__outq {
 	size_t limit;		    /* bytes: pushes beyond it are refused */
 	size_t taken;		    /* bytes handed to DATA frames so far */
 	bool eof;		    /* nothing more will be pushed */
+	uint64_t acked;		    /* bytes the peer returned window for (client calls) */
 	bool deferred;		    /* nghttp2 parked the stream's data source: resume on the next push */
 	bool want_drain;	    /* a push was refused: on_drain owed when below limit / 2 */
 	bool want_empty;	    /* lgr_h2_stream_notify_empty: on_drain owed when nothing is left */
@@ -171,6 +174,7 @@ struct lgr_h2__srv_conn {
 	struct lgr_h2_stream *streams;
 	struct lgr_h2__srv_conn *prev, *next;
 	bool drain_owed; /* some stream waits for its drain notice */
+	bool acks_owed;	 /* some stream received DATA whose window is not returned yet */
 };
 
 struct lgr_h2_stream {
@@ -188,6 +192,7 @@ struct lgr_h2_stream {
 	bool responded; /* response HEADERS submitted */
 	bool finished;	/* the status is queued */
 	bool end_sent;	/* our END_STREAM reached the wire */
+	bool ack_owed;	/* DATA received since the window was last returned */
 	bool closed;	/* gone for the user: on_close done or never owed */
 	char path[LGR_H2_MAX_PATH];
 	char status[12];
@@ -223,6 +228,8 @@ void lgr_h2__stream_release(struct lgr_h2_stream *s);
 /* Queues the status (trailers, or a trailers-only response with http_status). LGR_OK, LGR_ENOMEM, LGR_EINVAL. */
 int lgr_h2__stream_status(struct lgr_h2_stream *s, const char *http_status, int status, const char *message);
 void lgr_h2__streams_flushed(struct lgr_h2__conn *c);
+/* Returns the window of what the streams of c received in this read: their senders learn it was read. */
+void lgr_h2__streams_received(struct lgr_h2__conn *c);
 
 /* ---- client ------------------------------------------------------------------------------------------------ */
 

@@ -101,6 +101,7 @@ static const struct lgr_h2__conn_ops conn_ops = {
 	.enter = srv_enter,
 	.leave = srv_leave,
 	.up = conn_up,
+	.received = lgr_h2__streams_received,
 	.flushed = lgr_h2__streams_flushed,
 	.down = conn_down,
 	.idle = conn_idle,

@@ -336,6 +336,8 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 
 	if (s == NULL || !s->accepted || s->finished || s->closed || s->conn->srv->freeing)
 		return 0;
+	s->ack_owed = true;
+	s->conn->acks_owed = true;
 	rc = lgr_grpc_reader_feed(&s->reader, data, len, deliver, s);
 	if (rc == LGR_ETOOBIG) {
 		char msg[96];
@@ -401,6 +403,31 @@ void lgr_h2__streams_flushed(struct lgr_h2__conn *c)
 		} else {
 			sc->drain_owed = true;
 		}
+	}
+}
+
+/*
+ * nghttp2 would return a stream's window only once half of it was received; returning it after every read instead
+ * tells the client within a round trip which of its messages reached the handlers (lgr_h2_call_acked): a client
+ * that resends what a lost connection held then resends only what may really be lost. One WINDOW_UPDATE per stream
+ * and read.
+ */
+void lgr_h2__streams_received(struct lgr_h2__conn *c)
+{
+	struct lgr_h2__srv_conn *sc = (struct lgr_h2__srv_conn *)c;
+
+	if (!sc->acks_owed)
+		return;
+	sc->acks_owed = false;
+	for (struct lgr_h2_stream *s = sc->streams; s != NULL; s = s->next) {
+		int32_t n;
+
+		if (!s->ack_owed)
+			continue;
+		s->ack_owed = false;
+		n = nghttp2_session_get_stream_effective_recv_data_length(c->ng, s->id);
+		if (n > 0 && nghttp2_submit_window_update(c->ng, NGHTTP2_FLAG_NONE, s->id, n) != 0)
+			break; /* out of memory: nghttp2 returns the window by itself at half */
 	}
 }
 

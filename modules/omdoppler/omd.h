@@ -43,7 +43,8 @@
 
 /* Written by the network thread with atomic adds; read by impstats from any thread. */
 struct omd_counters {
-	uint64_t egress;   /* envelopes whose batch HTTP/2 took */
+	uint64_t egress;   /* envelopes whose batch the router confirmed it read */
+	uint64_t resent;   /* envelopes sent again: their stream ended before the router confirmed them */
 	uint64_t dropped;  /* envelopes popped from the ring and then given up */
 	uint64_t connects; /* connections to a router that became ready */
 	uint64_t errors;   /* failed connection attempts, lost connections, streams ended with an error */

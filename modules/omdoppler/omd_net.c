@@ -11,6 +11,13 @@
  * A stream takes a batch while its send queue (bytes not yet in DATA frames) is below QUEUE_SOFT; when no stream
  * can take one, envelopes stay in the ring, where the newest are kept and the oldest dropped (counted by the ring),
  * and a short poll timer looks again until a queue drains.
+ *
+ * Delivery: a batch is kept until the router confirmed it read it, by returning its flow-control window
+ * (lgr_h2_call_acked) or by ending the stream normally after our half-close; only then it counts in egress. When a
+ * stream or its connection ends otherwise, every batch not confirmed goes out again on another stream (resent),
+ * before anything newer: nothing is lost with a connection, and what the router read but could not confirm any more
+ * arrives twice. A stream whose batches wait for a confirmation while nothing new goes out (a router that returns
+ * window only in large steps, as grpc-go does) is replaced after CONFIRM_MS, which confirms them.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -34,6 +41,7 @@
 #define QUEUE_SOFT     (128u << 10) /* a stream takes no new batch while this much waits in its send queue */
 #define QUEUE_HARD     (16u << 20)  /* lgr_h2's bound: never reached while QUEUE_SOFT is kept */
 #define POLL_MS	       5	    /* while a ready stream's queue is over QUEUE_SOFT */
+#define CONFIRM_MS     1000u	    /* a stream idle this long with batches not confirmed is replaced */
 #define GATHER_MS      2	    /* envelopes that do not fill a batch wait this long for more before a pump */
 #define TICK_MS	       250	    /* housekeeping */
 #define PUMP_BATCHES   64	    /* batches per loop turn, so sockets are served in between */
@@ -80,11 +88,12 @@ struct ocall {
 	struct slot *slot; /* NULL once detached (half-closed for recycling, or at stop) */
 	struct router *r;
 	struct lgr_h2_call *call;
-	struct unitq q;	 /* sent units not yet known to be taken by HTTP/2 */
+	struct unitq q;	 /* sent units the router has not confirmed yet */
 	uint64_t pushed; /* bytes queued on the call so far */
 	uint64_t writes;
+	uint64_t sent_at; /* ms of the last unit queued */
 	bool half_closed;
-	bool delivered; /* some unit was taken: the slot's backoff starts over */
+	bool delivered; /* some unit was confirmed: the slot's backoff starts over */
 	struct ocall *prev, *next;
 };
 
@@ -260,21 +269,13 @@ static uint64_t unitq_drop(struct omd_net *net, struct unitq *q)
 
 /* ---- delivery accounting ------------------------------------------------------------------------------------ */
 
-/* Units whose bytes HTTP/2 took completely are delivered: egress. */
-static void settle(struct ocall *oc)
+/* Units whose bytes the router confirmed up to acked are delivered: egress. */
+static void settle(struct ocall *oc, uint64_t acked)
 {
-	uint64_t taken = oc->pushed - lgr_h2_call_queued(oc->call);
-
-	while (oc->q.head != NULL && oc->q.head->end <= taken) {
+	while (oc->q.head != NULL && oc->q.head->end <= acked) {
 		unit_free(unitq_pop(&oc->q), &oc->net->conf.ctr->egress);
 		oc->delivered = true;
 	}
-}
-
-static void settle_all(struct omd_net *net)
-{
-	for (struct ocall *oc = net->calls; oc != NULL; oc = oc->next)
-		settle(oc);
 }
 
 /* ---- sending ------------------------------------------------------------------------------------------------ */
@@ -401,6 +402,7 @@ static int send_unit(struct ocall *oc, struct unit *u)
 	if (rc == LGR_OK) {
 		u->end = oc->pushed;
 		oc->writes++;
+		oc->sent_at = lgr_now_ms();
 	}
 	return rc;
 }
@@ -523,7 +525,6 @@ static void pump_work(struct omd_net *net, bool flush)
 	bool ring_empty = false;
 	struct unit *u;
 
-	settle_all(net);
 	while (budget > 0) {
 		if (net->resend.head != NULL) {
 			if (!dispatch(net, unitq_pop(&net->resend)))
@@ -558,7 +559,14 @@ static void pump_work(struct omd_net *net, bool flush)
 
 static void on_call_close(struct lgr_h2_call *call, int status, const char *message, void *ud);
 
+static void on_call_acked(struct lgr_h2_call *call, uint64_t acked, void *ud)
+{
+	(void)call;
+	settle(ud, acked);
+}
+
 static const struct lgr_h2_call_handlers call_handlers = {
+	.on_acked = on_call_acked,
 	.on_close = on_call_close,
 };
 
@@ -663,14 +671,15 @@ static void on_call_close(struct lgr_h2_call *call, int status, const char *mess
 	bool normal =
 		status == LGR_GRPC_OK || (status == LGR_GRPC_UNKNOWN && strcmp(message, "EOF") == 0 && oc->half_closed);
 
-	(void)call;
-	settle(oc);
+	/* a normal end after our half-close: the router read everything up to it */
+	settle(oc, normal && oc->half_closed ? oc->pushed : lgr_h2_call_acked(call));
 	if (net->tearing_down) {
 		unitq_drop(net, &oc->q);
-	} else {
-		/* what HTTP/2 did not take goes out again on another stream, before anything newer */
+	} else if (oc->q.head != NULL) {
+		/* what the router did not confirm goes out again on another stream, before anything newer */
 		struct unitq back = {0};
 
+		add(&net->conf.ctr->resent, oc->q.envs);
 		unitq_move(&back, &oc->q);
 		unitq_move(&back, &net->resend);
 		net->resend = back;
@@ -891,11 +900,17 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
 	if (net->tearing_down)
 		return;
 	report_drops(net, now);
-	/* recycling: a stream past its time (or write count) is half-closed and replaced */
+	/*
+	 * recycling: a stream past its time (or write count) is half-closed and replaced, and so is one whose batches
+	 * wait for a confirmation while nothing else goes out on it (the router's normal end confirms them)
+	 */
 	for (size_t i = 0; i < net->nslots && !net->stopping; i++) {
 		struct ocall *oc = net->slots[i].cur;
+		bool unconfirmed = oc != NULL && oc->q.head != NULL && lgr_h2_call_queued(oc->call) == 0 &&
+				   now - oc->sent_at >= CONFIRM_MS;
 
-		if (oc != NULL && oc->r->ready && (now >= net->slots[i].recycle_at || oc->writes >= RECYCLE_WRITES)) {
+		if (oc != NULL && oc->r->ready &&
+			(now >= net->slots[i].recycle_at || oc->writes >= RECYCLE_WRITES || unconfirmed)) {
 			detach(oc);
 			slot_open(&net->slots[i]);
 		}

@@ -222,13 +222,14 @@ typedef struct _instanceData {
 	struct lgr_ratelimit log_rl;
 	/* impstats: deltas added when impstats reads */
 	pthread_mutex_t stats_mut;
-	uint64_t seen_ingress, seen_egress, seen_dropped, seen_connects, seen_errors;
+	uint64_t seen_ingress, seen_egress, seen_dropped, seen_connects, seen_errors, seen_resent;
 	statsobj_t *stats;
 	STATSCOUNTER_DEF(ctr_ingress, mut_ctr_ingress)
 	STATSCOUNTER_DEF(ctr_egress, mut_ctr_egress)
 	STATSCOUNTER_DEF(ctr_dropped, mut_ctr_dropped)
 	STATSCOUNTER_DEF(ctr_connects, mut_ctr_connects)
 	STATSCOUNTER_DEF(ctr_errors, mut_ctr_errors)
+	STATSCOUNTER_DEF(ctr_resent, mut_ctr_resent)
 } instanceData;
 
 typedef struct wrkrInstanceData {
@@ -262,7 +263,7 @@ static void stats_read(statsobj_t *stats, void *ud)
 {
 	instanceData *pData = ud;
 	struct lgr_ring_stats st;
-	uint64_t invalid, ingress, egress, dropped, connects, errors;
+	uint64_t invalid, ingress, egress, dropped, connects, errors, resent;
 
 	(void)stats;
 	lgr_ring_stats(pData->ring, &st);
@@ -272,17 +273,20 @@ static void stats_read(statsobj_t *stats, void *ud)
 	dropped = st.dropped + invalid + __atomic_load_n(&pData->ctr.dropped, __ATOMIC_RELAXED);
 	connects = __atomic_load_n(&pData->ctr.connects, __ATOMIC_RELAXED);
 	errors = __atomic_load_n(&pData->ctr.errors, __ATOMIC_RELAXED);
+	resent = __atomic_load_n(&pData->ctr.resent, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&pData->stats_mut);
 	STATSCOUNTER_ADD(pData->ctr_ingress, pData->mut_ctr_ingress, ingress - pData->seen_ingress);
 	STATSCOUNTER_ADD(pData->ctr_egress, pData->mut_ctr_egress, egress - pData->seen_egress);
 	STATSCOUNTER_ADD(pData->ctr_dropped, pData->mut_ctr_dropped, dropped - pData->seen_dropped);
 	STATSCOUNTER_ADD(pData->ctr_connects, pData->mut_ctr_connects, connects - pData->seen_connects);
 	STATSCOUNTER_ADD(pData->ctr_errors, pData->mut_ctr_errors, errors - pData->seen_errors);
+	STATSCOUNTER_ADD(pData->ctr_resent, pData->mut_ctr_resent, resent - pData->seen_resent);
 	pData->seen_ingress = ingress;
 	pData->seen_egress = egress;
 	pData->seen_dropped = dropped;
 	pData->seen_connects = connects;
 	pData->seen_errors = errors;
+	pData->seen_resent = resent;
 	pthread_mutex_unlock(&pData->stats_mut);
 }
 
@@ -294,6 +298,7 @@ static rsRetVal stats_init(instanceData *pData)
 		{"dropped.egress", &pData->ctr_dropped},
 		{"router.connects", &pData->ctr_connects},
 		{"router.errors", &pData->ctr_errors},
+		{"resent", &pData->ctr_resent},
 	};
 	char name[256];
 

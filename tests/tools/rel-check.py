@@ -2,19 +2,22 @@
 """rel-check.py: what a receiver recorded against what senders sent and had acknowledged (the reliability tests).
 
     rel-check.py --records FILE[,FILE...] --sent NAME[,NAME...] --dir DIR [--strict] [--ignore-partial-last]
+                 [--max-duplicates N]
 
 Each sender NAME has DIR/NAME.jsonl (peer.js send --dump: one envelope per line, with source_id and timestamp) and
 DIR/NAME.out (peer.js send's result lines, with acked_last per worker). A record file has one line per envelope
 received, "R SOURCE_ID TIMESTAMP E" (the envelope's source_id and timestamp in nanoseconds).
 
 Checks, printing each problem:
-  - every recorded envelope was sent by one of the senders, and none is recorded twice;
+  - every recorded envelope was sent by one of the senders, and none is recorded twice (with --max-duplicates N,
+    at most N recordings repeat an earlier one: a sender that resends what a lost connection may have delivered);
   - every acknowledged envelope (of a worker's calls up to its acked_last: a stream that ended OK, or the prefix of
     unary Send calls that ended OK) is recorded;
   - with --strict, every envelope sent is recorded (nothing may have been lost at all).
 --ignore-partial-last: the last line of each record file may be cut short (its writer was killed): it is skipped
 when it does not have the form above.
-Prints one summary line: sent=N acked=N recorded=N lost_unacked=N (sent, not acknowledged, not recorded).
+Prints one summary line: sent=N acked=N recorded=N duplicates=N lost_unacked=N (sent, not acknowledged, not
+recorded).
 Exit status 0 when there is no problem, 1 otherwise.
 """
 import argparse
@@ -32,6 +35,7 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--strict", action="store_true")
     ap.add_argument("--ignore-partial-last", action="store_true")
+    ap.add_argument("--max-duplicates", type=int, default=0)
     a = ap.parse_args()
 
     sent, acked = set(), set()
@@ -54,7 +58,7 @@ def main():
                 if key[0] in last and key[1] <= last[key[0]]:
                     acked.add(key)
 
-    problems, seen = [], set()
+    problems, seen, dups = [], set(), []
     for path in a.records.split(","):
         try:
             lines = open(path, errors="replace").read().split("\n")
@@ -71,10 +75,15 @@ def main():
                 continue
             key = (m.group(1), int(m.group(2)))
             if key in seen:
-                problems.append("%r recorded twice" % (key,))
+                dups.append(key)
             seen.add(key)
             if key not in sent:
                 problems.append("%r recorded, never sent" % (key,))
+    if len(dups) > a.max_duplicates:
+        for k in dups[:10]:
+            problems.append("%r recorded twice" % (k,))
+        problems.append("%d recordings repeat an earlier one, more than the %d allowed" % (len(dups),
+                                                                                        a.max_duplicates))
     missing = sorted(acked - seen)
     for k in missing[:10]:
         problems.append("%r acknowledged, not recorded" % (k,))
@@ -84,8 +93,8 @@ def main():
         lost = sorted(sent - seen)
         if lost:
             problems.append("%d envelopes sent, not recorded (first %r)" % (len(lost), lost[0]))
-    print("sent=%d acked=%d recorded=%d lost_unacked=%d" % (len(sent), len(acked), len(seen),
-                                                           len(sent - acked - seen)))
+    print("sent=%d acked=%d recorded=%d duplicates=%d lost_unacked=%d" % (len(sent), len(acked), len(seen),
+                                                                         len(dups), len(sent - acked - seen)))
     for p in problems[:30]:
         print("  " + p)
     return 1 if problems else 0

@@ -115,6 +115,10 @@ const server = net.createServer({ allowHalfOpen: true }, (client) => {
   const n = ++seq;
   const stat = { up: 0, down: 0 };
   const upstream = net.connect({ port: targetPort, host: targetHost, allowHalfOpen: true });
+  // no Nagle delay on either side: the peers' own small frames (acknowledgements, WINDOW_UPDATEs) pass as they
+  // would without the relay
+  client.setNoDelay(true);
+  upstream.setNoDelay(true);
   const pair = { client, upstream };
   open.add(pair);
   say({ event: 'open', n });

@@ -60,8 +60,9 @@ static long msg_check(const uint8_t *buf, size_t len)
 
 struct seen {
 	int opens, messages, half_closes, closes, resets, drains;
-	long next_seq; /* per stream would be nicer; tests with one collecting stream use this */
-	int bad;       /* messages malformed or out of order */
+	uint64_t bytes; /* framed bytes of the messages handed to the handlers */
+	long next_seq;	/* per stream would be nicer; tests with one collecting stream use this */
+	int bad;	/* messages malformed or out of order */
 	struct lgr_h2_stream *held[64];
 	int nheld;
 };
@@ -91,6 +92,7 @@ static void collect_message(struct lgr_h2_stream *s, const uint8_t *msg, size_t 
 	uintptr_t n = (uintptr_t)lgr_h2_stream_data(s);
 
 	sv.messages++;
+	sv.bytes += LGR_GRPC_PREFIX + len;
 	if (seq != (long)n)
 		sv.bad++;
 	lgr_h2_stream_set_data(s, (void *)(n + 1));
@@ -314,8 +316,8 @@ static void sender_drain(struct lgr_h2_call *call, void *ud)
 	send_more(sd);
 }
 
-static const struct lgr_h2_call_handlers sender_handlers = {sender_message, sender_drain, sender_close};
-static const struct lgr_h2_call_handlers result_handlers = {res_message, NULL, res_close};
+static const struct lgr_h2_call_handlers sender_handlers = {sender_message, sender_drain, sender_close, NULL};
+static const struct lgr_h2_call_handlers result_handlers = {res_message, NULL, res_close, NULL};
 
 static struct lgr_h2_client *dial(uint16_t port, bool tls, struct lgr_h2_client_config *cfg_in)
 {
@@ -811,6 +813,82 @@ Test(h2, notify_empty_calls_on_drain_once_when_the_send_queue_is_empty_in_h2c)
 	notify_empty(false);
 }
 
+/* ---- confirmation: the server returns the window of what its handlers received ------------------------------ */
+
+struct acked {
+	struct result r;    /* first: res_message and res_close take the same ud */
+	uint64_t end[1200]; /* where each message sent ends in the request's bytes */
+	int sent;
+	uint64_t last;
+	int calls;
+	int ahead; /* confirmations of a message the server's handlers had not received, or going back */
+};
+
+static void acked_seen(struct lgr_h2_call *call, uint64_t acked, void *ud)
+{
+	struct acked *a = ud;
+	int whole = 0;
+
+	while (whole < a->sent && a->end[whole] <= acked)
+		whole++;
+	a->calls++;
+	a->ahead += whole > sv.messages || acked <= a->last || acked != lgr_h2_call_acked(call);
+	a->last = acked;
+}
+
+static void acked_send(struct lgr_h2_call *call, struct acked *a, uint32_t seq)
+{
+	static uint8_t buf[70000];
+
+	msg_fill(buf, seq, msg_len(seq));
+	cr_assert_eq(lgr_h2_call_send(call, buf, msg_len(seq)), LGR_OK);
+	a->end[a->sent] = (a->sent > 0 ? a->end[a->sent - 1] : 0) + LGR_GRPC_PREFIX + msg_len(seq);
+	a->sent++;
+}
+
+static void confirmation(bool tls)
+{
+	static const struct lgr_h2_call_handlers h = {res_message, NULL, res_close, acked_seen};
+	struct lgr_h2_server *srv = serve(tls, NULL);
+	struct lgr_h2_client *cli = dial(lgr_h2_server_port(srv), tls, NULL);
+	static struct acked a;
+	struct lgr_h2_call *call;
+	uint32_t seq = 0;
+
+	memset(&a, 0, sizeof(a));
+	cr_assert_eq(lgr_h2_client_call(cli, "/test.H2/Collect", &h, &a, &call), LGR_OK);
+	/* three small messages: far below the half window after which nghttp2 would return it by itself */
+	for (; seq < 3; seq++)
+		acked_send(call, &a, seq);
+	cr_assert(RUN_UNTIL(a.last == a.end[2], 10000), "confirmed %" PRIu64 " of %" PRIu64 "; log:\n%s", a.last,
+		a.end[2], logs);
+	cr_assert_eq(sv.messages, 3);
+	/* then many, with large ones spanning several DATA frames and reads */
+	for (; seq < 1200; seq++)
+		acked_send(call, &a, seq);
+	cr_assert(RUN_UNTIL(a.last == a.end[1199], 10000), "confirmed %" PRIu64 " of %" PRIu64, a.last, a.end[1199]);
+	cr_assert_eq(sv.messages, 1200);
+	cr_assert_eq(sv.bad, 0);
+	cr_assert_eq(a.ahead, 0, "a confirmation ran ahead of what the handlers had, or went back");
+	cr_assert_gt(a.calls, 1);
+	cr_assert_eq(lgr_h2_call_close_send(call), LGR_OK);
+	cr_assert(RUN_UNTIL(a.r.closed, 10000));
+	cr_assert_eq(a.r.status, LGR_GRPC_OK);
+	lgr_h2_client_free(cli);
+	lgr_h2_server_free(srv);
+	free_ctx();
+}
+
+Test(h2, the_server_confirms_each_read_so_the_client_knows_what_arrived_over_tls)
+{
+	confirmation(true);
+}
+
+Test(h2, the_server_confirms_each_read_so_the_client_knows_what_arrived_in_h2c)
+{
+	confirmation(false);
+}
+
 Test(h2, a_referenced_buffer_is_sent_without_a_copy_and_released_after_sending)
 {
 	struct lgr_h2_server *srv = serve(false, NULL);
@@ -969,7 +1047,7 @@ static void free_client_on_close(struct lgr_h2_call *call, int status, const cha
 
 Test(h2, freeing_the_client_from_a_handler_is_safe_and_ends_every_call_once)
 {
-	static const struct lgr_h2_call_handlers h = {res_message, NULL, free_client_on_close};
+	static const struct lgr_h2_call_handlers h = {res_message, NULL, free_client_on_close, NULL};
 	struct lgr_h2_server *srv = serve(false, NULL);
 	struct lgr_h2_client *cli = dial(lgr_h2_server_port(srv), false, NULL);
 	struct lgr_h2_call *call[3];

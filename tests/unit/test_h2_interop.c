@@ -538,7 +538,7 @@ static void call_drain(struct lgr_h2_call *call, void *ud)
 	pump_batches(ud);
 }
 
-static const struct lgr_h2_call_handlers call_handlers = {call_message, call_drain, call_close};
+static const struct lgr_h2_call_handlers call_handlers = {call_message, call_drain, call_close, NULL};
 
 static void on_state(struct lgr_h2_client *cli, enum lgr_h2_state st, const char *why, void *ud)
 {
@@ -743,7 +743,7 @@ static void sub_message(struct lgr_h2_call *call, const uint8_t *msg, size_t len
 	loggregator__v2__envelope_batch__free_unpacked(b, NULL);
 }
 
-static const struct lgr_h2_call_handlers sub_handlers = {sub_message, NULL, call_close};
+static const struct lgr_h2_call_handlers sub_handlers = {sub_message, NULL, call_close, NULL};
 
 Test(h2_interop, our_client_subscribes_to_a_grpc_js_server_stream_over_mutual_tls)
 {
