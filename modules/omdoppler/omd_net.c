@@ -45,6 +45,8 @@
 #define GATHER_MS      2	    /* envelopes that do not fill a batch wait this long for more before a pump */
 #define TICK_MS	       250	    /* housekeeping */
 #define PUMP_BATCHES   64	    /* batches per loop turn, so sockets are served in between */
+#define RATE_WINDOW_US 10000	    /* the arrival rate is judged over this */
+#define FILL_US	       1000	    /* at a rate that fills a batch within this, batches are not sent partial */
 #define RECYCLE_WRITES 100000u	    /* a stream is also replaced after this many messages, as the real agent does */
 #define RESTART_MIN_MS 250u	    /* first delay before a stream that ended with an error is opened again */
 #define RESTART_MAX_MS 30000u
@@ -120,6 +122,9 @@ struct omd_net {
 	struct ocall *calls;
 	unsigned rr;
 	uint64_t rng;
+	bool busy;	    /* envelopes arrive fast enough to fill a batch within FILL_US */
+	uint64_t win_start; /* us: the rate window began */
+	uint64_t win_count; /* envelopes taken into batches in it */
 	/* the open batch */
 	struct omd_item **open;
 	size_t nopen;
@@ -412,6 +417,50 @@ static bool takes_batches(const struct ocall *oc)
 	return oc != NULL && oc->r->ready && !oc->half_closed && lgr_h2_call_queued(oc->call) < QUEUE_SOFT;
 }
 
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/*
+ * Counts n envelopes taken into batches; at the end of a RATE_WINDOW_US decides whether envelopes arrive fast
+ * enough (batch_max per FILL_US) that a batch fills within FILL_US anyway, so waiting for it costs little latency
+ * and saves the small messages that sending at once would make.
+ */
+static void judge_rate(struct omd_net *net, size_t n)
+{
+	uint64_t now = now_us(), span;
+
+	net->win_count += n;
+	span = now - net->win_start;
+	if (span < RATE_WINDOW_US)
+		return;
+	net->busy = net->win_count * FILL_US >= (uint64_t)net->conf.batch_max * span;
+	net->win_start = now;
+	net->win_count = 0;
+}
+
+/*
+ * Whether a partial batch may go now instead of waiting to fill: unless envelopes arrive fast (judge_rate), when
+ * some stream has nothing queued, so that at low rates an envelope leaves at once rather than after the flush
+ * interval. No timer is involved: timers fire on the kernel's tick, up to 4 ms late on some machines.
+ */
+static bool partial_may_go(struct omd_net *net)
+{
+	if (net->busy)
+		return false;
+	for (size_t i = 0; i < net->nslots; i++) {
+		struct ocall *oc = net->slots[i].cur;
+
+		if (takes_batches(oc) && lgr_h2_call_queued(oc->call) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* Some ready stream has a long queue (a router reads slowly): its draining has to be watched for. */
 static bool any_full(struct omd_net *net)
 {
@@ -490,6 +539,7 @@ static int take_open(struct omd_net *net, struct unit **out)
 	}
 	for (size_t i = 0; i < k; i++)
 		omd_item_free(net->open[i], NULL);
+	judge_rate(net, k);
 	net->nopen -= k;
 	memmove(net->open, net->open + k, net->nopen * sizeof(net->open[0]));
 	net->open_bytes = net->open_bytes > bytes ? net->open_bytes - bytes : 0;
@@ -516,8 +566,9 @@ static bool fill_open(struct omd_net *net)
 }
 
 /*
- * Moves data towards the streams: resends first, then full batches from the ring, then (on the flush timer or
- * at stop) the partial batch. Bounded per turn; schedules itself again when it stopped for that reason.
+ * Moves data towards the streams: resends first, then full batches from the ring, then (on the flush timer, at
+ * stop, or when partial_may_go) the partial batch. Bounded per turn; schedules itself again when it stopped for that
+ * reason.
  */
 static void pump_work(struct omd_net *net, bool flush)
 {
@@ -539,7 +590,7 @@ static void pump_work(struct omd_net *net, bool flush)
 		if (net->nopen == 0)
 			break;
 		if (net->nopen < net->conf.batch_max && net->open_bytes < OMD_BATCH_MAX_BYTES && !flush &&
-			!net->stopping)
+			!net->stopping && !partial_may_go(net))
 			break;
 		if (take_open(net, &u) != LGR_OK)
 			break; /* out of memory: the flush timer tries again */
@@ -836,7 +887,7 @@ static void on_ring(evutil_socket_t fd, short what, void *ud)
 		if (event_pending(net->gather_ev, EV_TIMEOUT, NULL))
 			return;
 		lgr_ring_stats(net->conf.ring, &st);
-		if (st.len + net->nopen < net->conf.batch_max) {
+		if (st.len + net->nopen < net->conf.batch_max && !partial_may_go(net)) {
 			timer_in(net->gather_ev, GATHER_MS);
 			return;
 		}
