@@ -124,6 +124,27 @@ uint64_t lgr_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t lgr_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void lgr_pace_count(struct lgr_pace *p, size_t n, size_t batch_max, uint64_t now_us)
+{
+	uint64_t span;
+
+	p->count += n;
+	span = now_us - p->start_us;
+	if (span < LGR_PACE_WINDOW_US)
+		return;
+	p->busy = p->count * LGR_PACE_FILL_US >= (uint64_t)batch_max * span;
+	p->start_us = now_us;
+	p->count = 0;
+}
+
 int lgr_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg)
 {
 	sigset_t all, old;

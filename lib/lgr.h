@@ -94,6 +94,28 @@ bool lgr_ratelimit_take(struct lgr_ratelimit *rl, uint64_t now_ms, uint64_t *hel
 /* Milliseconds of CLOCK_MONOTONIC, for lgr_ratelimit_take and timers. */
 uint64_t lgr_now_ms(void);
 
+/* Microseconds of CLOCK_MONOTONIC. */
+uint64_t lgr_now_us(void);
+
+/*
+ * Whether a sender's envelopes arrive fast enough that a batch of batch_max fills within LGR_PACE_FILL_US anyway,
+ * judged over windows of LGR_PACE_WINDOW_US from the counts given to lgr_pace_count. A busy sender waits for full
+ * batches, which costs little latency and spares both sides the CPU of many small messages; an idle one sends a
+ * partial batch as soon as its stream has nothing left to send, which keeps latency low without a timer. Zeroed
+ * memory is a valid pace (not busy).
+ */
+#define LGR_PACE_WINDOW_US 10000u
+#define LGR_PACE_FILL_US   1000u
+
+struct lgr_pace {
+	uint64_t start_us; /* the window began */
+	uint64_t count;	   /* envelopes counted in it */
+	bool busy;
+};
+
+/* Counts n envelopes taken into batches at now_us (lgr_now_us); at a window's end, decides busy for the next. */
+void lgr_pace_count(struct lgr_pace *p, size_t n, size_t batch_max, uint64_t now_us);
+
 /*
  * Where one component's own lines go: each prefixed with "name: " and handed to log (NULL: lgr_log). Both strings
  * are borrowed. Thread-safe as far as log is.

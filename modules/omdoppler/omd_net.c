@@ -45,8 +45,6 @@
 #define GATHER_MS      2	    /* envelopes that do not fill a batch wait this long for more before a pump */
 #define TICK_MS	       250	    /* housekeeping */
 #define PUMP_BATCHES   64	    /* batches per loop turn, so sockets are served in between */
-#define RATE_WINDOW_US 10000	    /* the arrival rate is judged over this */
-#define FILL_US	       1000	    /* at a rate that fills a batch within this, batches are not sent partial */
 #define RECYCLE_WRITES 100000u	    /* a stream is also replaced after this many messages, as the real agent does */
 #define RESTART_MIN_MS 250u	    /* first delay before a stream that ended with an error is opened again */
 #define RESTART_MAX_MS 30000u
@@ -122,9 +120,7 @@ struct omd_net {
 	struct ocall *calls;
 	unsigned rr;
 	uint64_t rng;
-	bool busy;	    /* envelopes arrive fast enough to fill a batch within FILL_US */
-	uint64_t win_start; /* us: the rate window began */
-	uint64_t win_count; /* envelopes taken into batches in it */
+	struct lgr_pace pace; /* whether envelopes arrive fast enough to wait for full batches */
 	/* the open batch */
 	struct omd_item **open;
 	size_t nopen;
@@ -417,40 +413,14 @@ static bool takes_batches(const struct ocall *oc)
 	return oc != NULL && oc->r->ready && !oc->half_closed && lgr_h2_call_queued(oc->call) < QUEUE_SOFT;
 }
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /*
- * Counts n envelopes taken into batches; at the end of a RATE_WINDOW_US decides whether envelopes arrive fast
- * enough (batch_max per FILL_US) that a batch fills within FILL_US anyway, so waiting for it costs little latency
- * and saves the small messages that sending at once would make.
- */
-static void judge_rate(struct omd_net *net, size_t n)
-{
-	uint64_t now = now_us(), span;
-
-	net->win_count += n;
-	span = now - net->win_start;
-	if (span < RATE_WINDOW_US)
-		return;
-	net->busy = net->win_count * FILL_US >= (uint64_t)net->conf.batch_max * span;
-	net->win_start = now;
-	net->win_count = 0;
-}
-
-/*
- * Whether a partial batch may go now instead of waiting to fill: unless envelopes arrive fast (judge_rate), when
+ * Whether a partial batch may go now instead of waiting to fill: unless envelopes arrive fast (lgr_pace), when
  * some stream has nothing queued, so that at low rates an envelope leaves at once rather than after the flush
  * interval. No timer is involved: timers fire on the kernel's tick, up to 4 ms late on some machines.
  */
 static bool partial_may_go(struct omd_net *net)
 {
-	if (net->busy)
+	if (net->pace.busy)
 		return false;
 	for (size_t i = 0; i < net->nslots; i++) {
 		struct ocall *oc = net->slots[i].cur;
@@ -539,7 +509,7 @@ static int take_open(struct omd_net *net, struct unit **out)
 	}
 	for (size_t i = 0; i < k; i++)
 		omd_item_free(net->open[i], NULL);
-	judge_rate(net, k);
+	lgr_pace_count(&net->pace, k, net->conf.batch_max, lgr_now_us());
 	net->nopen -= k;
 	memmove(net->open, net->open + k, net->nopen * sizeof(net->open[0]));
 	net->open_bytes = net->open_bytes > bytes ? net->open_bytes - bytes : 0;

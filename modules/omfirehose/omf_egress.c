@@ -37,13 +37,11 @@
 #include "omf.h"
 #include "plumbing.pb-c.h"
 
-#define TICK_MS	       500   /* drop reports */
-#define PUMP_ROUNDS    16    /* batches per subscriber per loop turn, so sockets are served in between */
-#define LOG_WINDOW_MS  10000 /* own log lines: at most LOG_BURST per window */
-#define LOG_BURST      5
-#define STOP_SLACK_MS  1500  /* after the grace the transport takes at most one more second to close */
-#define RATE_WINDOW_US 10000 /* a subscriber's arrival rate is judged over this */
-#define FILL_US	       1000  /* at a rate that fills a batch within this, batches are not sent partial */
+#define TICK_MS	      500   /* drop reports */
+#define PUMP_ROUNDS   16    /* batches per subscriber per loop turn, so sockets are served in between */
+#define LOG_WINDOW_MS 10000 /* own log lines: at most LOG_BURST per window */
+#define LOG_BURST     5
+#define STOP_SLACK_MS 1500 /* after the grace the transport takes at most one more second to close */
 
 /* ---- small helpers ---------------------------------------------------------------------------------------------- */
 
@@ -58,14 +56,6 @@ static void timer_in(struct event *ev, uint64_t ms)
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 
 	event_add(ev, &tv);
-}
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* Appends a protobuf varint; returns its length (at most 10). */
@@ -434,9 +424,7 @@ struct omf_sub {
 	uint64_t dropped_seen, dropped_reported;
 	uint64_t reported_at; /* ms: drop reports at most once per LOG_WINDOW_MS per subscriber */
 	bool slow;	      /* in a slow-consumer episode */
-	bool busy;	      /* envelopes arrive fast enough to fill a batch within FILL_US */
-	uint64_t win_start;   /* us: the rate window (RATE_WINDOW_US) began */
-	uint64_t win_count;   /* envelopes taken by the sink in it */
+	struct lgr_pace pace; /* whether envelopes arrive fast enough to wait for full batches */
 };
 
 /* The ring's drop callback: a worker pushed out the oldest envelope. Runs on that worker. */
@@ -511,24 +499,6 @@ static void sub_report_drops(struct omf_sub *sub, bool final)
 			sub->shard_id, n);
 }
 
-/*
- * Counts n envelopes taken into the rate window; at the window's end decides whether the subscriber is busy: at a
- * rate of batch_max per FILL_US or more, a batch fills within FILL_US, so waiting for it costs little latency and
- * saves the small messages (and their CPU on both sides) that sending at once would make.
- */
-static void sub_judge_rate(struct omf_sub *sub, size_t n)
-{
-	uint64_t now = now_us(), span;
-
-	sub->win_count += n;
-	span = now - sub->win_start;
-	if (span < RATE_WINDOW_US)
-		return;
-	sub->busy = sub->win_count * FILL_US >= (uint64_t)sub->batch_max * span;
-	sub->win_start = now;
-	sub->win_count = 0;
-}
-
 /* Offers the open batch to the sink once and applies its answer. */
 static int sub_offer(struct omf_sub *sub)
 {
@@ -547,7 +517,7 @@ static int sub_offer(struct omf_sub *sub)
 	memmove(sub->open, sub->open + taken, sub->nopen * sizeof(sub->open[0]));
 	add(&ctr->egress, sent);
 	add(&ctr->skipped, taken - sent);
-	sub_judge_rate(sub, taken);
+	lgr_pace_count(&sub->pace, taken, sub->batch_max, lgr_now_us());
 	if (rc == LGR_EFULL)
 		sub->blocked = true;
 	else if (rc != LGR_OK)
@@ -559,13 +529,13 @@ static int sub_offer(struct omf_sub *sub)
 
 /*
  * Whether a partial batch may go now rather than wait to fill: unless envelopes arrive so fast that it fills within
- * FILL_US anyway (sub_judge_rate), when the sink has sent everything it took. When it has not, omf_sink.idle
+ * LGR_PACE_FILL_US anyway (lgr_pace), when the sink has sent everything it took. When it has not, omf_sink.idle
  * resumes sub once it has. No timer is involved: they fire on the kernel's tick, late by up to 4 ms on some
  * machines, which is the whole latency budget.
  */
 static bool partial_may_go(struct omf_sub *sub)
 {
-	return !sub->busy && sub->sink->idle != NULL && sub->sink->idle(sub, sub->ud);
+	return !sub->pace.busy && sub->sink->idle != NULL && sub->sink->idle(sub, sub->ud);
 }
 
 /*

@@ -1,4 +1,5 @@
-/* test_log.c: the log-line limiter (lgr_ratelimit) and the components' prefixed, limited lines (lgr_logger). */
+/* test_log.c: the log-line limiter (lgr_ratelimit), the components' prefixed, limited lines (lgr_logger), and the
+ * batch pace judge (lgr_pace) that lives beside them in lgr.c. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -76,4 +77,37 @@ Test(logger, say_drops_beyond_the_burst_and_the_next_line_says_how_many)
 	cr_assert_eq(c.n, 2);
 	cr_assert_eq(c.level, LGR_LOG_ERR);
 	cr_assert_str_eq(c.line, "comp: fourth (2 similar lines suppressed before this one)");
+}
+
+Test(pace, zeroed_is_not_busy_and_a_window_decides_only_when_it_ends)
+{
+	struct lgr_pace p = {0};
+	uint64_t t = 1000000;
+
+	cr_assert(!p.busy);
+	lgr_pace_count(&p, 0, 100, t); /* the first call closes the empty window before it */
+	cr_assert(!p.busy);
+	/* 100 per 500 us: a batch of 100 fills twice as fast as LGR_PACE_FILL_US */
+	for (int i = 1; i < 20; i++) {
+		lgr_pace_count(&p, 100, 100, t + (uint64_t)i * 500);
+		cr_assert(!p.busy, "no decision before the window of %u us ends", LGR_PACE_WINDOW_US);
+	}
+	lgr_pace_count(&p, 100, 100, t + LGR_PACE_WINDOW_US);
+	cr_assert(p.busy);
+	/* then 100 per 2 ms: a batch would take twice LGR_PACE_FILL_US to fill */
+	t += LGR_PACE_WINDOW_US;
+	for (int i = 1; i <= 5; i++)
+		lgr_pace_count(&p, 100, 100, t + (uint64_t)i * 2000);
+	cr_assert(!p.busy);
+}
+
+Test(pace, exactly_a_batch_per_fill_time_is_busy_and_a_larger_batch_is_not)
+{
+	struct lgr_pace p = {0};
+
+	lgr_pace_count(&p, 0, 100, 5000000);
+	lgr_pace_count(&p, 1000, 100, 5000000 + LGR_PACE_WINDOW_US); /* 100 per 1000 us */
+	cr_assert(p.busy);
+	lgr_pace_count(&p, 1000, 101, 5000000 + 2 * LGR_PACE_WINDOW_US); /* a batch of 101 takes longer to fill */
+	cr_assert(!p.busy);
 }
