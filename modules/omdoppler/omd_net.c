@@ -121,6 +121,7 @@ struct omd_net {
 	unsigned rr;
 	uint64_t rng;
 	struct lgr_pace pace; /* whether envelopes arrive fast enough to wait for full batches */
+	struct ocall *steady; /* partial batches go here while it takes them: a trickle keeps its order */
 	/* the open batch */
 	struct omd_item **open;
 	size_t nopen;
@@ -414,21 +415,39 @@ static bool takes_batches(const struct ocall *oc)
 }
 
 /*
+ * The stream partial batches go to: the same one as long as it takes batches, else one with nothing queued (or
+ * NULL). A router reads each stream in order, so envelopes that trickle in leave in the order they came, which
+ * random streams per small batch would not keep.
+ */
+static struct ocall *steady_stream(struct omd_net *net)
+{
+	uint64_t n = 0;
+
+	if (takes_batches(net->steady))
+		return net->steady;
+	net->steady = NULL;
+	for (size_t i = 0; i < net->nslots; i++) {
+		struct ocall *oc = net->slots[i].cur;
+
+		if (takes_batches(oc) && lgr_h2_call_queued(oc->call) == 0 && rnd(net) % ++n == 0)
+			net->steady = oc;
+	}
+	return net->steady;
+}
+
+/*
  * Whether a partial batch may go now instead of waiting to fill: unless envelopes arrive fast (lgr_pace), when
- * some stream has nothing queued, so that at low rates an envelope leaves at once rather than after the flush
+ * the steady stream has nothing queued, so that at low rates an envelope leaves at once rather than after the flush
  * interval. No timer is involved: timers fire on the kernel's tick, up to 4 ms late on some machines.
  */
 static bool partial_may_go(struct omd_net *net)
 {
+	struct ocall *oc;
+
 	if (net->pace.busy)
 		return false;
-	for (size_t i = 0; i < net->nslots; i++) {
-		struct ocall *oc = net->slots[i].cur;
-
-		if (takes_batches(oc) && lgr_h2_call_queued(oc->call) == 0)
-			return true;
-	}
-	return false;
+	oc = steady_stream(net);
+	return oc != NULL && lgr_h2_call_queued(oc->call) == 0;
 }
 
 /* Some ready stream has a long queue (a router reads slowly): its draining has to be watched for. */
@@ -457,10 +476,16 @@ static struct ocall *pick(struct omd_net *net)
 	return chosen;
 }
 
-/* Sends u on a stream, or keeps it for later (front of the resend queue). False when no stream took it. */
-static bool dispatch(struct omd_net *net, struct unit *u)
+/*
+ * Sends u on a stream (a partial batch on the steady one, a full one at random), or keeps it for later (front of the
+ * resend queue). False when no stream took it.
+ */
+static bool dispatch(struct omd_net *net, struct unit *u, bool partial)
 {
-	struct ocall *oc = pick(net);
+	struct ocall *oc = partial ? steady_stream(net) : NULL;
+
+	if (oc == NULL)
+		oc = pick(net);
 
 	if (oc != NULL && send_unit(oc, u) == LGR_OK) {
 		unitq_push(&oc->q, u);
@@ -543,12 +568,12 @@ static bool fill_open(struct omd_net *net)
 static void pump_work(struct omd_net *net, bool flush)
 {
 	unsigned budget = PUMP_BATCHES;
-	bool ring_empty = false;
+	bool ring_empty = false, partial;
 	struct unit *u;
 
 	while (budget > 0) {
 		if (net->resend.head != NULL) {
-			if (!dispatch(net, unitq_pop(&net->resend)))
+			if (!dispatch(net, unitq_pop(&net->resend), false))
 				break;
 			budget--;
 			continue;
@@ -559,13 +584,13 @@ static void pump_work(struct omd_net *net, bool flush)
 			ring_empty = fill_open(net);
 		if (net->nopen == 0)
 			break;
-		if (net->nopen < net->conf.batch_max && net->open_bytes < OMD_BATCH_MAX_BYTES && !flush &&
-			!net->stopping && !partial_may_go(net))
+		partial = net->nopen < net->conf.batch_max && net->open_bytes < OMD_BATCH_MAX_BYTES;
+		if (partial && !flush && !net->stopping && !partial_may_go(net))
 			break;
 		if (take_open(net, &u) != LGR_OK)
 			break; /* out of memory: the flush timer tries again */
 		if (u != NULL)
-			dispatch(net, u);
+			dispatch(net, u, partial);
 		budget--;
 		if (net->nopen == 0 && ring_empty)
 			break;
@@ -593,6 +618,8 @@ static const struct lgr_h2_call_handlers call_handlers = {
 
 static void ocall_unlink(struct omd_net *net, struct ocall *oc)
 {
+	if (net->steady == oc)
+		net->steady = NULL;
 	if (oc->prev != NULL)
 		oc->prev->next = oc->next;
 	else
