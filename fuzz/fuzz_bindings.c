@@ -1,7 +1,10 @@
 /*
  * fuzz_bindings.c: the binding cache's JSON (lgr_bindings) with small limits, so that the limits themselves are
- * reached. Every snapshot that builds is walked: each app must be found by lookup, hold 1..per_app drains in URL
- * order, and its lines must format (hostnames come from the input); the stats must add up. Any breach traps.
+ * reached, merged with static bindings (drains.static). An input with a NUL byte is static entries (one per line)
+ * before it and JSON after it; without one it is all JSON, merged with a fixed set of static entries. Static
+ * entries that do not parse must be refused with a message naming the entry. Every snapshot that builds is walked:
+ * each app must be found by lookup, hold 1..per_app drains in URL order, and its lines must format (hostnames come
+ * from the input); the stats must add up. Any breach traps.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +34,50 @@ static void count(const char *app_id, enum lgr_drain_reason why, const char *sch
 	(*n)++;
 }
 
+#define MAX_STATIC 16
+
+/*
+ * The static bindings: the lines before the input's first NUL (*json and *len then point past it), or the fixed
+ * set. NULL when the lines do not parse (the message checked).
+ */
+static struct lgr_bindings_static *statics(const uint8_t **json, size_t *len)
+{
+	static const char *const fixed[] = {"a syslog://h0:514", "a org.s.a syslog://h1:514", "app-2 syslog://s:1"};
+	const uint8_t *nul = memchr(*json, '\0', *len);
+	const char *entries[MAX_STATIC];
+	struct lgr_bindings_static *st = NULL;
+	char *text, *p, *nl, err[512];
+	size_t n = 0, bad = MAX_STATIC;
+	int rc;
+
+	if (nul == NULL) {
+		if (lgr_bindings_static_parse(fixed, 3, 0, &st, NULL, NULL, 0) != LGR_OK)
+			fail("the fixed static entries are refused");
+		return st;
+	}
+	text = malloc((size_t)(nul - *json) + 1);
+	if (text == NULL)
+		fail("no memory for the static entries");
+	memcpy(text, *json, (size_t)(nul - *json));
+	text[nul - *json] = '\0';
+	*len -= (size_t)(nul - *json) + 1;
+	*json = nul + 1;
+	for (p = text; n < MAX_STATIC; p = nl + 1) {
+		entries[n++] = p;
+		nl = strchr(p, '\n');
+		if (nl == NULL)
+			break;
+		*nl = '\0';
+	}
+	rc = lgr_bindings_static_parse(entries, n, 0, &st, &bad, err, sizeof(err));
+	if (rc == LGR_OK && st == NULL)
+		fail("static entries parsed into nothing");
+	if (rc != LGR_OK && (st != NULL || (rc == LGR_EDECODE && (bad >= n || strncmp(err, "entry ", 6) != 0))))
+		fail("a refused static entry is not named");
+	free(text);
+	return st;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const agg[] = {"syslog://agg:514", "nope"};
@@ -39,12 +86,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const struct lgr_bindings_app *apps;
 	const struct lgr_bindings_stats *st;
 	struct lgr_bindings *b = NULL;
+	struct lgr_bindings_static *sb;
 	struct lgr_syslog_buf buf;
 	struct lgr_env *env;
 	size_t n_apps, i, j, refused = 0, pairs = 0;
 	int rc;
 
-	rc = lgr_bindings_parse((const char *)data, size, agg, 2, &conf, count, &refused, &b);
+	sb = statics(&data, &size);
+	if (sb == NULL)
+		return 0;
+	rc = lgr_bindings_parse((const char *)data, size, agg, 2, sb, &conf, count, &refused, &b);
+	lgr_bindings_static_free(sb); /* a snapshot does not need them once built */
 	if (rc != LGR_OK) {
 		if (b != NULL)
 			fail("a snapshot on failure");

@@ -1,8 +1,9 @@
 /*
  * lgr_bindings.c: binding snapshots (see lgr_bindings.h). The JSON is read with json-c after a size check, walked
- * once into (app, entry, credential) references, which are sorted by app id and URL to apply the per-app limit;
- * then the kept strings are copied into a chunked arena that the snapshot owns, the json-c tree is dropped, and an
- * open-addressing table over the apps answers lookups.
+ * once into (app, entry, credential) references, the static bindings (split once, when the configuration is read)
+ * added after them, and all sorted by app id and URL to apply the per-app limit; then the kept strings are copied
+ * into a chunked arena that the snapshot owns, the json-c tree is dropped, and an open-addressing table over the
+ * apps answers lookups.
  */
 #include "lgr_bindings.h"
 
@@ -155,6 +156,199 @@ const struct lgr_bindings_app *lgr_bindings_apps(const struct lgr_bindings *b, s
 const struct lgr_bindings_stats *lgr_bindings_stats(const struct lgr_bindings *b)
 {
 	return &b->stats;
+}
+
+/* --- static bindings ------------------------------------------------------------------------------------------ */
+
+#define STATIC_SHOWN_MAX 160 /* bytes of an entry shown in an error message */
+
+struct static_entry {
+	const char *app_id, *hostname, *url; /* in text; hostname "" when not given */
+	size_t hostname_len, url_len;
+};
+
+struct lgr_bindings_static {
+	size_t n;
+	struct static_entry *e;
+	char *text; /* the entries' fields, each NUL-terminated */
+};
+
+void lgr_bindings_static_free(struct lgr_bindings_static *s)
+{
+	if (s == NULL)
+		return;
+	free(s->e);
+	free(s->text);
+	free(s);
+}
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* RFC 5424's PRINTUSASCII: what an app id and a HOSTNAME may hold. */
+static bool printable(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 33 || (unsigned char)s[i] > 126)
+			return false;
+	return true;
+}
+
+static bool looks_like_url(const char *s, size_t n)
+{
+	for (size_t i = 0; i + 3 <= n; i++)
+		if (s[i] == ':' && s[i + 1] == '/' && s[i + 2] == '/')
+			return true;
+	return false;
+}
+
+/* The fields of an entry, anonymised one by one and joined by a space, for messages: a URL's userinfo, query and
+ * fragment never show, wherever the operator put the URL. Control bytes show as '?'; cut to STATIC_SHOWN_MAX. */
+static void static_shown(const char *entry, char *out, size_t cap)
+{
+	const char *p = entry, *f;
+	size_t o = 0, k;
+	char one[STATIC_SHOWN_MAX + 1];
+
+	out[0] = '\0';
+	for (;;) {
+		while (*p != '\0' && is_blank(*p))
+			p++;
+		if (*p == '\0' || o + 1 >= cap)
+			break;
+		for (f = p; *p != '\0' && !is_blank(*p); p++)
+			;
+		lgr_drain_anonymize(f, (size_t)(p - f), one, sizeof(one));
+		if (o > 0)
+			out[o++] = ' ';
+		for (k = 0; one[k] != '\0' && o + 1 < cap; k++)
+			out[o++] = (unsigned char)one[k] < 32 || one[k] == 127 ? '?' : one[k];
+		out[o] = '\0';
+	}
+	if (o + 1 >= cap && cap > 4)
+		memcpy(out + cap - 4, "...", 4);
+}
+
+/* Splits one entry (copied into *text) into e; LGR_EDECODE with err saying why. */
+static int static_entry_parse(const char *entry, size_t index, unsigned drain_flags, char **text,
+	struct static_entry *e, char *err, size_t errlen)
+{
+	const char *field[3] = {NULL, NULL, NULL};
+	size_t len[3] = {0, 0, 0}, n = 0, i;
+	const char *p = entry, *f;
+	char shown[STATIC_SHOWN_MAX + 4], why[512], notice[448], anon[400], scheme[32];
+	struct lgr_drain *d = NULL;
+	enum lgr_drain_reason reason;
+	int rc = LGR_EDECODE;
+
+	why[0] = '\0';
+	for (;;) {
+		while (*p != '\0' && is_blank(*p))
+			p++;
+		if (*p == '\0')
+			break;
+		for (f = p; *p != '\0' && !is_blank(*p); p++)
+			;
+		if (n < 3) {
+			field[n] = f;
+			len[n] = (size_t)(p - f);
+		}
+		n++;
+	}
+	if (n != 2 && n != 3) {
+		snprintf(why, sizeof(why), "expected \"APP_ID URL\" or \"APP_ID HOSTNAME URL\", got %zu field%s", n,
+			n == 1 ? "" : "s");
+		goto out;
+	}
+	if (len[0] > APP_ID_MAX || !printable(field[0], len[0])) {
+		snprintf(why, sizeof(why), "the app id is not up to %u printable ASCII characters", APP_ID_MAX);
+		goto out;
+	}
+	if (n == 3 && (len[1] > HOSTNAME_MAX || !printable(field[1], len[1]))) {
+		snprintf(why, sizeof(why), "the hostname is not up to %u printable ASCII characters", HOSTNAME_MAX);
+		goto out;
+	}
+	/* org.space.app never has one: rather two URLs in one entry, of which the first would become the hostname */
+	if (n == 3 && looks_like_url(field[1], len[1])) {
+		snprintf(why, sizeof(why), "the hostname is a URL (an entry binds one URL)");
+		goto out;
+	}
+	rc = lgr_drain_parse(field[n - 1], len[n - 1], drain_flags, &d, &reason);
+	if (rc == LGR_ENOMEM)
+		goto out;
+	if (rc != LGR_OK) {
+		rc = LGR_EDECODE;
+		lgr_drain_anonymize(field[n - 1], len[n - 1], anon, sizeof(anon));
+		lgr_drain_scheme_text(field[n - 1], len[n - 1], scheme, sizeof(scheme));
+		if (lgr_drain_notice(reason, scheme, anon, notice, sizeof(notice)) < 0)
+			snprintf(notice, sizeof(notice), "%s", lgr_drain_reason_name(reason));
+		snprintf(why, sizeof(why), "the drain URL is refused: %s", notice);
+		goto out;
+	}
+	/* the fields, one after another in the text copy */
+	for (i = 0; i < n; i++) {
+		memcpy(*text, field[i], len[i]);
+		(*text)[len[i]] = '\0';
+		field[i] = *text;
+		*text += len[i] + 1;
+	}
+	e->app_id = field[0];
+	e->hostname = n == 3 ? field[1] : "";
+	e->hostname_len = n == 3 ? len[1] : 0;
+	e->url = field[n - 1];
+	e->url_len = len[n - 1];
+	rc = LGR_OK;
+out:
+	lgr_drain_free(d);
+	if (rc == LGR_EDECODE && err != NULL && errlen > 0) {
+		static_shown(entry, shown, sizeof(shown));
+		snprintf(err, errlen, "entry %zu \"%s\": %s", index + 1, shown, why);
+	}
+	return rc;
+}
+
+int lgr_bindings_static_parse(const char *const *entries, size_t n, unsigned drain_flags,
+	struct lgr_bindings_static **out, size_t *bad, char *err, size_t errlen)
+{
+	struct lgr_bindings_static *s;
+	size_t total = 1, i;
+	char *text;
+	int rc = LGR_ENOMEM;
+
+	*out = NULL;
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	/* an entry's fields and their NULs take at most its length and one: blanks separate them */
+	for (i = 0; i < n; i++)
+		total += strlen(entries[i] != NULL ? entries[i] : "") + 1;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		goto out;
+	s->e = calloc(n + 1, sizeof(*s->e));
+	s->text = malloc(total);
+	if (s->e == NULL || s->text == NULL)
+		goto out;
+	text = s->text;
+	for (i = 0; i < n; i++) {
+		rc = static_entry_parse(
+			entries[i] != NULL ? entries[i] : "", i, drain_flags, &text, &s->e[i], err, errlen);
+		if (rc != LGR_OK) {
+			if (bad != NULL)
+				*bad = i;
+			goto out;
+		}
+	}
+	s->n = n;
+	*out = s;
+	s = NULL; /* ownership transferred */
+	rc = LGR_OK;
+out:
+	if (rc == LGR_ENOMEM && err != NULL && errlen > 0)
+		snprintf(err, errlen, "out of memory");
+	lgr_bindings_static_free(s);
+	return rc;
 }
 
 /* --- parsing -------------------------------------------------------------------------------------------------- */
@@ -612,6 +806,54 @@ static int read_aggregate(struct parse *p, const char *const *urls, size_t n)
 	return LGR_OK;
 }
 
+/*
+ * The static bindings as refs after the JSON's, so that where both bind an app to the same URL the JSON's binding
+ * (which may carry credentials) is the one kept. Their drains go to entry_drain from index first on; they share
+ * one empty credential.
+ */
+static int read_static(struct parse *p, size_t first, const struct lgr_bindings_static *st)
+{
+	struct lgr_bindings *b = p->b;
+	struct cred none = {0};
+	struct lgr_drain *d;
+	enum lgr_drain_reason why;
+	char anon[512], scheme[32];
+	size_t i;
+	int rc;
+
+	if (st == NULL || st->n == 0)
+		return LGR_OK;
+	rc = push_cred(p, &none);
+	if (rc != LGR_OK)
+		return rc;
+	b->stats.statics = st->n;
+	for (i = 0; i < st->n; i++) {
+		const struct static_entry *e = &st->e[i];
+		struct ref r = {0};
+
+		rc = lgr_drain_parse(e->url, e->url_len, p->conf->drain_flags, &d, &why);
+		if (rc == LGR_ENOMEM)
+			return rc;
+		if (rc != LGR_OK) {
+			lgr_drain_anonymize(e->url, e->url_len, anon, sizeof(anon));
+			lgr_drain_scheme_text(e->url, e->url_len, scheme, sizeof(scheme));
+			refuse(p, e->app_id, why, scheme, why == LGR_DRAIN_BAD_URL ? NULL : anon);
+			continue;
+		}
+		b->drains[b->n_drains++] = d;
+		p->entry_drain[first + i] = d;
+		r.app_id = e->app_id;
+		r.hostname = e->hostname_len > 0 ? e->hostname : NULL;
+		r.hostname_len = e->hostname_len;
+		r.entry = first + i;
+		r.cred = p->n_creds - 1;
+		rc = push_ref(p, &r);
+		if (rc != LGR_OK)
+			return rc;
+	}
+	return LGR_OK;
+}
+
 static struct json_object *parse_json(const char *json, size_t len, int *rc)
 {
 	struct json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
@@ -648,12 +890,13 @@ static struct json_object *parse_json(const char *json, size_t len, int *rc)
 }
 
 int lgr_bindings_parse(const char *json, size_t len, const char *const *aggregate, size_t n_aggregate,
-	const struct lgr_bindings_conf *conf, lgr_bindings_reject_fn *reject, void *ud, struct lgr_bindings **out)
+	const struct lgr_bindings_static *statics, const struct lgr_bindings_conf *conf, lgr_bindings_reject_fn *reject,
+	void *ud, struct lgr_bindings **out)
 {
 	struct lgr_bindings_conf c = conf != NULL ? *conf : (struct lgr_bindings_conf){0};
 	struct parse p = {0};
 	struct json_object *root = NULL;
-	size_t n_entries = 0, i;
+	size_t n_entries = 0, n_static = statics != NULL ? statics->n : 0, i;
 	int rc;
 
 	*out = NULL;
@@ -695,8 +938,8 @@ int lgr_bindings_parse(const char *json, size_t len, const char *const *aggregat
 	if (p.b == NULL)
 		goto out;
 	atomic_init(&p.b->refs, 1);
-	p.b->drains = calloc(n_entries + n_aggregate + 1, sizeof(*p.b->drains));
-	p.entry_drain = calloc(n_entries + 1, sizeof(*p.entry_drain));
+	p.b->drains = calloc(n_entries + n_static + n_aggregate + 1, sizeof(*p.b->drains));
+	p.entry_drain = calloc(n_entries + n_static + 1, sizeof(*p.entry_drain));
 	if (p.b->drains == NULL || p.entry_drain == NULL)
 		goto out;
 	p.b->stats.entries = n_entries;
@@ -705,6 +948,9 @@ int lgr_bindings_parse(const char *json, size_t len, const char *const *aggregat
 		if (rc != LGR_OK)
 			goto out;
 	}
+	rc = read_static(&p, n_entries, statics);
+	if (rc != LGR_OK)
+		goto out;
 	rc = build_apps(&p);
 	if (rc != LGR_OK)
 		goto out;

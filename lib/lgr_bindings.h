@@ -5,10 +5,13 @@
  *   [{"url": "syslog-tls://host:port", "credentials": [{"cert": "PEM", "key": "PEM", "ca": "PEM",
  *                                                       "apps": [{"app_id": "GUID", "hostname": "org.space.app"}]}]}]
  *
- * plus the operator's aggregate drains (URLs that get every source), and answers "the drains of app X" with one
- * hash lookup. Per app, drains are sorted by URL and the first per_app kept (the rest are counted), as the
- * reference agent does; a URL bound to an app twice counts once. Each drain keeps the hostname of its own apps
- * entry (the reference keeps the last one it saw for the app, whichever drain it came with).
+ * plus the operator's aggregate drains (URLs that get every source) and static bindings (apps bound to drains in
+ * the configuration, drains.static: struct lgr_bindings_static), and answers "the drains of app X" with one hash
+ * lookup. Per app, drains are sorted by URL and the first per_app kept (the rest are counted), as the reference
+ * agent does, over the JSON's and the static bindings together; a URL bound to an app twice counts once, and when
+ * both the JSON and a static binding bind it, the JSON's is kept (it may carry credentials). Each drain keeps the
+ * hostname of its own apps entry (the reference keeps the last one it saw for the app, whichever drain it came
+ * with).
  *
  * Invalid entries are refused one by one with a reason (a callback per affected app, for the notice into its
  * stream, and a counter per reason); the rest are kept. DNS resolution and the deny ranges are not checked here:
@@ -54,6 +57,7 @@ struct lgr_bindings_conf {
 
 struct lgr_bindings_stats {
 	size_t entries;	   /* URL entries read */
+	size_t statics;	   /* static bindings read */
 	size_t apps;	   /* apps with at least one drain */
 	size_t bindings;   /* (app, drain) pairs kept */
 	size_t aggregate;  /* aggregate drains kept */
@@ -72,14 +76,43 @@ typedef void lgr_bindings_reject_fn(
 
 struct lgr_bindings;
 
+/* --- static bindings ------------------------------------------------------------------------------------------ */
+
 /*
- * Builds a snapshot from len bytes of JSON and n_aggregate aggregate URLs (either may be empty). conf NULL means
- * the defaults. Returns LGR_OK and *out (refcount 1), or, with nothing built: LGR_ETOOBIG (over max_bytes),
- * LGR_EDECODE (not JSON, or not an array at the top), LGR_ELIMIT (more entries or apps than the limits),
- * LGR_ENOMEM.
+ * Apps bound to drains in the configuration rather than by the binding cache: each entry is "APP_ID URL" or
+ * "APP_ID HOSTNAME URL", fields separated by blanks (space, tab, newline). HOSTNAME is the binding's hostname
+ * (org.space.app, as in the JSON's apps entries), used when an envelope carries no organization, space and app
+ * name tags; without it the lines say "-", as for a JSON binding without one. Static bindings carry no client
+ * certificate or CA. Immutable once parsed; any thread may read it.
+ */
+struct lgr_bindings_static;
+
+/*
+ * Parses n entries, checking each as a binding is checked (the URL with lgr_drain_parse and drain_flags, an app id
+ * of at most 256 bytes, a hostname of at most 1024 bytes, both printable ASCII, and a hostname that is no URL).
+ * Returns LGR_OK and *out (never NULL, also for n 0; free with lgr_bindings_static_free), or, with nothing built
+ * (*out NULL): LGR_EDECODE for the first entry that does not parse, *bad (may be NULL) its index and err a message
+ * naming it (counted from 1) with its fields anonymised (lgr_drain_anonymize: no userinfo, query or fragment) and
+ * saying why, e.g.
+ *   entry 2 "app-1 ftp://host/x": the drain URL is refused: Invalid Scheme ftp for syslog drain url ftp://host/x
+ * or LGR_ENOMEM. err may be NULL when errlen is 0.
+ */
+int lgr_bindings_static_parse(const char *const *entries, size_t n, unsigned drain_flags,
+	struct lgr_bindings_static **out, size_t *bad, char *err, size_t errlen);
+void lgr_bindings_static_free(struct lgr_bindings_static *s); /* NULL is a no-op */
+
+/* --- snapshots ------------------------------------------------------------------------------------------------ */
+
+/*
+ * Builds a snapshot from len bytes of JSON, n_aggregate aggregate URLs and the static bindings statics (borrowed;
+ * NULL: none); any of them may be empty. conf NULL means the defaults. Static bindings count against max_apps with
+ * the JSON's; one whose URL no longer parses (drain_flags differ from its parse's) is refused like a JSON binding.
+ * Returns LGR_OK and *out (refcount 1), or, with nothing built: LGR_ETOOBIG (over max_bytes), LGR_EDECODE (not
+ * JSON, or not an array at the top), LGR_ELIMIT (more entries or apps than the limits), LGR_ENOMEM.
  */
 int lgr_bindings_parse(const char *json, size_t len, const char *const *aggregate, size_t n_aggregate,
-	const struct lgr_bindings_conf *conf, lgr_bindings_reject_fn *reject, void *ud, struct lgr_bindings **out);
+	const struct lgr_bindings_static *statics, const struct lgr_bindings_conf *conf, lgr_bindings_reject_fn *reject,
+	void *ud, struct lgr_bindings **out);
 
 struct lgr_bindings *lgr_bindings_ref(struct lgr_bindings *b);
 void lgr_bindings_unref(struct lgr_bindings *b); /* NULL is a no-op; frees with the last reference */

@@ -304,6 +304,8 @@ struct omf_drains_conf {
 	unsigned poll_ms;		 /* bindings_url poll interval (with jitter) */
 	const char *const *aggregate;	 /* drain URLs for every source (borrowed), n_aggregate of them */
 	size_t n_aggregate;
+	const char *const *statics; /* "APP_ID [HOSTNAME] URL" (borrowed), n_static of them */
+	size_t n_static;
 	size_t per_app;			/* drains kept per app */
 	size_t buffer;			/* envelopes in each drain's drop-oldest buffer */
 	unsigned idle_ms;		/* a drain's writer closes after this long without traffic */
@@ -328,8 +330,8 @@ struct omf_drains_counters {
 
 struct omf_drains;
 
-/* Loads the bindings (a file that does not parse is an error here, at startup). No thread, no socket. LGR_OK;
- * LGR_EINVAL (err says why); LGR_ENOMEM. */
+/* Loads the bindings (a file that does not parse, or a static binding that does not, is an error here, at
+ * startup). No thread, no socket. LGR_OK; LGR_EINVAL (err says why); LGR_ENOMEM. */
 int omf_drains_new(struct omf_egress *eg, const struct omf_drains_conf *conf, struct omf_drains_counters *ctr,
 	struct omf_drains **out, char *err, size_t errlen);
 

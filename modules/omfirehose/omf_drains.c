@@ -22,8 +22,10 @@
  *
  * Bindings: a snapshot (lgr_bindings) from the bindings file (read at startup, on HUP and when its stat changes,
  * checked every TICK_MS) or from the bindings URL (fetched over mutual TLS by a thread of its own, every poll_ms with
- * jitter), plus the aggregate URLs. Applying a snapshot merges it with the running drains (both sorted by app and
- * URL): drains whose binding is unchanged keep their subscriber and writer, others are subscribed or unsubscribed.
+ * jitter), plus the aggregate URLs and the static bindings of the configuration (drains.static), merged into every
+ * snapshot so that a reload keeps them. Applying a snapshot merges it with the running drains (both sorted by app
+ * and URL): drains whose binding is unchanged keep their subscriber and writer, others are subscribed or
+ * unsubscribed.
  *
  * Threads: everything but omf_drains_new, _start, _reload and _free and the poller runs on the egress's network
  * thread. Those four and the poller reach it through an eventfd (cmd_ev) and the fields under mu: requests (start,
@@ -122,6 +124,7 @@ struct omf_drains {
 	unsigned poll_ms;
 	char **aggregate;
 	size_t n_aggregate;
+	struct lgr_bindings_static *statics; /* parsed once; every snapshot merges them */
 	size_t per_app;
 	size_t buffer;
 	unsigned idle_ms;
@@ -302,8 +305,9 @@ static void on_reject(const char *app_id, enum lgr_drain_reason why, const char 
 }
 
 /*
- * A snapshot from len bytes of JSON (json may be NULL with len 0) and the aggregate URLs; refusals become notices
- * in *notices and count in invalid. LGR_OK or lgr_bindings_parse's error (err says why). Any thread.
+ * A snapshot from len bytes of JSON (json may be NULL with len 0), the aggregate URLs and the static bindings;
+ * refusals become notices in *notices and count in invalid. LGR_OK or lgr_bindings_parse's error (err says why).
+ * Any thread.
  */
 static int bindings_build(struct omf_drains *d, const char *json, size_t len, struct lgr_bindings **out,
 	struct notice **notices, char *err, size_t errlen)
@@ -316,8 +320,8 @@ static int bindings_build(struct omf_drains *d, const char *json, size_t len, st
 
 	bc.per_app = d->per_app;
 	bc.check_pem = true;
-	rc = lgr_bindings_parse(json != NULL ? json : "", len, (const char *const *)d->aggregate, d->n_aggregate, &bc,
-		on_reject, &lc, out);
+	rc = lgr_bindings_parse(json != NULL ? json : "", len, (const char *const *)d->aggregate, d->n_aggregate,
+		d->statics, &bc, on_reject, &lc, out);
 	if (rc != LGR_OK) {
 		notices_free(lc.notices);
 		snprintf(err, errlen, "%s", rc == LGR_EDECODE ? "not a JSON array of bindings" : lgr_strerror(rc));
@@ -1390,6 +1394,7 @@ static void drains_release(struct omf_drains *d)
 	for (size_t i = 0; i < d->n_aggregate; i++)
 		free(d->aggregate[i]);
 	free(d->aggregate);
+	lgr_bindings_static_free(d->statics);
 	lgr_drain_deny_cleanup(&d->deny);
 	lgr_syslog_buf_cleanup(&d->buf);
 	pthread_cond_destroy(&d->cv);
@@ -1407,6 +1412,7 @@ int omf_drains_new(struct omf_egress *eg, const struct omf_drains_conf *conf, st
 	struct omf_drains *d;
 	struct stat st;
 	size_t bad = 0;
+	char why[400];
 	int rc = LGR_ENOMEM;
 
 	*out = NULL;
@@ -1457,7 +1463,14 @@ int omf_drains_new(struct omf_egress *eg, const struct omf_drains_conf *conf, st
 		snprintf(err, errlen, "drains.denyRanges: %s", rc == LGR_EDECODE ? conf->deny_ranges[bad] : "too many");
 		goto fail;
 	}
-	/* the first snapshot, applied by the loop once it starts: the file's, or the aggregate drains alone */
+	/* checked here, once: an entry that does not parse fails the configuration rather than a later load */
+	rc = lgr_bindings_static_parse(conf->statics, conf->n_static, 0, &d->statics, NULL, why, sizeof(why));
+	if (rc != LGR_OK) {
+		snprintf(err, errlen, "drains.static: %s", why);
+		rc = rc == LGR_ENOMEM ? rc : LGR_EINVAL;
+		goto fail;
+	}
+	/* the first snapshot, applied by the loop once it starts: the file's, or the aggregate and static drains */
 	if (d->bindings_file != NULL)
 		rc = load_file(d, &d->pending, &d->notices, &st, err, errlen);
 	else

@@ -105,6 +105,7 @@ struct omf_conf {
 	char *drains_tls_servername;
 	long long drains_poll_ms;
 	struct lgr_conf_strv drains_aggregate;
+	struct lgr_conf_strv drains_static;
 	long long drains_per_app;
 	long long drains_buffer;
 	long long drains_idle_ms;
@@ -325,6 +326,12 @@ static const struct lgr_conf_param omf_params[] = {
 		.offset = F(drains_aggregate),
 		.check = check_drain_url,
 		.desc = "drain URLs that receive every source"},
+	/* no item check here: lgr_conf's messages quote the value, and an entry's URL may carry a password; the drains
+	 * check each entry and name it anonymised (drains_init) */
+	{.name = "drains.static",
+		.type = LGR_CONF_ARRAY,
+		.offset = F(drains_static),
+		.desc = "apps bound to drains here: \"APP_ID URL\" or \"APP_ID HOSTNAME URL\" (no client certificate)"},
 	{.name = "drains.perApp",
 		.type = LGR_CONF_INT,
 		.def = "5",
@@ -646,7 +653,8 @@ static rsRetVal drains_init(instanceData *pData)
 	char err[512];
 	DEFiRet;
 
-	if (c->drains_bindings_file == NULL && c->drains_bindings_url == NULL && c->drains_aggregate.n == 0)
+	if (c->drains_bindings_file == NULL && c->drains_bindings_url == NULL && c->drains_aggregate.n == 0 &&
+		c->drains_static.n == 0)
 		FINALIZE;
 	dc.name = MODNAME "(drains)";
 	dc.bindings_file = c->drains_bindings_file;
@@ -656,6 +664,8 @@ static rsRetVal drains_init(instanceData *pData)
 	dc.poll_ms = (unsigned)c->drains_poll_ms;
 	dc.aggregate = (const char *const *)c->drains_aggregate.v;
 	dc.n_aggregate = c->drains_aggregate.n;
+	dc.statics = (const char *const *)c->drains_static.v;
+	dc.n_static = c->drains_static.n;
 	dc.per_app = (size_t)c->drains_per_app;
 	dc.buffer = (size_t)c->drains_buffer;
 	dc.idle_ms = (unsigned)c->drains_idle_ms;

@@ -42,6 +42,12 @@
 #   - drains.bindingsUrl: bindings fetched over mutual TLS, polled, a change applied; a drain unbound while its
 #     writer still holds lines (a receiver that reads nothing) counts them as lost: dropped.egress grows by exactly
 #     the envelopes it got minus the lines the kernel took (its egress);
+#   - drains.static: apps bound in rsyslog.conf get their lines byte for byte, with the entry's hostname (rsyslog
+#     imtcp receives "<14>1 ... org.space.static-app app-s [APP/PROC/WEB/0] - [tags@47450 ...] static line") or "-"
+#     without one (a raw recorder, octet counted); a URL bound both in the file and statically is one drain (the
+#     vector arrives once, with the file's hostname); the static bindings stay after a file change and a HUP, and
+#     alone they turn the drains on; `rsyslogd -N1` refuses a malformed entry with a message naming it, without the
+#     credentials of its URL;
 #   - rsyslogd exits 0 on SIGTERM with a dead drain still retrying (valgrind clean under LGR_VALGRIND=1).
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -272,10 +278,10 @@ bg() {
 	LGR_BG_PIDS+=("$!")
 }
 
-bg raw python3 "$W/peers.py" raw "$W" vec app agg load filt new idle stall
+bg raw python3 "$W/peers.py" raw "$W" vec app agg load filt new idle stall stat
 bg https python3 "$W/peers.py" https "$W" hsink "$PKI/doppler.crt" "$PKI/doppler.key" "$PKI/ca.crt"
 bg lsink python3 "$W/peers.py" https "$W" lsink "$PKI/doppler.crt" "$PKI/doppler.key" "$PKI/ca.crt"
-for p in vec app agg load filt new idle stall hsink lsink; do
+for p in vec app agg load filt new idle stall stat hsink lsink; do
 	lgr_wait_for "the $p peer" lgr_has_port "$W/$p.port"
 done
 port() { tr -d ' \n' <"$W/$1.port"; }
@@ -304,9 +310,16 @@ mkdir -p "$R"
 		printf 'ruleset(name="tls") { action(type="omfile" file="%s/tls.txt" template="raw") }\n' "$R"
 		printf 'input(type="imtcp" port="0" listenPortFileName="%s/tls.port" ruleset="tls")\n' "$R"
 	fi
+	# and plain imtcp (for drains.static), its driver named where the module's default is TLS
+	[ "$have_tls" = 1 ] || printf 'module(load="imtcp")\n'
+	printf 'ruleset(name="tcp") { action(type="omfile" file="%s/tcp.txt" template="raw") }\n' "$R"
+	printf 'input(type="imtcp" port="0" listenPortFileName="%s/tcp.port" ruleset="tcp"' "$R"
+	[ "$have_tls" = 0 ] || printf ' streamDriver.name="ptcp" streamDriver.mode="0" streamDriver.authMode="anon"'
+	printf ')\n'
 } | lgr_conf_write "$W/recv.conf"
 lgr_start2 "$W/recv.conf"
 lgr_wait_for "the receiver's imptcp port" lgr_has_port "$R/ptcp.port"
+lgr_wait_for "the receiver's imtcp port" lgr_has_port "$R/tcp.port"
 [ "$have_tls" = 0 ] || lgr_wait_for "the receiver's TLS port" lgr_has_port "$R/tls.port"
 
 # ---- bindings --------------------------------------------------------------------------------------------------
@@ -361,7 +374,10 @@ input(type="imloggregator" port="0" listenPortFileName="$W/in.port" role="router
 action(type="omfirehose" port="0" listenPortFileName="$W/egress.port" tls="off" drains.bindingsFile="$W/bindings.json"
 	gateway.port="0" gateway.listenPortFileName="$W/gw.port" gateway.tls="off" gateway.auth="none"
 	drains.buffer="1000" drains.denyRanges=["127.0.0.2/32"]
-	drains.aggregate=["syslog://127.0.0.1:$(port agg)?drain-data=all&include-metrics-deprecated=x"])
+	drains.aggregate=["syslog://127.0.0.1:$(port agg)?drain-data=all&include-metrics-deprecated=x"]
+	drains.static=["app-s org.space.static-app syslog://127.0.0.1:$(tr -d ' \n' <"$R/tcp.port")",
+		"app-s2 syslog://user:$SECRET@127.0.0.1:$(port stat)?drain-data=all",
+		"test-app-id syslog://127.0.0.1:$(port vec)"])
 EOF
 lgr_start "$conf"
 lgr_wait_port "$W/in.port"
@@ -550,6 +566,36 @@ dstat_is "syslog://127.0.0.1:$(port vec)" test-app-id dropped 0 || lgr_fail "the
 lgr_wait_for "the HTTPS drain's object" dstat_is "https://127.0.0.1:$(port hsink)/drain/one" app-h egress 2
 lgr_wait_for "the aggregate drain's object" dstat_ge "syslog://127.0.0.1:$(port agg)" aggregate egress 19
 
+# ---- 1b. drains.static: apps bound in rsyslog.conf ---------------------------------------------------------------
+lgr_check "drains.static: CF's lines to rsyslog imtcp with the entry's hostname, and octet counted with \"-\" without one"
+cat >"$W/static.jsonl" <<EOF
+{"source_id":"app-s","instance_id":"0","timestamp":"1731000000000013000","tags":{"source_type":"APP/PROC/WEB"},"log":{"payload":"$(b64 'static line')","type":"OUT"}}
+{"source_id":"app-s2","instance_id":"2","timestamp":"1731000000000014000","tags":{"source_type":"APP"},"log":{"payload":"$(b64 'static err')","type":"ERR"}}
+{"source_id":"app-s2","instance_id":"1","timestamp":"1731000000000015000","tags":{"metric-tag":"m"},"counter":{"name":"c","delta":"2","total":"5"}}
+EOF
+send static --method BatchSender --input "$W/static.jsonl"
+# static_tcp_is N: rsyslog's imtcp received exactly the first N of these messages, each once (its %rawmsg%: the
+# frame without its count and trailing newline)
+STATIC_TCP=('<14>1 2024-11-07T17:20:00.000013+00:00 org.space.static-app app-s [APP/PROC/WEB/0] - [tags@47450 source_type="APP/PROC/WEB"] static line'
+	'<14>1 2024-11-07T17:20:00.000016+00:00 org.space.static-app app-s [APP/PROC/WEB/1] - [tags@47450 source_type="APP/PROC/WEB"] after HUP')
+static_tcp_is() {
+	local i
+	[ "$(lgr_lines "$R/tcp.txt")" = "$1" ] || return 1
+	for ((i = 0; i < $1; i++)); do
+		[ "$(grep -cxF "${STATIC_TCP[$i]}" "$R/tcp.txt")" = 1 ] || return 1
+	done
+}
+lgr_wait_for "the static binding's line at imtcp" lgr_lines_reach "$R/tcp.txt" 1
+static_tcp_is 1 || lgr_fail "imtcp (drains.static): $(cat "$R/tcp.txt")"
+cat >"$W/expect-stat.txt" <<'EOF'
+<11>1 2024-11-07T17:20:00.000014+00:00 - app-s2 [APP/2] - [tags@47450 source_type="APP"] static err\n
+<14>1 2024-11-07T17:20:00.000015+00:00 - app-s2 [1] - [counter@47450 name="c" total="5" delta="2"][tags@47450 metric-tag="m"] \n
+EOF
+lgr_wait_for "2 lines at the static binding without hostname" frames_reach stat 2
+python3 "$W/check.py" "$W" "$W/expect-stat.txt" "$W/stat.bin" || lgr_fail "app-s2's static drain"
+lgr_wait_for "the static drain's object, named without its userinfo" \
+	dstat_is "syslog://127.0.0.1:$(port stat)" app-s2 egress 2
+
 # ---- 2. a dead drain and a live one under load -----------------------------------------------------------------
 lgr_check "one app, a dead drain and a live one: the live one gets everything, the dead one's losses are told"
 N=6000
@@ -670,6 +716,19 @@ lgr_check "HUP reads the bindings file again"
 kill -HUP "$LGR_PID"
 lgr_wait_for "a reload after HUP (invalid_drains 4)" "${INVALID[@]}" 4
 
+lgr_check "drains.static: the static bindings stay after a bindings file change and a HUP"
+cat >"$W/static2.jsonl" <<EOF
+{"source_id":"app-s","instance_id":"1","timestamp":"1731000000000016000","tags":{"source_type":"APP/PROC/WEB"},"log":{"payload":"$(b64 'after HUP')","type":"OUT"}}
+{"source_id":"app-s2","instance_id":"0","timestamp":"1731000000000017000","tags":{"source_type":"APP"},"log":{"payload":"$(b64 'after HUP')","type":"OUT"}}
+EOF
+send static2 --method BatchSender --input "$W/static2.jsonl"
+printf '%s\n' '<14>1 2024-11-07T17:20:00.000017+00:00 - app-s2 [APP/0] - [tags@47450 source_type="APP"] after HUP\n' \
+	>>"$W/expect-stat.txt"
+lgr_wait_for "the static binding's line at imtcp after the HUP" lgr_lines_reach "$R/tcp.txt" 2
+static_tcp_is 2 || lgr_fail "imtcp (drains.static) after the HUP: $(cat "$R/tcp.txt")"
+lgr_wait_for "3 lines at the static binding without hostname" frames_reach stat 3
+python3 "$W/check.py" "$W" "$W/expect-stat.txt" "$W/stat.bin" || lgr_fail "app-s2's static drain after the HUP"
+
 lgr_check "credentials never appear in rsyslog's output"
 if grep -rl "$SECRET" "$W/internal.log" "$W/rsyslogd.out" "$W/stats.log" 2>/dev/null; then
 	lgr_fail "the drain password appears in the logs"
@@ -737,5 +796,52 @@ probe "$W/url2.jsonl" new "url2-host app-url2 [APP/0]"
 lgr_wait_for "dropped.egress = the $((K - E)) lines the unbound writer held" \
 	lgr_stat_is "$STATS_LOG" 'omfirehose\(127\.0\.0\.1:0\)' dropped.egress $((K - E))
 lgr_stop
+
+# ---- 5. drains.static alone, and malformed entries ------------------------------------------------------------------
+lgr_check "drains.static alone turns the drains on"
+lgr_conf_write "$conf" <<EOF
+module(load="$(lgr_module imloggregator)")
+module(load="$(lgr_module omfirehose)")
+input(type="imloggregator" port="0" listenPortFileName="$W/in3.port" role="router" tls="off")
+action(type="omfirehose" port="0" listenPortFileName="$W/egress3.port" tls="off"
+	drains.static=["app-s org.space.static-app syslog://127.0.0.1:$(tr -d ' \n' <"$R/tcp.port")"])
+EOF
+lgr_start "$conf"
+lgr_wait_port "$W/in3.port"
+IN=$LGR_PORT
+STATIC_TCP+=('<14>1 2024-11-07T17:20:00.000018+00:00 org.space.static-app app-s [APP/PROC/WEB/2] - [tags@47450 source_type="APP/PROC/WEB"] static alone')
+cat >"$W/static3.jsonl" <<EOF
+{"source_id":"app-s","instance_id":"2","timestamp":"1731000000000018000","tags":{"source_type":"APP/PROC/WEB"},"log":{"payload":"$(b64 'static alone')","type":"OUT"}}
+EOF
+send static3 --method BatchSender --input "$W/static3.jsonl"
+lgr_wait_for "the line of drains.static alone at imtcp" lgr_lines_reach "$R/tcp.txt" 3
+static_tcp_is 3 || lgr_fail "imtcp (drains.static alone): $(cat "$R/tcp.txt")"
+lgr_stop
+
+lgr_check "rsyslogd -N1 refuses a malformed drains.static entry, naming it without its URL's credentials"
+# static_refused NAME ENTRY EXPECTED: -N1 fails for an action with a good entry and ENTRY, and says EXPECTED
+static_refused() {
+	lgr_conf_write "$W/$1.conf" <<EOF
+module(load="$(lgr_module omfirehose)")
+action(type="omfirehose" port="0" tls="off" drains.static=["app-ok syslog://127.0.0.1:1", "$2"])
+EOF
+	if lgr_n1 "$W/$1.conf"; then
+		printf '%s\n' "$LGR_N1_OUT" >&2
+		lgr_fail "-N1 accepts the drains.static entry $1"
+	fi
+	case $LGR_N1_OUT in
+	*"$3"*) ;;
+	*) printf '%s\n' "$LGR_N1_OUT" >&2; lgr_fail "$1: -N1 output lacks: $3" ;;
+	esac
+	case $LGR_N1_OUT in
+	*"$SECRET"*) lgr_fail "$1: -N1 output shows the URL's password" ;;
+	esac
+}
+static_refused static-scheme "app-bad ftp://user:$SECRET@example.invalid/x?token=$SECRET" \
+	'omfirehose(drains): drains.static: entry 2 "app-bad ftp://example.invalid/x": the drain URL is refused: Invalid Scheme ftp for syslog drain url ftp://example.invalid/x'
+static_refused static-fields "just-one-field" \
+	'omfirehose(drains): drains.static: entry 2 "just-one-field": expected "APP_ID URL" or "APP_ID HOSTNAME URL", got 1 field'
+static_refused static-port "app-bad host-bad syslog://user:$SECRET@127.0.0.1:99999" \
+	'drains.static: entry 2 "app-bad host-bad syslog://127.0.0.1:99999": the drain URL is refused: Cannot parse syslog drain URL.'
 lgr_stop2
 lgr_pass

@@ -1,7 +1,8 @@
 /*
  * test_bindings.c: binding snapshots (lgr_bindings): the binding cache's JSON read into per-app drains sorted by
  * URL and cut to the per-app limit, refusals one entry at a time with the reason and the apps to tell, aggregate
- * drains, the bounds on untrusted input, certificate checks, and publishing to reader threads.
+ * drains, static bindings from the configuration (their parse, its errors, their merge with the JSON's), the
+ * bounds on untrusted input, certificate checks, and publishing to reader threads.
  */
 #include <criterion/criterion.h>
 #include <openssl/ec.h>
@@ -42,7 +43,7 @@ static void on_reject(const char *app_id, enum lgr_drain_reason why, const char 
 static struct lgr_bindings *parse(const char *json, const struct lgr_bindings_conf *conf, struct seen *s)
 {
 	struct lgr_bindings *b = NULL;
-	int rc = lgr_bindings_parse(json, strlen(json), NULL, 0, conf, on_reject, s, &b);
+	int rc = lgr_bindings_parse(json, strlen(json), NULL, 0, NULL, conf, on_reject, s, &b);
 
 	cr_assert_eq(rc, LGR_OK, "rc %d", rc);
 	cr_assert_not_null(b);
@@ -52,7 +53,7 @@ static struct lgr_bindings *parse(const char *json, const struct lgr_bindings_co
 static int parse_rc(const char *json, const struct lgr_bindings_conf *conf)
 {
 	struct lgr_bindings *b = (struct lgr_bindings *)1;
-	int rc = lgr_bindings_parse(json, strlen(json), NULL, 0, conf, NULL, NULL, &b);
+	int rc = lgr_bindings_parse(json, strlen(json), NULL, 0, NULL, conf, NULL, NULL, &b);
 
 	if (rc != LGR_OK)
 		cr_expect_null(b);
@@ -178,7 +179,7 @@ Test(bindings, aggregate_drains_get_every_source_and_bad_ones_are_refused)
 	const struct lgr_binding *a;
 	size_t n;
 
-	cr_assert_eq(lgr_bindings_parse("[]", 2, agg, 3, NULL, on_reject, &s, &b), LGR_OK);
+	cr_assert_eq(lgr_bindings_parse("[]", 2, agg, 3, NULL, NULL, on_reject, &s, &b), LGR_OK);
 	a = lgr_bindings_aggregate(b, &n);
 	cr_assert_eq(n, 1);
 	cr_expect_str_eq(a[0].drain->anon, "syslog://agg:514");
@@ -191,7 +192,7 @@ Test(bindings, aggregate_drains_get_every_source_and_bad_ones_are_refused)
 	cr_expect_eq(n, 0);
 	lgr_bindings_unref(b);
 
-	cr_assert_eq(lgr_bindings_parse(NULL, 0, agg, 1, NULL, NULL, NULL, &b), LGR_OK);
+	cr_assert_eq(lgr_bindings_parse(NULL, 0, agg, 1, NULL, NULL, NULL, NULL, &b), LGR_OK);
 	lgr_bindings_unref(b);
 }
 
@@ -241,6 +242,225 @@ Test(bindings, many_apps_are_all_found)
 	cr_expect_eq(n, 3000);
 	lgr_bindings_unref(b);
 	free(json);
+}
+
+/* --- static bindings (drains.static) --------------------------------------------------------------------------- */
+
+static struct lgr_bindings_static *static_ok(const char *const *entries, size_t n)
+{
+	struct lgr_bindings_static *st = NULL;
+	char err[256] = "";
+	int rc = lgr_bindings_static_parse(entries, n, 0, &st, NULL, err, sizeof(err));
+
+	cr_assert_eq(rc, LGR_OK, "rc %d: %s", rc, err);
+	cr_assert_not_null(st);
+	return st;
+}
+
+Test(bindings, static_entries_with_and_without_hostname_bind_their_apps)
+{
+	const char *entries[] = {"app-1 syslog://h1.example.com:514", "app-2  org.space.two\thttps://user:pw@h2/x?y=1",
+		" \tapp-3 syslog-tls://h3:6514?drain-data=all\n"};
+	struct lgr_bindings_static *st = static_ok(entries, 3);
+	struct seen s = {0};
+	struct lgr_bindings *b = NULL;
+	const struct lgr_bindings_app *a;
+	const struct lgr_bindings_stats *stats;
+
+	cr_assert_eq(lgr_bindings_parse(NULL, 0, NULL, 0, st, NULL, on_reject, &s, &b), LGR_OK);
+	cr_expect_eq(s.n, 0);
+	a = lgr_bindings_lookup(b, "app-1");
+	cr_assert_not_null(a);
+	cr_assert_eq(a->n, 1);
+	cr_expect_str_eq(a->drains[0].drain->url, "syslog://h1.example.com:514");
+	cr_expect_str_eq(a->drains[0].hostname, ""); /* as a JSON binding without one: the lines say "-" */
+	cr_expect_null(a->drains[0].cert);
+	cr_expect_null(a->drains[0].key);
+	cr_expect_null(a->drains[0].ca);
+	a = lgr_bindings_lookup(b, "app-2");
+	cr_assert_not_null(a);
+	cr_assert_eq(a->n, 1);
+	cr_expect_str_eq(a->drains[0].drain->url, "https://user:pw@h2/x?y=1");
+	cr_expect_str_eq(a->drains[0].drain->password, "pw");
+	cr_expect_str_eq(a->drains[0].hostname, "org.space.two");
+	a = lgr_bindings_lookup(b, "app-3");
+	cr_assert_not_null(a);
+	cr_expect_str_eq(a->drains[0].drain->anon, "syslog-tls://h3:6514");
+	cr_expect(a->drains[0].drain->filter.types & LGR_DRAIN_TYPE_TIMER);
+	stats = lgr_bindings_stats(b);
+	cr_expect_eq(stats->statics, 3);
+	cr_expect_eq(stats->entries, 0);
+	cr_expect_eq(stats->apps, 3);
+	cr_expect_eq(stats->bindings, 3);
+	lgr_bindings_unref(b);
+	lgr_bindings_static_free(st);
+
+	/* none at all is fine too */
+	st = static_ok(NULL, 0);
+	cr_assert_eq(lgr_bindings_parse("[]", 2, NULL, 0, st, NULL, NULL, NULL, &b), LGR_OK);
+	cr_expect_eq(lgr_bindings_stats(b)->apps, 0);
+	lgr_bindings_unref(b);
+	lgr_bindings_static_free(st);
+}
+
+/* The entry at index bad of entries is refused, err holding want, and never the password "s3cret". */
+static void static_bad(const char *const *entries, size_t n, size_t want_bad, const char *want)
+{
+	struct lgr_bindings_static *st = (struct lgr_bindings_static *)1;
+	size_t bad = 99;
+	char err[512] = "";
+	int rc = lgr_bindings_static_parse(entries, n, 0, &st, &bad, err, sizeof(err));
+	cr_expect_eq(rc, LGR_EDECODE, "rc %d for %s", rc, entries[want_bad]);
+	cr_expect_null(st);
+	cr_expect_eq(bad, want_bad, "bad %zu for %s", bad, entries[want_bad]);
+	cr_expect(strstr(err, want) != NULL, "err \"%s\" lacks \"%s\"", err, want);
+	cr_expect(strstr(err, "s3cret") == NULL, "err shows the password: %s", err);
+}
+
+Test(bindings, static_entries_that_do_not_parse_are_refused_naming_the_entry)
+{
+	char long_id[300], entry[400];
+	const char *ok = "app-0 syslog://ok:514";
+
+	{
+		const char *e[] = {ok, "lonely"};
+		static_bad(
+			e, 2, 1, "entry 2 \"lonely\": expected \"APP_ID URL\" or \"APP_ID HOSTNAME URL\", got 1 field");
+	}
+	{
+		const char *e[] = {ok, ok, "a b c syslog://u:s3cret@h:514"};
+		static_bad(e, 3, 2, "entry 3 \"a b c syslog://h:514\": expected \"APP_ID URL\"");
+	}
+	{
+		/* an empty app id: the URL alone is one field */
+		const char *e[] = {"  syslog://u:s3cret@h:514?token=s3cret"};
+		static_bad(e, 1, 0, "entry 1 \"syslog://h:514\": expected");
+	}
+	{
+		const char *e[] = {"", ok};
+		static_bad(e, 2, 0, "entry 1 \"\": expected \"APP_ID URL\" or \"APP_ID HOSTNAME URL\", got 0 fields");
+	}
+	{
+		const char *e[] = {"app-1 ftp://user:s3cret@h/x?token=s3cret"};
+		static_bad(e, 1, 0,
+			"entry 1 \"app-1 ftp://h/x\": the drain URL is refused: Invalid Scheme ftp for syslog drain "
+			"url "
+			"ftp://h/x");
+	}
+	{
+		const char *e[] = {"app-1 host-1 syslog://user:s3cret@:514"};
+		static_bad(e, 1, 0, "the drain URL is refused: No hostname found in syslog drain url syslog://:514");
+	}
+	{
+		const char *e[] = {"app-1 syslog://h:99999"};
+		static_bad(e, 1, 0, "entry 1 \"app-1 syslog://h:99999\": the drain URL is refused: Cannot parse");
+	}
+	{
+		const char *e[] = {"app-1 syslog://h:514?format=json"};
+		static_bad(e, 1, 0, "Invalid parameters for syslog drain url syslog://h:514");
+	}
+	{
+		const char *e[] = {"app\x01x syslog://h:514"};
+		static_bad(e, 1, 0, "entry 1 \"app?x syslog://h:514\": the app id is not");
+	}
+	{
+		const char *e[] = {"app-1 host\x7f syslog://h:514"};
+		static_bad(e, 1, 0, "the hostname is not");
+	}
+	{
+		const char *e[] = {"app-1 syslog://u:s3cret@h:1 syslog://h:2"};
+		static_bad(e, 1, 0, "entry 1 \"app-1 syslog://h:1 syslog://h:2\": the hostname is a URL");
+	}
+	memset(long_id, 'x', 257);
+	long_id[257] = '\0';
+	snprintf(entry, sizeof(entry), "%s syslog://h:514", long_id);
+	{
+		const char *e[] = {entry};
+		static_bad(e, 1, 0, "...\": the app id is not up to 256 printable ASCII characters");
+	}
+	memset(long_id, 'x', 256); /* 256 is the most an app id may have */
+	long_id[256] = '\0';
+	snprintf(entry, sizeof(entry), "%s syslog://h:514", long_id);
+	{
+		const char *e[] = {entry};
+		lgr_bindings_static_free(static_ok(e, 1));
+	}
+}
+
+Test(bindings, static_bindings_merge_with_the_files_one_drain_per_url_and_the_limit_over_both)
+{
+	const char *json =
+		"[{\"url\": \"syslog://h4:514\", \"credentials\": [{\"apps\": [{\"app_id\": \"a\", \"hostname\": "
+		"\"file-host\"}]}]},"
+		" {\"url\": \"syslog-tls://h2:6514\", \"credentials\": [{\"cert\": \"C\", \"key\": \"K\", \"ca\": "
+		"\"CA\", \"apps\": [{\"app_id\": \"a\", \"hostname\": \"file-host\"}]}]}]";
+	const char *entries[] = {"a static-host syslog://h6:514", "a static-host syslog-tls://h2:6514",
+		"a syslog://h1:514", "a syslog://h5:514", "a static-host syslog://h3:514", "a syslog://h1:514",
+		"b syslog://h4:514"};
+	const char *want[] = {"syslog-tls://h2:6514", "syslog://h1:514", "syslog://h3:514", "syslog://h4:514"};
+	struct lgr_bindings_conf conf = {.per_app = 4};
+	struct lgr_bindings_static *st = static_ok(entries, 7);
+	struct lgr_bindings *b = NULL;
+	const struct lgr_bindings_app *a;
+	const struct lgr_bindings_stats *stats;
+	int round;
+
+	/* a reload (the second round: another file) keeps the static bindings */
+	for (round = 0; round < 2; round++) {
+		cr_assert_eq(
+			lgr_bindings_parse(json, round == 0 ? strlen(json) : 0, NULL, 0, st, &conf, NULL, NULL, &b),
+			LGR_OK);
+		a = lgr_bindings_lookup(b, "a");
+		cr_assert_not_null(a);
+		stats = lgr_bindings_stats(b);
+		if (round == 0) {
+			/* h1 (twice static), h2 (file and static: once, the file's), h3, h4 (file); h5, h6 over 4 */
+			cr_assert_eq(a->n, 4);
+			for (size_t i = 0; i < 4; i++)
+				cr_expect_str_eq(a->drains[i].drain->url, want[i]);
+			cr_expect_str_eq(a->drains[0].hostname, "file-host");
+			cr_expect_str_eq(a->drains[0].cert, "C");
+			cr_expect_str_eq(a->drains[0].ca, "CA");
+			cr_expect_str_eq(a->drains[1].hostname, "");
+			cr_expect_null(a->drains[1].cert);
+			cr_expect_str_eq(a->drains[2].hostname, "static-host");
+			cr_expect_str_eq(a->drains[3].hostname, "file-host");
+			cr_expect_eq(stats->over_limit, 2);
+			cr_expect_eq(stats->bindings, 5);
+		} else {
+			/* without the file: h1, h2 (now the static one), h3, h5; h6 over */
+			cr_assert_eq(a->n, 4);
+			cr_expect_str_eq(a->drains[0].drain->url, "syslog-tls://h2:6514");
+			cr_expect_str_eq(a->drains[0].hostname, "static-host");
+			cr_expect_null(a->drains[0].cert);
+			cr_expect_str_eq(a->drains[3].drain->url, "syslog://h5:514");
+			cr_expect_eq(stats->over_limit, 1);
+		}
+		a = lgr_bindings_lookup(b, "b");
+		cr_assert_not_null(a);
+		cr_expect_eq(a->n, 1);
+		cr_expect_str_eq(a->drains[0].drain->url, "syslog://h4:514");
+		cr_expect_eq(stats->statics, 7);
+		cr_expect_eq(stats->apps, 2);
+		lgr_bindings_unref(b);
+		b = NULL;
+	}
+	lgr_bindings_static_free(st);
+}
+
+Test(bindings, static_bindings_count_against_the_apps_limit)
+{
+	const char *json = "[{\"url\": \"syslog://h:1\", \"credentials\": [{\"apps\": [{\"app_id\": \"a\"}]}]}]";
+	const char *entries[] = {"b syslog://h:2"};
+	struct lgr_bindings_conf one = {.max_apps = 1};
+	struct lgr_bindings_static *st = static_ok(entries, 1);
+	struct lgr_bindings *b = (struct lgr_bindings *)1;
+
+	cr_expect_eq(lgr_bindings_parse(json, strlen(json), NULL, 0, st, &one, NULL, NULL, &b), LGR_ELIMIT);
+	cr_expect_null(b);
+	cr_expect_eq(lgr_bindings_parse("[]", 2, NULL, 0, st, &one, NULL, NULL, &b), LGR_OK);
+	lgr_bindings_unref(b);
+	lgr_bindings_static_free(st);
 }
 
 /* --- certificates --------------------------------------------------------------------------------------------- */
@@ -373,7 +593,7 @@ Test(bindings, readers_keep_their_snapshot_while_reloads_replace_it)
 			"[{\"url\": \"syslog://h:514\", \"credentials\": [{\"apps\": [{\"app_id\": \"a\"}]}]}]";
 		struct lgr_bindings *b = NULL;
 
-		cr_assert_eq(lgr_bindings_parse(first, strlen(first), NULL, 0, NULL, NULL, NULL, &b), LGR_OK);
+		cr_assert_eq(lgr_bindings_parse(first, strlen(first), NULL, 0, NULL, NULL, NULL, NULL, &b), LGR_OK);
 		lgr_bindings_slot_set(&slot, b);
 	}
 	for (i = 0; i < 2; i++)
@@ -383,7 +603,7 @@ Test(bindings, readers_keep_their_snapshot_while_reloads_replace_it)
 
 		snprintf(json, sizeof(json),
 			"[{\"url\": \"syslog://h%d:514\", \"credentials\": [{\"apps\": [{\"app_id\": \"a\"}]}]}]", i);
-		cr_assert_eq(lgr_bindings_parse(json, strlen(json), NULL, 0, NULL, NULL, NULL, &b), LGR_OK);
+		cr_assert_eq(lgr_bindings_parse(json, strlen(json), NULL, 0, NULL, NULL, NULL, NULL, &b), LGR_OK);
 		lgr_bindings_slot_set(&slot, b);
 	}
 	for (i = 0; i < 2; i++)
