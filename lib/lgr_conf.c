@@ -77,13 +77,29 @@ static void format(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* "<table>: parameter '<name>': <value quoted> <why>", the form of every value error. */
+void lgr_conf_shown(const char *value, char *out, size_t outlen)
+{
+	const char *scheme = strstr(value, "://"), *host, *at;
+
+	if (scheme != NULL) {
+		host = scheme + 3;
+		at = host + strcspn(host, "@/?#");
+		if (*at == '@') {
+			snprintf(out, outlen, "%.*s***%s", (int)(host - value), value, at);
+			return;
+		}
+	}
+	snprintf(out, outlen, "%s", value);
+}
+
 static int value_error(const struct lgr_conf_table *t, const struct lgr_conf_param *p, const char *value, char *err,
 	size_t errlen, int rc, const char *why)
 {
-	size_t len = strlen(value);
+	char shown[SHOW_MAX + 2]; /* one byte more than shown tells whether it was cut */
 
-	format(err, errlen, "%s: parameter '%s': \"%.*s%s\" %s", t->name, p->name, SHOW_MAX, value,
-		len > SHOW_MAX ? "..." : "", why);
+	lgr_conf_shown(value, shown, sizeof(shown));
+	format(err, errlen, "%s: parameter '%s': \"%.*s%s\" %s", t->name, p->name, SHOW_MAX, shown,
+		strlen(shown) > SHOW_MAX ? "..." : "", why);
 	return rc;
 }
 

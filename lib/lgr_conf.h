@@ -170,4 +170,10 @@ int lgr_conf_check_tag(const char *value, char *why, size_t whylen);
 /* An IPv4 or IPv6 network in CIDR notation, e.g. 10.0.0.0/8 or fd00::/8. */
 int lgr_conf_check_cidr(const char *value, char *why, size_t whylen);
 
+/*
+ * value as it may be shown in a message (an error, a debug line): the userinfo of a URL in it ("scheme://user:pass@")
+ * replaced by "***", since drain URLs carry credentials; everything else as it is. Cut to fit out (outlen > 0).
+ */
+void lgr_conf_shown(const char *value, char *out, size_t outlen);
+
 #endif

@@ -194,9 +194,13 @@ out:
 	return rc;
 }
 
-/* Writes the configuration to rsyslog's debug output, one parameter per line (strings and arrays shown). */
+/*
+ * Writes the configuration to rsyslog's debug output, one parameter per line (strings and arrays shown, the
+ * credentials of URLs masked).
+ */
 static void __attribute__((unused)) glue_conf_debug(const struct lgr_conf_table *t, const void *obj)
 {
+	char shown[1024];
 	size_t i, j;
 
 	if (!Debug)
@@ -207,7 +211,8 @@ static void __attribute__((unused)) glue_conf_debug(const struct lgr_conf_table 
 
 		switch (p->type) {
 		case LGR_CONF_STRING:
-			dbgprintf("%s: %s='%s'\n", t->name, p->name, *(char *const *)f ? *(char *const *)f : "(unset)");
+			lgr_conf_shown(*(char *const *)f ? *(char *const *)f : "(unset)", shown, sizeof(shown));
+			dbgprintf("%s: %s='%s'\n", t->name, p->name, shown);
 			break;
 		case LGR_CONF_BOOL: dbgprintf("%s: %s=%s\n", t->name, p->name, *(const bool *)f ? "on" : "off"); break;
 		case LGR_CONF_INT:
@@ -216,9 +221,10 @@ static void __attribute__((unused)) glue_conf_debug(const struct lgr_conf_table 
 		case LGR_CONF_PORT: dbgprintf("%s: %s=%d\n", t->name, p->name, *(const int *)f); break;
 		case LGR_CONF_ENUM: dbgprintf("%s: %s=%s\n", t->name, p->name, p->words[*(const int *)f]); break;
 		case LGR_CONF_ARRAY:
-			for (j = 0; j < ((const struct lgr_conf_strv *)f)->n; j++)
-				dbgprintf("%s: %s[%zu]='%s'\n", t->name, p->name, j,
-					((const struct lgr_conf_strv *)f)->v[j]);
+			for (j = 0; j < ((const struct lgr_conf_strv *)f)->n; j++) {
+				lgr_conf_shown(((const struct lgr_conf_strv *)f)->v[j], shown, sizeof(shown));
+				dbgprintf("%s: %s[%zu]='%s'\n", t->name, p->name, j, shown);
+			}
 			break;
 		}
 	}

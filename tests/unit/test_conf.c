@@ -394,6 +394,12 @@ Test(conf, values_over_the_limit_are_refused_and_quoted_shortened)
 	big[LGR_CONF_MAX_VALUE] = '\0';
 	cr_assert_eq(set("address", big), LGR_OK);
 	cr_assert_eq(strlen(s.address), LGR_CONF_MAX_VALUE);
+	/* a drain URL refused this way does not show its credentials */
+	memcpy(big, "syslog://drain:s3cret@h/", 24);
+	big[LGR_CONF_MAX_VALUE] = 'a';
+	cr_assert_eq(set("address", big), LGR_ETOOBIG);
+	cr_assert_not_null(strstr(err, "\"syslog://***@h/aaa"), "%s", err);
+	cr_assert_null(strstr(err, "s3cret"), "%s", err);
 	free(big);
 }
 
@@ -590,4 +596,18 @@ Test(conf, split_hostport_gives_the_host_without_brackets_and_the_port)
 	cr_assert_eq(lgr_conf_split_hostport("h:65536", host, sizeof(host), &port), LGR_EINVAL);
 	cr_assert_eq(lgr_conf_split_hostport("h:80x", host, sizeof(host), &port), LGR_EINVAL);
 	cr_assert_eq(lgr_conf_split_hostport("a-name-of-16-chars:1", host, sizeof(host), &port), LGR_EINVAL);
+}
+
+Test(conf, values_shown_in_messages_mask_the_credentials_of_urls)
+{
+	char out[128];
+
+	lgr_conf_shown("syslog-tls://user:s3cret@logs.example.com:6514/x?drain-data=all", out, sizeof(out));
+	cr_assert_str_eq(out, "syslog-tls://***@logs.example.com:6514/x?drain-data=all");
+	lgr_conf_shown("https://collector.example.com/in?to=a@b", out, sizeof(out));
+	cr_assert_str_eq(out, "https://collector.example.com/in?to=a@b", "an @ after the host is not userinfo");
+	lgr_conf_shown("127.0.0.1:8082", out, sizeof(out));
+	cr_assert_str_eq(out, "127.0.0.1:8082");
+	lgr_conf_shown("ftp://u:p@h", out, 8);
+	cr_assert_str_eq(out, "ftp://*", "cut to fit");
 }
