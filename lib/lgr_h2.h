@@ -194,6 +194,8 @@ enum lgr_h2_state {
 
 /*
  * on_state runs on every change (never from inside lgr_h2_client_new); why is a short reason for failures, "" else.
+ * A client with on_state is told of every failed attempt and lost connection there and reports it as it sees fit:
+ * the transport's own line about it then goes to the debug log (without on_state, it is a warning).
  * Zero fields take the defaults above; ssl_ctx is borrowed and must outlive the client.
  */
 struct lgr_h2_client_config {

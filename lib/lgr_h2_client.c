@@ -169,6 +169,12 @@ static void fail_waiting(struct lgr_h2_client *cli, const char *why)
 	}
 }
 
+/* The level of the transport's line about a failure that on_state reports too: the owner's to log, if it has one. */
+static enum lgr_log_level failure_level(const struct lgr_h2_client *cli, enum lgr_log_level level)
+{
+	return cli->cfg.on_state != NULL ? LGR_LOG_DEBUG : level;
+}
+
 static void conn_down(struct lgr_h2__conn *c)
 {
 	struct lgr_h2__cli_conn *cc = (struct lgr_h2__cli_conn *)c;
@@ -179,7 +185,9 @@ static void conn_down(struct lgr_h2__conn *c)
 	char why[sizeof(c->why) + 16];
 
 	snprintf(why, sizeof(why), "%s", c->why);
-	lgr_log(c->level, "%s: %s: %s", cli->name, c->peer, c->why);
+	/* only the current connection's end changes the state; a draining one's is the transport's to report */
+	lgr_log(current && !cli->freeing ? failure_level(cli, c->level) : c->level, "%s: %s: %s", cli->name, c->peer,
+		c->why);
 	if (current) {
 		cli->conn = NULL;
 	} else {
@@ -227,7 +235,7 @@ static const struct lgr_h2__conn_ops conn_ops = {
 
 static void attempt_failed(struct lgr_h2_client *cli, const char *why)
 {
-	lgr_log(LGR_LOG_WARNING, "%s: %s:%s: %s", cli->name, cli->host, cli->port, why);
+	lgr_log(failure_level(cli, LGR_LOG_WARNING), "%s: %s:%s: %s", cli->name, cli->host, cli->port, why);
 	fail_waiting(cli, why);
 	set_state(cli, LGR_H2_TRANSIENT_FAILURE, why);
 	lgr_h2__client_retry(cli, next_backoff(cli));

@@ -52,7 +52,6 @@ struct router {
 struct iml_sub {
 	struct iml_sub_conf conf;
 	char *name;
-	char transport_name[128];
 	uint8_t *request;
 	size_t request_len;
 	struct lgr_limits lim;
@@ -240,7 +239,7 @@ static int router_start(struct iml_sub *sub, struct event_base *base, size_t i, 
 	cc.keepalive_ms = LGR_H2_DEFAULT_KEEPALIVE_MS;
 	cc.on_state = on_state;
 	cc.ud = r;
-	cc.name = sub->transport_name;
+	cc.name = sub->name;
 	rc = lgr_h2_client_new(base, &cc, &r->cli);
 	if (rc != LGR_OK)
 		return rc;
@@ -272,7 +271,6 @@ int iml_sub_new(struct event_base *base, const struct iml_sub_conf *conf, struct
 	if (sub->name == NULL || sub->request == NULL || sub->routers == NULL)
 		goto out;
 	sub->lg = (struct lgr_logger){sub->name, NULL, NULL};
-	snprintf(sub->transport_name, sizeof(sub->transport_name), IML_SUB_TRANSPORT ": %s", sub->name);
 	memcpy(sub->request, conf->request, conf->request_len);
 	sub->request_len = conf->request_len;
 	sub->conf.request = sub->request;

@@ -11,7 +11,7 @@
  * at once when the router's connection becomes ready again.
  *
  * Log lines (one per failure, rate-limited per router) name the router; the transport's own lines for the same
- * failures carry IML_SUB_TRANSPORT as their prefix, so that the glue can keep them out of the way.
+ * failures go to the debug log (its clients have on_state).
  *
  * Threads: an iml_sub and everything it owns belong to the thread running its event_base (the input thread). The
  * counters may be read from any thread.
@@ -28,9 +28,6 @@
 #include "iml.h"
 
 struct event_base;
-
-/* The name the routers' clients give the transport: the prefix of its log lines. */
-#define IML_SUB_TRANSPORT "imloggregator subscribe transport"
 
 /* Written by the input thread with atomic adds; read by impstats from any thread. */
 struct iml_sub_counters {

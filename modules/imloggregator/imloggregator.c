@@ -1049,18 +1049,6 @@ static rsRetVal run_input(thrdInfo_t *thrd)
 	return rc;
 }
 
-/*
- * The core's log hook: glue_log, except that the transport's lines about the routers of subscribe inputs go to the
- * debug log. The transport reports every connection attempt that fails; iml_sub reports each of those failures
- * itself, naming the router and rate-limited per router, so the same line twice, without a limit, would only bury it.
- */
-static void iml_log(enum lgr_log_level level, const char *msg, void *ud)
-{
-	if (level > LGR_LOG_ERR && strncmp(msg, IML_SUB_TRANSPORT, sizeof(IML_SUB_TRANSPORT) - 1) == 0)
-		level = LGR_LOG_DEBUG;
-	glue_log(level, msg, ud);
-}
-
 /* rsyslog's entry points: its macros are not statements clang-format understands, so it keeps off them */
 /* clang-format off */
 
@@ -1200,6 +1188,6 @@ CODEmodInit_QueryRegCFSLineHdlr
 	CHKiRet(objUse(datetime, CORE_COMPONENT));
 	CHKiRet(prop.CreateStringProp(&input_name, (const uchar *)MODNAME, sizeof(MODNAME) - 1));
 	glue_paramblk_init(&iml_table, inppdescr, &inppblk);
-	lgr_log_set(iml_log, (void *)MODNAME);
+	lgr_log_set(glue_log, (void *)MODNAME);
 ENDmodInit
 	/* clang-format on */

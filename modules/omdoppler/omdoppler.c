@@ -387,10 +387,9 @@ static void bad_input(instanceData *pData, int rc, bool from_iml, size_t size)
 			from_iml ? " ($!loggregator)" : "", lgr_strerror(rc), suppressed);
 }
 
-/* The core's log hook for this module: glue_log, at most LOG_BURST lines per LOG_WINDOW_S (debug lines apart),
- * because the transport reports every failed connection attempt to an unreachable router. The network thread's
- * own lines (unreachable routers, drops) are rate-limited per action and go to glue_log directly, so that the
- * transport's lines cannot crowd them out. */
+/* The core's log hook for this module: glue_log, at most LOG_BURST lines per LOG_WINDOW_S (debug lines apart). The
+ * transport's lines about failed attempts and lost connections are debug lines (the network thread reports those
+ * itself, named and rate-limited per action, and goes to glue_log directly); this bounds whatever else it says. */
 static pthread_mutex_t hook_mut = PTHREAD_MUTEX_INITIALIZER;
 static struct lgr_ratelimit hook_rl = LGR_RATELIMIT_INIT(LOG_WINDOW_MS, LOG_BURST);
 
