@@ -104,7 +104,8 @@ def main():
             ts = order.get(k[0], [])
             if k[0] in last and 0 < bisect.bisect_left(ts, k[1]) - bisect.bisect_left(ts, last[k[0]]) <= int(n):
                 near.append(k)
-        missing = [k for k in missing if k not in set(near)]
+        near_set = set(near)
+        missing = [k for k in missing if k not in near_set]
     for k in missing[:10]:
         problems.append("%r acknowledged, not recorded" % (k,))
     if len(missing) > 10:
