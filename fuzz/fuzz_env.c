@@ -4,13 +4,18 @@
  * The input is decoded both as one Envelope and as an EnvelopeBatch under small limits. Every envelope that
  * decodes must survive encode -> decode with equal content; batches must also survive lgr_env_encode_batch ->
  * lgr_env_decode_batch. An envelope that decodes also decodes, through a scratch reused across inputs (as the input
- * module's submitter uses it), to an equal view. A mismatch aborts, which libFuzzer and the replay runner report as a
- * crash.
+ * module's submitter uses it), to an equal view. When the input module's straight-from-the-bytes builder
+ * (lgr_fjson_build_log_wire) takes an envelope, its tree prints as lgr_fjson_build's of the decoded envelope and the
+ * message parts equal the decoded fields. A mismatch aborts, which libFuzzer and the replay runner report as a crash.
  */
+#define FJSON_NATIVE_API_ONLY 1
+#include <libfastjson/json.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "lgr_env.h"
+#include "lgr_fjson.h"
 
 #define FUZZ_MAX_BATCH 64
 
@@ -105,6 +110,38 @@ static void check_scratch(const struct lgr_env *env, const uint8_t *data, size_t
 		abort();
 }
 
+static bool same_text(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+static void check_wire(const struct lgr_env *env, const uint8_t *data, size_t size)
+{
+	const Loggregator__V2__Envelope *pb = env->pb;
+	struct lgr_fjson_wire_log w;
+	struct fjson_object *full = NULL;
+	char *text;
+	int rc = lgr_fjson_build_log_wire(data, size, &w);
+
+	if (rc == LGR_EUNSUPPORTED || rc == LGR_ENOMEM)
+		return;
+	if (rc != LGR_OK || pb->message_case != LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG)
+		abort();
+	if (w.timestamp != pb->timestamp || !same_text(w.source_id, pb->source_id) ||
+		!same_text(w.instance_id, pb->instance_id) || w.payload_len != pb->log->payload.len ||
+		(w.payload_len > 0 && memcmp(w.payload, pb->log->payload.data, w.payload_len) != 0) ||
+		w.err != (pb->log->type == LOGGREGATOR__V2__LOG__TYPE__ERR))
+		abort();
+	if (lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD, &full) == LGR_OK) {
+		text = strdup(fjson_object_to_json_string_ext(w.tree, FJSON_TO_STRING_PLAIN));
+		if (text != NULL && strcmp(text, fjson_object_to_json_string_ext(full, FJSON_TO_STRING_PLAIN)) != 0)
+			abort();
+		free(text);
+		fjson_object_put(full);
+	}
+	fjson_object_put(w.tree);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct lgr_env *env = NULL;
@@ -112,6 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (lgr_env_decode(data, size, &fuzz_limits, &env) == LGR_OK) {
 		check_round_trip(env);
 		check_scratch(env, data, size);
+		check_wire(env, data, size);
 		lgr_env_unref(env);
 	}
 	check_batch(data, size);

@@ -132,6 +132,21 @@ uint64_t lgr_now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+void lgr_civil_date(int64_t days, int *year, int *month, int *day, int *wday)
+{
+	int64_t z = days + 719468; /* days since 0000-03-01, in eras of 400 years of 146097 days */
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	int64_t doe = z - era * 146097;					     /* [0, 146096] */
+	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);		     /* [0, 365], from March */
+	int64_t mp = (5 * doy + 2) / 153;				     /* [0, 11], March = 0 */
+
+	*day = (int)(doy - (153 * mp + 2) / 5 + 1);
+	*month = (int)(mp < 10 ? mp + 3 : mp - 9);
+	*year = (int)(yoe + era * 400 + (*month <= 2));
+	*wday = (int)((days % 7 + 11) % 7); /* 1970-01-01 was a Thursday (4) */
+}
+
 void lgr_pace_count(struct lgr_pace *p, size_t n, size_t batch_max, uint64_t now_us)
 {
 	uint64_t span;

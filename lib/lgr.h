@@ -98,6 +98,13 @@ uint64_t lgr_now_ms(void);
 uint64_t lgr_now_us(void);
 
 /*
+ * The proleptic Gregorian date (UTC) of the day days after 1970-01-01 (before it when negative) and its weekday
+ * (0 Sunday), as gmtime_r gives them but computed: glibc's gmtime_r takes its time zone lock on every call, which
+ * threads stamping messages contend for.
+ */
+void lgr_civil_date(int64_t days, int *year, int *month, int *day, int *wday);
+
+/*
  * Whether a sender's envelopes arrive fast enough that a batch of batch_max fills within LGR_PACE_FILL_US anyway,
  * judged over windows of LGR_PACE_WINDOW_US from the counts given to lgr_pace_count. A busy sender waits for full
  * batches, which costs little latency and spares both sides the CPU of many small messages; an idle one sends a

@@ -27,6 +27,7 @@
  */
 #define FJSON_NATIVE_API_ONLY 1 /* without libfastjson's json-c compatibility macros */
 #include "lgr_fjson.h"
+#include "lgr_pb.h"
 #include "lgr_text.h"
 
 #include <float.h>
@@ -591,6 +592,237 @@ int lgr_fjson_build(const struct lgr_env *env, unsigned flags, struct fjson_obje
 	old = lgr_text_c_locale_enter();
 	rc = build_envelope(env->pb, flags, out);
 	lgr_text_c_locale_leave(old);
+	return rc;
+}
+
+/* --- the builder, straight from the wire: a Log envelope as every sender encodes it ---------------------------- */
+
+/* A string field as protobuf-c hands it over: its bytes up to the first NUL. */
+static size_t wire_text_len(const uint8_t *data, size_t len)
+{
+	const uint8_t *nul = memchr(data, 0, len);
+
+	return nul != NULL ? (size_t)(nul - data) : len;
+}
+
+/* Copies a string field into dst (room for max bytes), NUL-terminated as protobuf-c would give it. False when it
+ * does not fit. */
+static bool wire_text_copy(const struct lgr_pb_field *f, char *dst, size_t max)
+{
+	size_t n = wire_text_len(f->data, f->len);
+
+	if (n >= max)
+		return false;
+	memcpy(dst, f->data, n);
+	dst[n] = '\0';
+	return true;
+}
+
+struct wire_tag {
+	const uint8_t *key, *val; /* in the envelope's bytes; NULL: absent (the empty string) */
+	size_t key_len, val_len;  /* up to the first NUL */
+};
+
+struct wire_env {
+	struct lgr_fjson_wire_log *out;
+	struct wire_tag tags[MAP_SCAN_MAX];
+	size_t ntags;
+	bool log;
+};
+
+/* One tags entry: key = 1, value = 2, each once, valid UTF-8 keys. */
+static int wire_tag(const uint8_t *buf, size_t len, struct wire_tag *t)
+{
+	struct lgr_pb_field f;
+	size_t pos = 0;
+
+	memset(t, 0, sizeof(*t));
+	while (pos < len) {
+		if (lgr_pb_field_next(buf, len, &pos, &f) != LGR_OK)
+			return LGR_EUNSUPPORTED;
+		if ((f.number == 1 || f.number == 2) && f.wire != LGR_PB_LEN)
+			return LGR_EUNSUPPORTED;
+		if (f.number == 1) {
+			if (t->key != NULL)
+				return LGR_EUNSUPPORTED;
+			t->key = f.data;
+			t->key_len = wire_text_len(f.data, f.len);
+		} else if (f.number == 2) {
+			if (t->val != NULL)
+				return LGR_EUNSUPPORTED;
+			t->val = f.data;
+			t->val_len = wire_text_len(f.data, f.len);
+		}
+	}
+	if (t->key != NULL && !lgr_text_utf8_valid((const char *)t->key, t->key_len))
+		return LGR_EUNSUPPORTED; /* keys that differ only in invalid bytes are one JSON key: left to the full
+					    path */
+	return LGR_OK;
+}
+
+/* The Log message: payload = 1, type = 2 (OUT or ERR), each once. */
+static int wire_log(const uint8_t *buf, size_t len, struct lgr_fjson_wire_log *out)
+{
+	struct lgr_pb_field f;
+	bool payload = false, type = false;
+	size_t pos = 0;
+
+	while (pos < len) {
+		if (lgr_pb_field_next(buf, len, &pos, &f) != LGR_OK)
+			return LGR_EUNSUPPORTED;
+		if (f.number == 1) {
+			if (payload || f.wire != LGR_PB_LEN)
+				return LGR_EUNSUPPORTED;
+			payload = true;
+			out->payload = f.data;
+			out->payload_len = f.len;
+		} else if (f.number == 2) {
+			if (type || f.wire != LGR_PB_VARINT || f.varint > LOGGREGATOR__V2__LOG__TYPE__ERR)
+				return LGR_EUNSUPPORTED;
+			type = true;
+			out->err = f.varint == LOGGREGATOR__V2__LOG__TYPE__ERR;
+		}
+	}
+	return LGR_OK;
+}
+
+/* The envelope's fields: timestamp, source_id, instance_id, tags and log, each singular one once. */
+static int wire_fields(const uint8_t *buf, size_t len, struct wire_env *w)
+{
+	struct lgr_fjson_wire_log *out = w->out;
+	bool ts = false, sid = false, iid = false;
+	struct lgr_pb_field f;
+	size_t pos = 0, i;
+	int rc;
+
+	while (pos < len) {
+		if (lgr_pb_field_next(buf, len, &pos, &f) != LGR_OK)
+			return LGR_EUNSUPPORTED;
+		switch (f.number) {
+		case 1: /* timestamp */
+			if (ts || f.wire != LGR_PB_VARINT)
+				return LGR_EUNSUPPORTED;
+			ts = true;
+			out->timestamp = (int64_t)f.varint;
+			break;
+		case 2: /* source_id */
+			if (sid || f.wire != LGR_PB_LEN || !wire_text_copy(&f, out->source_id, sizeof(out->source_id)))
+				return LGR_EUNSUPPORTED;
+			sid = true;
+			break;
+		case 4: /* log */
+			if (w->log || f.wire != LGR_PB_LEN)
+				return LGR_EUNSUPPORTED;
+			w->log = true;
+			rc = wire_log(f.data, f.len, out);
+			if (rc != LGR_OK)
+				return rc;
+			break;
+		case 8: /* instance_id */
+			if (iid || f.wire != LGR_PB_LEN ||
+				!wire_text_copy(&f, out->instance_id, sizeof(out->instance_id)))
+				return LGR_EUNSUPPORTED;
+			iid = true;
+			break;
+		case 9: /* tags: a key given twice is left to the full path, which keeps its last value in its place */
+			if (f.wire != LGR_PB_LEN || w->ntags == MAP_SCAN_MAX)
+				return LGR_EUNSUPPORTED;
+			rc = wire_tag(f.data, f.len, &w->tags[w->ntags]);
+			if (rc != LGR_OK)
+				return rc;
+			for (i = 0; i < w->ntags; i++)
+				if (w->tags[i].key_len == w->tags[w->ntags].key_len &&
+					memcmp(w->tags[i].key, w->tags[w->ntags].key, w->tags[i].key_len) == 0)
+					return LGR_EUNSUPPORTED;
+			w->ntags++;
+			break;
+		case 3: /* deprecated_tags */
+		case 5: /* counter */
+		case 6: /* gauge */
+		case 7: /* timer */
+		case 10: /* event */ return LGR_EUNSUPPORTED;
+		default: break; /* unknown: protobuf-c keeps it aside, the JSON form has no place for it */
+		}
+	}
+	return w->log ? LGR_OK : LGR_EUNSUPPORTED;
+}
+
+/* A string node for a wire string (absent: empty). */
+static int wire_new_text(const uint8_t *s, size_t n, struct fjson_object **out)
+{
+	return new_text(s != NULL ? (const char *)s : "", s != NULL ? n : 0, out);
+}
+
+static int wire_put_tags(struct fjson_object *o, const struct wire_env *w)
+{
+	char key[FIX_STACK];
+	struct fjson_object *map, *val;
+	size_t i;
+	int rc;
+
+	rc = put_obj(o, "tags", &map);
+	for (i = 0; rc == LGR_OK && i < w->ntags; i++) {
+		const struct wire_tag *t = &w->tags[i];
+
+		if (t->key_len >= sizeof(key))
+			return LGR_EUNSUPPORTED; /* the caller frees the tree */
+		if (t->key_len > 0)
+			memcpy(key, t->key, t->key_len);
+		key[t->key_len] = '\0';
+		rc = wire_new_text(t->val, t->val_len, &val);
+		if (rc == LGR_OK)
+			rc = put_key(map, key, val);
+	}
+	return rc;
+}
+
+static int wire_build(const struct wire_env *w, struct fjson_object **out)
+{
+	const struct lgr_fjson_wire_log *p = w->out;
+	struct fjson_object *o = fjson_object_new_object(), *m, *v;
+	int rc;
+
+	if (o == NULL)
+		return LGR_ENOMEM;
+	rc = put_i64(o, "timestamp", p->timestamp);
+	if (rc == LGR_OK)
+		rc = new_text(p->source_id, strlen(p->source_id), &v);
+	if (rc == LGR_OK)
+		rc = put(o, "source_id", true, v);
+	if (rc == LGR_OK)
+		rc = new_text(p->instance_id, strlen(p->instance_id), &v);
+	if (rc == LGR_OK)
+		rc = put(o, "instance_id", true, v);
+	if (rc == LGR_OK)
+		rc = put_obj(o, "deprecated_tags", &m);
+	if (rc == LGR_OK)
+		rc = wire_put_tags(o, w);
+	if (rc == LGR_OK)
+		rc = put_obj(o, "log", &m);
+	if (rc == LGR_OK)
+		rc = put(m, "type", true,
+			p->err ? fjson_object_new_string_len("ERR", 3) : fjson_object_new_string_len("OUT", 3));
+	if (rc != LGR_OK) {
+		fjson_object_put(o);
+		return rc;
+	}
+	*out = o;
+	return LGR_OK;
+}
+
+int lgr_fjson_build_log_wire(const uint8_t *buf, size_t len, struct lgr_fjson_wire_log *out)
+{
+	struct wire_env w = {.out = out};
+	int rc;
+
+	if (out == NULL)
+		return LGR_EINVAL;
+	memset(out, 0, sizeof(*out));
+	if (buf == NULL && len > 0)
+		return LGR_EINVAL;
+	rc = wire_fields(buf, len, &w);
+	if (rc == LGR_OK)
+		rc = wire_build(&w, &out->tree);
 	return rc;
 }
 

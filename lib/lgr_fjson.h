@@ -33,6 +33,29 @@ struct fjson_object;
  */
 int lgr_fjson_build(const struct lgr_env *env, unsigned flags, struct fjson_object **out);
 
+/* What lgr_fjson_build_log_wire() reads besides the tree: the parts of a message that are not in it. */
+#define LGR_FJSON_WIRE_ID_MAX 256
+struct lgr_fjson_wire_log {
+	int64_t timestamp;
+	char source_id[LGR_FJSON_WIRE_ID_MAX];	 /* as protobuf-c gives a string: up to its first NUL */
+	char instance_id[LGR_FJSON_WIRE_ID_MAX]; /* likewise */
+	const uint8_t *payload;			 /* log.payload, inside the caller's bytes */
+	size_t payload_len;
+	bool err;		   /* log.type ERR (else OUT) */
+	struct fjson_object *tree; /* the caller's (fjson_object_put) */
+};
+
+/*
+ * The input's hot path: builds the tree lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD) gives for env = the Envelope
+ * encoded in buf[0, len) (checked by lgr_pb_check_envelope() or lgr_pb_check_batch()), straight from the bytes
+ * without decoding them first, for the case every sender produces: a Log envelope of type OUT or ERR, each singular
+ * field at most once, no deprecated_tags, up to 16 tags with distinct, valid UTF-8 keys, ids shorter than
+ * LGR_FJSON_WIRE_ID_MAX bytes. Any other envelope gives LGR_EUNSUPPORTED and nothing else: decode it and use
+ * lgr_fjson_build(). Returns LGR_OK and *out (the tree owned by the caller, the payload pointing into buf);
+ * LGR_EUNSUPPORTED; LGR_EINVAL; LGR_ENOMEM. On error out->tree is NULL.
+ */
+int lgr_fjson_build_log_wire(const uint8_t *buf, size_t len, struct lgr_fjson_wire_log *out);
+
 /*
  * Reads an Envelope from a libfastjson tree in the JSON form (not modified; the caller keeps its reference), with
  * the rules and limits of lgr_json_parse(): the tree's strings, tags and metrics are bounded by lim (NULL: defaults)

@@ -88,7 +88,8 @@ struct walk {
 	size_t records;
 };
 
-int lgr_pb_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
+/* The general case of varint(): two bytes or more. */
+static int varint_long(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
 {
 	uint64_t v = 0;
 	size_t p = *pos;
@@ -115,6 +116,21 @@ int lgr_pb_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
 	return rc;
 }
 
+/* Most varints on the wire (keys, lengths, small numbers) are one byte: that case is inlined into the scanners. */
+static inline int varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
+{
+	if (*pos < len && buf[*pos] < 0x80) {
+		*out = buf[(*pos)++];
+		return LGR_OK;
+	}
+	return varint_long(buf, len, pos, out);
+}
+
+int lgr_pb_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
+{
+	return varint(buf, len, pos, out);
+}
+
 int lgr_pb_key(const uint8_t *buf, size_t len, size_t *pos, uint32_t *number, enum lgr_pb_wire *wire)
 {
 	size_t p = *pos;
@@ -123,7 +139,7 @@ int lgr_pb_key(const uint8_t *buf, size_t len, size_t *pos, uint32_t *number, en
 	unsigned w;
 	int rc;
 
-	rc = lgr_pb_varint(buf, len, &p, &key);
+	rc = varint(buf, len, &p, &key);
 	if (rc != LGR_OK)
 		goto out;
 	num = key >> 3;
@@ -151,10 +167,10 @@ int lgr_pb_field_next(const uint8_t *buf, size_t len, size_t *pos, struct lgr_pb
 	if (rc != LGR_OK)
 		goto out;
 	switch (f->wire) {
-	case LGR_PB_VARINT: rc = lgr_pb_varint(buf, len, &p, &f->varint); break;
+	case LGR_PB_VARINT: rc = varint(buf, len, &p, &f->varint); break;
 	case LGR_PB_I64: n = 8; break;
 	case LGR_PB_I32: n = 4; break;
-	case LGR_PB_LEN: rc = lgr_pb_varint(buf, len, &p, &n); break;
+	case LGR_PB_LEN: rc = varint(buf, len, &p, &n); break;
 	default: rc = LGR_EDECODE; break; /* lgr_pb_key lets no other type through */
 	}
 	if (rc != LGR_OK)

@@ -19,6 +19,7 @@
 
 #include "iml.h"
 #include "iml_msg.h"
+#include "lgr.h"
 #include "lgr_fjson.h"
 #include "lgr_text.h"
 
@@ -30,24 +31,29 @@
 /* The envelope's nanoseconds as an RFC 5424 timestamp in UTC with microseconds (rsyslog keeps no finer). */
 static void envelope_time(int64_t ns, struct syslogTime *t)
 {
-	time_t secs = (time_t)(ns / 1000000000);
-	int64_t frac = ns % 1000000000;
-	struct tm tm;
+	int64_t secs = ns / 1000000000, frac = ns % 1000000000, days, sod;
+	int year, month, day, wday;
 
 	if (frac < 0) {
 		frac += 1000000000;
 		secs--;
 	}
-	gmtime_r(&secs, &tm);
+	days = secs / 86400;
+	sod = secs % 86400;
+	if (sod < 0) {
+		sod += 86400;
+		days--;
+	}
+	lgr_civil_date(days, &year, &month, &day, &wday);
 	memset(t, 0, sizeof(*t));
 	t->timeType = 2;
-	t->year = (short)(tm.tm_year + 1900);
-	t->month = (intTiny)(tm.tm_mon + 1);
-	t->day = (intTiny)tm.tm_mday;
-	t->wday = (intTiny)tm.tm_wday;
-	t->hour = (intTiny)tm.tm_hour;
-	t->minute = (intTiny)tm.tm_min;
-	t->second = (intTiny)tm.tm_sec;
+	t->year = (short)year;
+	t->month = (intTiny)month;
+	t->day = (intTiny)day;
+	t->wday = (intTiny)wday;
+	t->hour = (intTiny)(sod / 3600);
+	t->minute = (intTiny)(sod / 60 % 60);
+	t->second = (intTiny)(sod % 60);
 	t->secfrac = (int)(frac / 1000);
 	t->secfracPrecision = 6;
 	t->OffsetMode = 'Z';
@@ -100,56 +106,103 @@ static size_t summary(const Loggregator__V2__Envelope *pb, char *buf, size_t len
 	return n;
 }
 
-rsRetVal iml_msg_build(struct iml_msg_ctx *ctx, const struct lgr_env *env, const char *ip, const struct syslogTime *now,
+/* What a message is made of, from a decoded envelope or straight from its bytes. */
+struct parts {
+	int64_t timestamp;	 /* ns; 0: the reception time */
+	const char *source_id;	 /* NUL-terminated, may be empty */
+	const char *instance_id; /* likewise */
+	const char *text;	 /* %msg% */
+	size_t text_len;
+	int severity;
+	struct fjson_object *tree; /* $!loggregator: taken in every case */
+};
+
+static rsRetVal build(struct iml_msg_ctx *ctx, struct parts *p, const char *ip, const struct syslogTime *now,
 	time_t now_tt, smsg_t **out)
 {
-	const Loggregator__V2__Envelope *pb = env->pb;
 	size_t ip_len = strlen(ip);
-	struct fjson_object *json = NULL;
-	char text[SUMMARY_MAX];
 	smsg_t *msg = NULL;
-	int severity = SEVERITY_INFO;
-	size_t n;
 	DEFiRet;
 
 	CHKiRet(msgConstructWithTime(&msg, now, now_tt));
-	if (pb->timestamp != 0)
-		envelope_time(pb->timestamp, &msg->tTIMESTAMP);
+	if (p->timestamp != 0)
+		envelope_time(p->timestamp, &msg->tTIMESTAMP);
 	MsgSetInputName(msg, ctx->input_name);
 	MsgSetFlowControlType(msg, eFLOWCTL_FULL_DELAY);
 	MsgSetRuleset(msg, ctx->ruleset);
 	msg->msgFlags = 0; /* every property is set here: no parser runs */
-	if (pb->message_case == LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG) {
-		MsgSetRawMsg(msg, (const char *)pb->log->payload.data, pb->log->payload.len);
-		if (pb->log->type == LOGGREGATOR__V2__LOG__TYPE__ERR)
-			severity = SEVERITY_ERR;
-	} else {
-		n = summary(pb, text, sizeof(text));
-		MsgSetRawMsg(msg, text, n);
-	}
+	MsgSetRawMsg(msg, p->text, p->text_len);
 	MsgSetMSGoffs(msg, 0);
-	msgSetPRI(msg, (syslog_pri_t)(FACILITY_USER * 8 + severity));
+	msgSetPRI(msg, (syslog_pri_t)(FACILITY_USER * 8 + p->severity));
 	MsgSetHOSTNAME(msg, ctx->hostname, ctx->hostname_len);
 	if (ip_len > 0) {
 		MsgSetRcvFromStr(msg, (const uchar *)ip, (int)ip_len, &ctx->from);
 		CHKiRet(MsgSetRcvFromIPStr(msg, (const uchar *)ip, (int)ip_len, &ctx->from_ip));
 	}
-	if (pb->source_id != NULL && pb->source_id[0] != '\0') {
-		MsgSetTAG(msg, (const uchar *)pb->source_id, strlen(pb->source_id));
-		CHKiRet(MsgSetAPPNAME(msg, pb->source_id));
+	if (p->source_id[0] != '\0') {
+		MsgSetTAG(msg, (const uchar *)p->source_id, strlen(p->source_id));
+		CHKiRet(MsgSetAPPNAME(msg, p->source_id));
 	}
-	if (pb->instance_id != NULL && pb->instance_id[0] != '\0')
-		CHKiRet(MsgSetPROCID(msg, pb->instance_id));
-	if (lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD, &json) != LGR_OK)
-		ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
-	CHKiRet(msgAddJSON(msg, (uchar *)"!loggregator", json, 0, 0));
-	json = NULL; /* ownership transferred */
+	if (p->instance_id[0] != '\0')
+		CHKiRet(MsgSetPROCID(msg, p->instance_id));
+	CHKiRet(msgAddJSON(msg, (uchar *)"!loggregator", p->tree, 0, 0));
+	p->tree = NULL; /* ownership transferred */
 	*out = msg;
 	msg = NULL;
 finalize_it:
-	if (json != NULL)
-		fjson_object_put(json);
+	if (p->tree != NULL)
+		fjson_object_put(p->tree);
+	p->tree = NULL;
 	if (msg != NULL)
 		msgDestruct(&msg);
 	RETiRet;
+}
+
+rsRetVal iml_msg_build(struct iml_msg_ctx *ctx, const struct lgr_env *env, const char *ip, const struct syslogTime *now,
+	time_t now_tt, smsg_t **out)
+{
+	const Loggregator__V2__Envelope *pb = env->pb;
+	char text[SUMMARY_MAX];
+	struct parts p = {
+		.timestamp = pb->timestamp,
+		.source_id = pb->source_id != NULL ? pb->source_id : "",
+		.instance_id = pb->instance_id != NULL ? pb->instance_id : "",
+		.severity = SEVERITY_INFO,
+	};
+
+	if (pb->message_case == LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG) {
+		p.text = (const char *)pb->log->payload.data;
+		p.text_len = pb->log->payload.len;
+		if (pb->log->type == LOGGREGATOR__V2__LOG__TYPE__ERR)
+			p.severity = SEVERITY_ERR;
+	} else {
+		p.text_len = summary(pb, text, sizeof(text));
+		p.text = text;
+	}
+	if (lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD, &p.tree) != LGR_OK)
+		return RS_RET_OUT_OF_MEMORY;
+	return build(ctx, &p, ip, now, now_tt, out);
+}
+
+rsRetVal iml_msg_build_wire(struct iml_msg_ctx *ctx, const uint8_t *buf, size_t len, const char *ip,
+	const struct syslogTime *now, time_t now_tt, smsg_t **out)
+{
+	struct lgr_fjson_wire_log w;
+	struct parts p;
+	int rc = lgr_fjson_build_log_wire(buf, len, &w);
+
+	if (rc == LGR_EUNSUPPORTED)
+		return RS_RET_NOT_FOUND;
+	if (rc != LGR_OK)
+		return RS_RET_OUT_OF_MEMORY;
+	p = (struct parts){
+		.timestamp = w.timestamp,
+		.source_id = w.source_id,
+		.instance_id = w.instance_id,
+		.text = (const char *)w.payload,
+		.text_len = w.payload_len,
+		.severity = w.err ? SEVERITY_ERR : SEVERITY_INFO,
+		.tree = w.tree,
+	};
+	return build(ctx, &p, ip, now, now_tt, out);
 }

@@ -28,4 +28,12 @@ struct iml_msg_ctx {
 rsRetVal iml_msg_build(struct iml_msg_ctx *ctx, const struct lgr_env *env, const char *ip, const struct syslogTime *now,
 	time_t now_tt, smsg_t **out);
 
+/*
+ * As iml_msg_build for the envelope encoded in buf[0, len) (checked already), built straight from its bytes: the
+ * router role's hot path. Takes the envelopes every sender makes (see lgr_fjson_build_log_wire); RS_RET_NOT_FOUND for
+ * any other, which the caller then decodes and gives to iml_msg_build. The message is the same either way.
+ */
+rsRetVal iml_msg_build_wire(struct iml_msg_ctx *ctx, const uint8_t *buf, size_t len, const char *ip,
+	const struct syslogTime *now, time_t now_tt, smsg_t **out);
+
 #endif

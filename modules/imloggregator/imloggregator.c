@@ -550,8 +550,9 @@ static bool past(const struct timespec *t)
 
 /*
  * Decodes the item's envelope if it is still encoded, applies the agent's rules, builds its message. The router role
- * only reads the envelope, so it is decoded into the submitter's scratch (no allocation of its own); the agent role
- * edits it, which needs an envelope of its own. NULL when memory ran out (counted in invalid, logged).
+ * only reads the envelope: a Log envelope as senders make it becomes a message straight from its bytes, any other is
+ * decoded into the submitter's scratch (no allocation of its own); the agent role edits it, which needs an envelope
+ * of its own. NULL when memory ran out (counted in invalid, logged).
  */
 static smsg_t *item_message(instanceConf_t *inst, struct iml_msg_ctx *ctx, struct lgr_env_scratch *scratch,
 	struct iml_item *it, const struct syslogTime *now, time_t now_tt)
@@ -559,8 +560,16 @@ static smsg_t *item_message(instanceConf_t *inst, struct iml_msg_ctx *ctx, struc
 	const struct lgr_env *env = it->env;
 	const char *why = "building a message";
 	smsg_t *msg = NULL;
+	rsRetVal rs;
 	int rc;
 
+	if (env == NULL && inst->agent == NULL) {
+		rs = iml_msg_build_wire(ctx, it->data, it->len, iml_item_ip(it), now, now_tt, &msg);
+		if (rs == RS_RET_OK)
+			return msg;
+		if (rs != RS_RET_NOT_FOUND)
+			goto fail;
+	}
 	if (env == NULL && inst->agent == NULL && scratch != NULL) {
 		if (lgr_env_scratch_unpack(scratch, it->data, it->len, &env) != LGR_OK)
 			goto decode_failed;

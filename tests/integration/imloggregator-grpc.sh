@@ -84,6 +84,12 @@ def mixed(tag, base):
          "timer": {"name": "http", "start": "1700000000000000000", "stop": "1700000000250000123"}},
         {"timestamp": str(base + 8), "source_id": sid,
          "event": {"title": "deploy", "body": "app \"restarted\" \u00fc \\ ok"}},
+        # logs as senders make them (no deprecated tags): the router builds these straight from their bytes
+        {"timestamp": str(base + 9), "source_id": sid, "instance_id": "4",
+         "tags": {"source_type": "APP/PROC/WEB", "app_name": "\u00fcber", "k": "v \"q\""},
+         "log": {"payload": b64(binary), "type": "ERR"}},
+        {"timestamp": str(base + 10), "source_id": sid + "/\u00e9", "instance_id": "",
+         "log": {"payload": b64(b"plain\n"), "type": "OUT"}},
     ]
 sets = {"sender": 1731000000123456789, "batchsender": 1731000001123456789, "send": 1731000002123456789}
 for tag, base in sets.items():

@@ -1541,3 +1541,279 @@ Test(fjson_alloc, every_failed_allocation_is_reported_and_leaks_nothing)
 	}
 }
 #endif
+
+/* --- straight from the bytes (lgr_fjson_build_log_wire) ------------------------------------------------------- */
+
+/* Protobuf bytes built by hand, for encodings protobuf-c never writes (fields out of order, repeated, unknown). */
+struct wire {
+	uint8_t b[4096];
+	size_t n;
+};
+
+static void wire_varint(struct wire *w, uint64_t v)
+{
+	cr_assert_lt(w->n + 10, sizeof(w->b));
+	while (v >= 0x80) {
+		w->b[w->n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	w->b[w->n++] = (uint8_t)v;
+}
+
+static void wire_uint(struct wire *w, uint32_t field, uint64_t v)
+{
+	wire_varint(w, (uint64_t)field << 3);
+	wire_varint(w, v);
+}
+
+static void wire_bytes(struct wire *w, uint32_t field, const void *data, size_t len)
+{
+	wire_varint(w, (uint64_t)field << 3 | 2);
+	wire_varint(w, len);
+	cr_assert_leq(w->n + len, sizeof(w->b));
+	memcpy(w->b + w->n, data, len);
+	w->n += len;
+}
+
+static void wire_str(struct wire *w, uint32_t field, const char *s)
+{
+	wire_bytes(w, field, s, strlen(s));
+}
+
+static void wire_sub(struct wire *w, uint32_t field, const struct wire *sub)
+{
+	wire_bytes(w, field, sub->b, sub->n);
+}
+
+static void wire_tag(struct wire *w, const char *key, size_t key_len, const char *value)
+{
+	struct wire e = {.n = 0};
+
+	wire_bytes(&e, 1, key, key_len);
+	wire_str(&e, 2, value);
+	wire_sub(w, 9, &e);
+}
+
+static void wire_log(struct wire *w, const void *payload, size_t len, uint64_t type)
+{
+	struct wire l = {.n = 0};
+
+	wire_bytes(&l, 1, payload, len);
+	wire_uint(&l, 2, type);
+	wire_sub(w, 4, &l);
+}
+
+/*
+ * Builds buf straight from the bytes. LGR_OK: the tree prints as lgr_fjson_build's of the decoded envelope and the
+ * message parts are its fields. Returns what the builder returned (LGR_OK or LGR_EUNSUPPORTED).
+ */
+static int wire_agrees(const uint8_t *buf, size_t len)
+{
+	struct lgr_fjson_wire_log w;
+	struct lgr_env *env = NULL;
+	const Loggregator__V2__Envelope *pb;
+	struct fjson_object *full;
+	char *got, *want;
+	int rc;
+
+	cr_assert_eq(lgr_env_decode(buf, len, NULL, &env), LGR_OK, "the test's bytes do not decode");
+	pb = env->pb;
+	rc = lgr_fjson_build_log_wire(buf, len, &w);
+	cr_assert(rc == LGR_OK || rc == LGR_EUNSUPPORTED, "straight from the bytes: %s", lgr_strerror(rc));
+	if (rc == LGR_OK) {
+		cr_assert_eq(pb->message_case, LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG);
+		cr_assert_eq(w.timestamp, pb->timestamp);
+		cr_assert_str_eq(w.source_id, pb->source_id != NULL ? pb->source_id : "");
+		cr_assert_str_eq(w.instance_id, pb->instance_id != NULL ? pb->instance_id : "");
+		cr_assert_eq(w.payload_len, pb->log->payload.len);
+		cr_assert(w.payload_len == 0 || memcmp(w.payload, pb->log->payload.data, w.payload_len) == 0);
+		cr_assert_eq(w.err, pb->log->type == LOGGREGATOR__V2__LOG__TYPE__ERR);
+		full = built(env, LGR_JSON_NO_PAYLOAD);
+		got = printed(w.tree);
+		want = printed(full);
+		cr_assert_str_eq(got, want);
+		free(got);
+		free(want);
+		fjson_object_put(full);
+		fjson_object_put(w.tree);
+	} else {
+		cr_assert_null(w.tree);
+	}
+	lgr_env_unref(env);
+	return rc;
+}
+
+static int env_wire_agrees(struct lgr_env *env)
+{
+	const uint8_t *buf;
+	size_t len;
+
+	cr_assert_eq(lgr_env_encode(env, &buf, &len), LGR_OK);
+	return wire_agrees(buf, len);
+}
+
+/* A Log envelope as the agents send it: ids, the platform's tags, a payload. */
+static struct lgr_env *log_env(const void *payload, size_t len, Loggregator__V2__Log__Type type)
+{
+	struct lgr_env *env = new_env();
+
+	env->pb->timestamp = 1795216269089010666;
+	cr_assert_eq(lgr_env_set_source_id(env, "0f8d2c2e-8b5a-4a5f-9d52-2c3f0b6f9a11"), LGR_OK);
+	cr_assert_eq(lgr_env_set_instance_id(env, "3"), LGR_OK);
+	cr_assert_eq(lgr_env_set_tag(env, "app_name", "web"), LGR_OK);
+	cr_assert_eq(lgr_env_set_tag(env, "source_type", "APP/PROC/WEB"), LGR_OK);
+	cr_assert_eq(lgr_env_set_tag(env, "gen", "a1"), LGR_OK); /* a key that is not a common one */
+	cr_assert_eq(lgr_env_set_log(env, payload, len, type), LGR_OK);
+	return env;
+}
+
+Test(fjson_wire, log_envelopes_as_senders_make_them_build_as_the_decoded_envelope)
+{
+	static const uint8_t binary[] = {0x00, 0xff, 0x10, 'h', 'i', 0x80, 0x0a, 0x22, 0x5c};
+	struct lgr_env *env;
+	char key[8];
+	size_t i;
+
+	env = log_env("hello", 5, LOGGREGATOR__V2__LOG__TYPE__OUT);
+	cr_assert_eq(env_wire_agrees(env), LGR_OK);
+	lgr_env_unref(env);
+	env = log_env(binary, sizeof(binary), LOGGREGATOR__V2__LOG__TYPE__ERR);
+	cr_assert_eq(env_wire_agrees(env), LGR_OK);
+	lgr_env_unref(env);
+
+	/* nothing but an empty log; then 16 tags, the most taken */
+	env = new_env();
+	cr_assert_eq(lgr_env_set_log(env, NULL, 0, LOGGREGATOR__V2__LOG__TYPE__OUT), LGR_OK);
+	cr_assert_eq(env_wire_agrees(env), LGR_OK);
+	for (i = 0; i < 16; i++) {
+		snprintf(key, sizeof(key), "k%zu", i);
+		cr_assert_eq(lgr_env_set_tag(env, key, i % 2 ? "v" : ""), LGR_OK);
+	}
+	cr_assert_eq(env_wire_agrees(env), LGR_OK);
+	lgr_env_unref(env);
+
+	/* invalid UTF-8 in ids and values is replaced as the full path does; a NUL ends a string as protobuf-c's does
+	 */
+	env = log_env("x", 1, LOGGREGATOR__V2__LOG__TYPE__OUT);
+	cr_assert_eq(lgr_env_set_source_id(env, "bad\xff\xfe id"), LGR_OK);
+	cr_assert_eq(lgr_env_set_tag(env, "v", "\xc3("), LGR_OK);
+	cr_assert_eq(env_wire_agrees(env), LGR_OK);
+	lgr_env_unref(env);
+}
+
+Test(fjson_wire, fields_in_any_order_unknown_fields_and_nuls_read_as_protobuf_c_reads_them)
+{
+	struct wire w = {.n = 0};
+	struct lgr_fjson_wire_log parts;
+
+	wire_tag(&w, "source_type", 11, "APP/PROC/WEB");
+	wire_log(&w, "payload", 7, 1);
+	wire_str(&w, 8, "7");
+	wire_uint(&w, 15, 99);		   /* unknown varint */
+	wire_bytes(&w, 20, "\x08\x01", 2); /* unknown bytes */
+	wire_tag(&w, "ap\0p", 4, "a\0b");  /* key and value cut at the NUL */
+	wire_bytes(&w, 2, "src\0ignored", 11);
+	wire_uint(&w, 1, 42);
+	cr_assert_eq(wire_agrees(w.b, w.n), LGR_OK);
+	cr_assert_eq(lgr_fjson_build_log_wire(w.b, w.n, &parts), LGR_OK);
+	cr_assert_str_eq(parts.source_id, "src");
+	cr_assert_str_eq(parts.instance_id, "7");
+	cr_assert_eq(parts.timestamp, 42);
+	cr_assert(parts.err);
+	fjson_object_put(parts.tree);
+}
+
+Test(fjson_wire, every_other_envelope_is_left_to_the_decoding_path)
+{
+	enum lgr_env_type type;
+	struct lgr_env *env;
+	struct wire w;
+	char big[LGR_FJSON_WIRE_ID_MAX + 1], key[8];
+	size_t i;
+
+	for (type = LGR_ENV_NONE; type <= LGR_ENV_EVENT; type++) {
+		env = sample(type); /* deprecated tags, or another message than log */
+		cr_assert_eq(env_wire_agrees(env), LGR_EUNSUPPORTED, "type %d", (int)type);
+		lgr_env_unref(env);
+	}
+	env = log_env("x", 1, LOGGREGATOR__V2__LOG__TYPE__OUT);
+	for (i = 0; i < 17; i++) {
+		snprintf(key, sizeof(key), "k%zu", i);
+		cr_assert_eq(lgr_env_set_tag(env, key, "v"), LGR_OK);
+	}
+	cr_assert_eq(env_wire_agrees(env), LGR_EUNSUPPORTED, "more than 16 tags");
+	lgr_env_unref(env);
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	env = log_env("x", 1, LOGGREGATOR__V2__LOG__TYPE__OUT);
+	cr_assert_eq(lgr_env_set_instance_id(env, big), LGR_OK);
+	cr_assert_eq(env_wire_agrees(env), LGR_EUNSUPPORTED, "an id too long for the parts");
+	big[sizeof(big) - 2] = '\0';
+	cr_assert_eq(lgr_env_set_instance_id(env, big), LGR_OK);
+	cr_assert_eq(env_wire_agrees(env), LGR_OK, "the longest id taken");
+	lgr_env_unref(env);
+
+	/* encodings only a hand makes: a repeated field, a repeated tag key, a key that is not UTF-8, a type without a
+	 * name, no message */
+	w = (struct wire){.n = 0};
+	wire_str(&w, 2, "a");
+	wire_str(&w, 2, "b");
+	wire_log(&w, "x", 1, 0);
+	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "source_id twice");
+	w = (struct wire){.n = 0};
+	wire_log(&w, "x", 1, 0);
+	wire_log(&w, "y", 1, 1);
+	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "log twice (merged by protobuf-c)");
+	w = (struct wire){.n = 0};
+	wire_tag(&w, "k", 1, "1");
+	wire_tag(&w, "k", 1, "2");
+	wire_log(&w, "x", 1, 0);
+	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "a tag key twice");
+	w = (struct wire){.n = 0};
+	wire_tag(&w, "k\xff", 2, "1");
+	wire_log(&w, "x", 1, 0);
+	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "a key that is not UTF-8");
+	w = (struct wire){.n = 0};
+	wire_log(&w, "x", 1, 2);
+	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "log type 2");
+	w = (struct wire){.n = 0};
+	wire_str(&w, 2, "a");
+	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "no message");
+}
+
+struct wire_case {
+	const uint8_t *buf;
+	size_t len;
+};
+
+static int op_wire(void *ctx)
+{
+	struct wire_case *wc = ctx;
+	struct lgr_fjson_wire_log w;
+	int rc;
+
+	arm();
+	rc = lgr_fjson_build_log_wire(wc->buf, wc->len, &w);
+	disarm();
+	if (rc == LGR_OK)
+		fjson_object_put(w.tree);
+	else
+		cr_assert_null(w.tree);
+	return rc;
+}
+
+Test(fjson_wire, every_failed_allocation_is_reported_and_leaks_nothing)
+{
+	struct lgr_env *env = log_env("x", 1, LOGGREGATOR__V2__LOG__TYPE__OUT);
+	struct wire_case wc;
+
+	if (!hook_active()) {
+		cr_log_info("allocation failures not injected: malloc is not ours here");
+		lgr_env_unref(env);
+		return;
+	}
+	cr_assert_eq(lgr_env_set_tag(env, "not_common", "v\xfe"), LGR_OK); /* a copied key, a fixed value */
+	cr_assert_eq(lgr_env_encode(env, &wc.buf, &wc.len), LGR_OK);
+	each_allocation_fails("straight from the bytes", op_wire, &wc);
+	lgr_env_unref(env);
+}

@@ -1,8 +1,10 @@
 /* test_log.c: the log-line limiter (lgr_ratelimit), the components' prefixed, limited lines (lgr_logger), and the
- * batch pace judge (lgr_pace) that lives beside them in lgr.c. */
+ * batch pace judge (lgr_pace) and the computed calendar date (lgr_civil_date) that live beside them in lgr.c. */
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "lgr.h"
 
@@ -110,4 +112,34 @@ Test(pace, exactly_a_batch_per_fill_time_is_busy_and_a_larger_batch_is_not)
 	cr_assert(p.busy);
 	lgr_pace_count(&p, 1000, 101, 5000000 + 2 * LGR_PACE_WINDOW_US); /* a batch of 101 takes longer to fill */
 	cr_assert(!p.busy);
+}
+
+/* lgr_civil_date(days) against gmtime_r of that day's midnight. */
+static void civil_date_agrees(int64_t days)
+{
+	time_t t = (time_t)(days * 86400);
+	struct tm tm;
+	int y, m, d, w;
+
+	cr_assert_not_null(gmtime_r(&t, &tm));
+	lgr_civil_date(days, &y, &m, &d, &w);
+	cr_assert(y == tm.tm_year + 1900 && m == tm.tm_mon + 1 && d == tm.tm_mday && w == tm.tm_wday,
+		"day %lld: %d-%d-%d (weekday %d), want %d-%d-%d (%d)", (long long)days, y, m, d, w, tm.tm_year + 1900,
+		tm.tm_mon + 1, tm.tm_mday, tm.tm_wday);
+}
+
+Test(civil_date, agrees_with_gmtime_r_over_four_thousand_years_and_at_every_edge)
+{
+	static const int64_t edges[] = {0, -1, 59, 60, 365, -365, 10956, 10957, 11016, 11017, 11018, 20454, -719468,
+		-719469, 2932896, INT32_MAX / 86400};
+	int64_t days;
+	size_t i;
+
+	/* every day of 1900..2100 (leap and century rules), then every 13th day of +-2000 years */
+	for (days = -25567; days <= 47482; days++)
+		civil_date_agrees(days);
+	for (days = -730485; days <= 730485; days += 13)
+		civil_date_agrees(days);
+	for (i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+		civil_date_agrees(edges[i]);
 }
