@@ -732,7 +732,8 @@ static int wire_fields(const uint8_t *buf, size_t len, struct wire_env *w)
 				return rc;
 			for (i = 0; i < w->ntags; i++)
 				if (w->tags[i].key_len == w->tags[w->ntags].key_len &&
-					memcmp(w->tags[i].key, w->tags[w->ntags].key, w->tags[i].key_len) == 0)
+					(w->tags[i].key_len == 0 ||
+						memcmp(w->tags[i].key, w->tags[w->ntags].key, w->tags[i].key_len) == 0))
 					return LGR_EUNSUPPORTED;
 			w->ntags++;
 			break;

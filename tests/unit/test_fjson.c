@@ -1714,6 +1714,7 @@ Test(fjson_wire, fields_in_any_order_unknown_fields_and_nuls_read_as_protobuf_c_
 	wire_tag(&w, "ap\0p", 4, "a\0b");  /* key and value cut at the NUL */
 	wire_bytes(&w, 2, "src\0ignored", 11);
 	wire_uint(&w, 1, 42);
+	wire_bytes(&w, 9, "\x12\x01v", 3); /* an entry without a key: the empty one */
 	cr_assert_eq(wire_agrees(w.b, w.n), LGR_OK);
 	cr_assert_eq(lgr_fjson_build_log_wire(w.b, w.n, &parts), LGR_OK);
 	cr_assert_str_eq(parts.source_id, "src");
@@ -1769,6 +1770,11 @@ Test(fjson_wire, every_other_envelope_is_left_to_the_decoding_path)
 	wire_tag(&w, "k", 1, "2");
 	wire_log(&w, "x", 1, 0);
 	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "a tag key twice");
+	w = (struct wire){.n = 0};
+	wire_tag(&w, "", 0, "1");
+	wire_tag(&w, "", 0, "2");
+	wire_log(&w, "x", 1, 0);
+	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "the empty key twice");
 	w = (struct wire){.n = 0};
 	wire_tag(&w, "k\xff", 2, "1");
 	wire_log(&w, "x", 1, 0);
