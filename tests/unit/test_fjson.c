@@ -1787,6 +1787,7 @@ Test(fjson_wire, every_other_envelope_is_left_to_the_decoding_path)
 	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "no message");
 }
 
+#ifndef NO_ALLOC_HOOK
 struct wire_case {
 	const uint8_t *buf;
 	size_t len;
@@ -1823,3 +1824,4 @@ Test(fjson_wire, every_failed_allocation_is_reported_and_leaks_nothing)
 	each_allocation_fails("straight from the bytes", op_wire, &wc);
 	lgr_env_unref(env);
 }
+#endif
