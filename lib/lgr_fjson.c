@@ -654,9 +654,9 @@ static int wire_tag(const uint8_t *buf, size_t len, struct wire_tag *t)
 			t->val_len = wire_text_len(f.data, f.len);
 		}
 	}
-	if (t->key != NULL && !lgr_text_utf8_valid((const char *)t->key, t->key_len))
-		return LGR_EUNSUPPORTED; /* keys that differ only in invalid bytes are one JSON key: left to the full
-					    path */
+	/* wire_put_tags copies a key to the stack; keys that differ only in invalid bytes are one JSON key */
+	if (t->key_len >= FIX_STACK || (t->key != NULL && !lgr_text_utf8_valid((const char *)t->key, t->key_len)))
+		return LGR_EUNSUPPORTED;
 	return LGR_OK;
 }
 
@@ -765,8 +765,6 @@ static int wire_put_tags(struct fjson_object *o, const struct wire_env *w)
 	for (i = 0; rc == LGR_OK && i < w->ntags; i++) {
 		const struct wire_tag *t = &w->tags[i];
 
-		if (t->key_len >= sizeof(key))
-			return LGR_EUNSUPPORTED; /* the caller frees the tree */
 		if (t->key_len > 0)
 			memcpy(key, t->key, t->key_len);
 		key[t->key_len] = '\0';

@@ -49,9 +49,9 @@ struct lgr_fjson_wire_log {
  * The input's hot path: builds the tree lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD) gives for env = the Envelope
  * encoded in buf[0, len) (checked by lgr_pb_check_envelope() or lgr_pb_check_batch()), straight from the bytes
  * without decoding them first, for the case every sender produces: a Log envelope of type OUT or ERR, each singular
- * field at most once, no deprecated_tags, up to 16 tags with distinct, valid UTF-8 keys, ids shorter than
- * LGR_FJSON_WIRE_ID_MAX bytes. Any other envelope gives LGR_EUNSUPPORTED and nothing else: decode it and use
- * lgr_fjson_build(). Returns LGR_OK and *out (the tree owned by the caller, the payload pointing into buf);
+ * field at most once, no deprecated_tags, up to 16 tags with distinct, valid UTF-8 keys shorter than 256 bytes, ids
+ * shorter than LGR_FJSON_WIRE_ID_MAX bytes. Any other envelope gives LGR_EUNSUPPORTED and nothing else: decode it and
+ * use lgr_fjson_build(). Returns LGR_OK and *out (the tree owned by the caller, the payload pointing into buf);
  * LGR_EUNSUPPORTED; LGR_EINVAL; LGR_ENOMEM. On error out->tree is NULL.
  */
 int lgr_fjson_build_log_wire(const uint8_t *buf, size_t len, struct lgr_fjson_wire_log *out);

@@ -1776,6 +1776,11 @@ Test(fjson_wire, every_other_envelope_is_left_to_the_decoding_path)
 	wire_log(&w, "x", 1, 0);
 	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "the empty key twice");
 	w = (struct wire){.n = 0};
+	big[sizeof(big) - 2] = 'a'; /* 256 bytes again */
+	wire_tag(&w, big, sizeof(big) - 1, "1");
+	wire_log(&w, "x", 1, 0);
+	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "a tag key of 256 bytes");
+	w = (struct wire){.n = 0};
 	wire_tag(&w, "k\xff", 2, "1");
 	wire_log(&w, "x", 1, 0);
 	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "a key that is not UTF-8");
