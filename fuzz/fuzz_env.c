@@ -6,7 +6,8 @@
  * lgr_env_decode_batch. An envelope that decodes also decodes, through a scratch reused across inputs (as the input
  * module's submitter uses it), to an equal view. When the input module's straight-from-the-bytes builder
  * (lgr_fjson_build_log_wire) takes an envelope, its tree prints as lgr_fjson_build's of the decoded envelope and the
- * message parts equal the decoded fields. A mismatch aborts, which libFuzzer and the replay runner report as a crash.
+ * message parts equal the decoded fields, and the outputs' fast path (lgr_fjson_log_measure) takes that tree and writes
+ * what the reader reads from it. A mismatch aborts, which libFuzzer and the replay runner report as a crash.
  */
 #define FJSON_NATIVE_API_ONLY 1
 #include <libfastjson/json.h>
@@ -115,6 +116,41 @@ static bool same_text(const char *a, const char *b)
 	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
 }
 
+/*
+ * The outputs' fast path takes every tree the input's wire path builds, and writes what the reader reads from it (the
+ * tree's strings are the envelope's with invalid UTF-8 replaced, so that, not env, is the reference).
+ */
+static void check_fast(struct fjson_object *tree, const uint8_t *payload, size_t len)
+{
+	static struct lgr_fjson_log m;
+	struct lgr_env *back = NULL;
+	uint8_t *a = NULL, *b = NULL;
+	size_t n;
+	int rc;
+
+	if (lgr_fjson_log_measure(tree, len > 0 ? (const void *)payload : (const void *)"", len, NULL, &m) != LGR_OK)
+		abort();
+	rc = lgr_fjson_parse(tree, len > 0 ? (const void *)payload : (const void *)"", len, NULL, 0, &back);
+	if (rc == LGR_ENOMEM)
+		return;
+	if (rc != LGR_OK)
+		abort();
+	n = lgr_env_packed_size(back);
+	if (m.size != n)
+		abort();
+	a = malloc(n + 1);
+	b = malloc(n + 1);
+	if (a != NULL && b != NULL) {
+		lgr_env_pack(back, a);
+		lgr_fjson_log_pack(&m, b);
+		if (memcmp(a, b, n) != 0)
+			abort();
+	}
+	free(a);
+	free(b);
+	lgr_env_unref(back);
+}
+
 static void check_wire(const struct lgr_env *env, const uint8_t *data, size_t size)
 {
 	const Loggregator__V2__Envelope *pb = env->pb;
@@ -132,6 +168,7 @@ static void check_wire(const struct lgr_env *env, const uint8_t *data, size_t si
 		(w.payload_len > 0 && memcmp(w.payload, pb->log->payload.data, w.payload_len) != 0) ||
 		w.err != (pb->log->type == LOGGREGATOR__V2__LOG__TYPE__ERR))
 		abort();
+	check_fast(w.tree, w.payload, w.payload_len);
 	if (lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD, &full) == LGR_OK) {
 		text = strdup(fjson_object_to_json_string_ext(w.tree, FJSON_TO_STRING_PLAIN));
 		if (text != NULL && strcmp(text, fjson_object_to_json_string_ext(full, FJSON_TO_STRING_PLAIN)) != 0)

@@ -4,8 +4,9 @@
  * and the json-c builder) and built as a libfastjson tree, and each text must parse again to an equal envelope, as
  * must the tree itself (whole, and without the payload joined with it). Envelopes must also survive the protobuf
  * codec unchanged. Differentially, when libfastjson's tokener reads the input, lgr_fjson_parse() of its tree must
- * agree with lgr_json_parse() of the text: the same result, equal envelopes. Any mismatch traps, so libFuzzer keeps
- * the input.
+ * agree with lgr_json_parse() of the text: the same result, equal envelopes; and whenever the outputs' fast path
+ * (lgr_fjson_log_measure) takes a tree, the reader takes it too and the fast path writes exactly the reader's
+ * envelope's encoding. Any mismatch traps, so libFuzzer keeps the input.
  *
  * libfastjson's header defines json-c's names (json_object, ...) as its own unless FJSON_NATIVE_API_ONLY is set:
  * with it, both headers declare disjoint names and can share this file.
@@ -46,6 +47,37 @@ static void reparse(const struct lgr_env *env, const char *text, size_t len, con
 }
 
 /*
+ * The outputs' fast path on the same tree: when lgr_fjson_log_measure takes it, lgr_fjson_parse took it too (rc, env)
+ * and lgr_fjson_log_pack writes exactly that envelope's encoding.
+ */
+static void fast_agrees(struct fjson_object *tree, const void *payload, size_t len, int rc, const struct lgr_env *env)
+{
+	static struct lgr_fjson_log m;
+	uint8_t *a, *b;
+	size_t n;
+	int rf = lgr_fjson_log_measure(tree, payload, len, NULL, &m);
+
+	if (rf == LGR_EUNSUPPORTED || rc == LGR_ENOMEM)
+		return;
+	if (rf != LGR_OK || rc != LGR_OK)
+		fail("the fast path takes a tree the reader refuses", fjson_object_to_json_string_ext(tree, 0));
+	n = lgr_env_packed_size(env);
+	if (m.size != n)
+		fail("the fast path measures another size", fjson_object_to_json_string_ext(tree, 0));
+	a = malloc(n + 1);
+	b = malloc(n + 1);
+	if (a != NULL && b != NULL) {
+		lgr_env_pack(env, a);
+		lgr_fjson_log_pack(&m, b);
+		if (memcmp(a, b, n) != 0 ||
+			strcmp(m.source_id.s, env->pb->source_id != NULL ? env->pb->source_id : "") != 0)
+			fail("the fast path writes other bytes", fjson_object_to_json_string_ext(tree, 0));
+	}
+	free(a);
+	free(b);
+}
+
+/*
  * lgr_fjson_parse_scratch of the same tree gives what lgr_fjson_parse gave (rc, and env when LGR_OK): the same
  * result, an equal envelope, the same encoding byte for byte.
  */
@@ -58,6 +90,7 @@ static void scratch_agrees(
 	size_t n;
 	int rs;
 
+	fast_agrees(tree, payload, len, rc, env);
 	if (scratch == NULL && lgr_env_scratch_new(&scratch) != LGR_OK)
 		return;
 	rs = lgr_fjson_parse_scratch(tree, payload, len, NULL, flags, scratch, &view);

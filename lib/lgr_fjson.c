@@ -1616,3 +1616,237 @@ int lgr_fjson_parse_scratch(struct fjson_object *obj, const void *payload, size_
 		*view = lgr_env_scratch_view(scratch, pb);
 	return rc;
 }
+
+/* --- the outputs' hot path: a Log tree straight to the wire --------------------------------------------------------
+ */
+
+/* Text the reader takes as it is: no U+0000, valid UTF-8 (the ASCII prefix checked here, the rest by the library). */
+static bool plain_text(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == 0)
+			return false;
+		if (p[i] >= 0x80)
+			return memchr(p + i, 0, n - i) == NULL && lgr_text_utf8_valid(s + i, n - i);
+	}
+	return true;
+}
+
+/* A string node the reader would copy unchanged. */
+static bool log_text(struct fjson_object *v, struct lgr_fjson_text *out)
+{
+	if (!fjson_object_is_type(v, fjson_type_string))
+		return false;
+	out->s = fjson_object_get_string(v);
+	out->n = (size_t)fjson_object_get_string_len(v);
+	return plain_text(out->s, out->n);
+}
+
+/* A timestamp as the builders write it: an int node, or a string of decimal digits without a leading zero or '+'. */
+static bool log_timestamp(struct fjson_object *v, int64_t *out)
+{
+	const char *s;
+	size_t n, i = 0;
+	uint64_t mag = 0, max;
+	bool neg;
+
+	if (fjson_object_is_type(v, fjson_type_int)) {
+		*out = fjson_object_get_int64(v);
+		return true;
+	}
+	if (!fjson_object_is_type(v, fjson_type_string))
+		return false;
+	s = fjson_object_get_string(v);
+	n = (size_t)fjson_object_get_string_len(v);
+	neg = n > 0 && s[0] == '-';
+	i = neg ? 1 : 0;
+	if (i == n || n - i > 19 || (s[i] == '0' && n - i > 1) || (neg && s[i] == '0'))
+		return false;
+	for (; i < n; i++) {
+		if (!is_digit(s[i]))
+			return false;
+		mag = mag * 10 + (uint64_t)(s[i] - '0'); /* 19 digits fit 64 bits */
+	}
+	max = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	if (mag > max)
+		return false;
+	*out = neg ? (int64_t)(0 - mag) : (int64_t)mag;
+	return true;
+}
+
+/* The tags object: string values only, at most LGR_FJSON_LOG_TAGS_MAX and max_tags; adds their bytes to *text. */
+static bool log_tags(struct fjson_object *v, size_t max_tags, struct lgr_fjson_log *m, size_t *text)
+{
+	struct fjson_object_iterator it, end;
+	struct lgr_fjson_text *t;
+	const char *key;
+
+	if (!fjson_object_is_type(v, fjson_type_object))
+		return false;
+	it = fjson_object_iter_begin(v);
+	end = fjson_object_iter_end(v);
+	for (; !fjson_object_iter_equal(&it, &end); fjson_object_iter_next(&it)) {
+		if (m->ntags == LGR_FJSON_LOG_TAGS_MAX || m->ntags == max_tags)
+			return false;
+		t = m->tags[m->ntags];
+		key = fjson_object_iter_peek_name(&it);
+		t[0].s = key;
+		t[0].n = strlen(key);
+		if (!plain_text(t[0].s, t[0].n) || !log_text(fjson_object_iter_peek_value(&it), &t[1]))
+			return false;
+		*text += t[0].n + t[1].n;
+		m->ntags++;
+	}
+	return true;
+}
+
+/* The log object: nothing, or only its type OUT or ERR (the payload is the caller's). */
+static bool log_member(struct fjson_object *v, bool *err)
+{
+	struct fjson_object_iterator it, end;
+	struct fjson_object *type;
+
+	*err = false;
+	if (!fjson_object_is_type(v, fjson_type_object))
+		return false;
+	it = fjson_object_iter_begin(v);
+	end = fjson_object_iter_end(v);
+	if (fjson_object_iter_equal(&it, &end))
+		return true;
+	if (strcmp(fjson_object_iter_peek_name(&it), "type") != 0)
+		return false;
+	type = fjson_object_iter_peek_value(&it);
+	fjson_object_iter_next(&it);
+	if (!fjson_object_iter_equal(&it, &end) || !fjson_object_is_type(type, fjson_type_string))
+		return false;
+	if (string_is(type, "ERR"))
+		*err = true;
+	else if (!string_is(type, "OUT"))
+		return false;
+	return true;
+}
+
+/* Bytes of a length-delimited field of one-byte key holding n bytes; 0 for n == 0 when empty is left out. */
+static size_t len_field_size(size_t n, bool keep_empty)
+{
+	return n == 0 && !keep_empty ? 0 : 1 + lgr_pb_varint_size(n) + n;
+}
+
+static size_t tag_entry_len(const struct lgr_fjson_text t[2])
+{
+	return len_field_size(t[0].n, false) + len_field_size(t[1].n, false);
+}
+
+int lgr_fjson_log_measure(struct fjson_object *tree, const void *payload, size_t payload_len,
+	const struct lgr_limits *lim, struct lgr_fjson_log *m)
+{
+	enum { S_TS = 1, S_SID = 2, S_IID = 4, S_DTAGS = 8, S_TAGS = 16, S_LOG = 32 };
+	struct fjson_object_iterator it, end;
+	struct lgr_limits l = {0};
+	struct fjson_object *v;
+	const char *key;
+	unsigned seen = 0, bit;
+	size_t text, i;
+	bool ok;
+
+	if (tree == NULL || m == NULL || (payload == NULL && payload_len > 0))
+		return LGR_EINVAL;
+	if (lim != NULL)
+		l = *lim;
+	lgr_limits_resolve(&l);
+	m->timestamp = 0;
+	m->source_id = (struct lgr_fjson_text){"", 0};
+	m->instance_id = (struct lgr_fjson_text){"", 0};
+	m->payload = payload != NULL ? payload : (const void *)"";
+	m->payload_len = payload_len;
+	m->err = false;
+	m->ntags = 0;
+	text = payload_len;
+	if (!fjson_object_is_type(tree, fjson_type_object))
+		return LGR_EUNSUPPORTED;
+	it = fjson_object_iter_begin(tree);
+	end = fjson_object_iter_end(tree);
+	for (; !fjson_object_iter_equal(&it, &end); fjson_object_iter_next(&it)) {
+		key = fjson_object_iter_peek_name(&it);
+		v = fjson_object_iter_peek_value(&it);
+		if (v == NULL)
+			return LGR_EUNSUPPORTED; /* null: the reader's default, not worth a case here */
+		if (strcmp(key, "timestamp") == 0) {
+			bit = S_TS;
+			ok = log_timestamp(v, &m->timestamp);
+		} else if (strcmp(key, "source_id") == 0) {
+			bit = S_SID;
+			ok = log_text(v, &m->source_id);
+			text += m->source_id.n;
+		} else if (strcmp(key, "instance_id") == 0) {
+			bit = S_IID;
+			ok = log_text(v, &m->instance_id);
+			text += m->instance_id.n;
+		} else if (strcmp(key, "deprecated_tags") == 0) {
+			bit = S_DTAGS;
+			ok = fjson_object_is_type(v, fjson_type_object) && fjson_object_object_length(v) == 0;
+		} else if (strcmp(key, "tags") == 0) {
+			bit = S_TAGS;
+			ok = log_tags(v, l.max_tags, m, &text);
+		} else if (strcmp(key, "log") == 0) {
+			bit = S_LOG;
+			ok = log_member(v, &m->err);
+		} else {
+			return LGR_EUNSUPPORTED; /* another member, or a name in its other spelling */
+		}
+		if (!ok || (seen & bit))
+			return LGR_EUNSUPPORTED;
+		seen |= bit;
+	}
+	if (!(seen & S_LOG) || text > l.max_message)
+		return LGR_EUNSUPPORTED;
+	m->log_len = len_field_size(payload_len, false) + (m->err ? 2 : 0);
+	m->size = (m->timestamp != 0 ? 1 + lgr_pb_varint_size((uint64_t)m->timestamp) : 0) +
+		  len_field_size(m->source_id.n, false) + len_field_size(m->log_len, true) +
+		  len_field_size(m->instance_id.n, false);
+	for (i = 0; i < m->ntags; i++)
+		m->size += len_field_size(tag_entry_len(m->tags[i]), true);
+	return LGR_OK;
+}
+
+/* Writes a length-delimited field (key, length, bytes); an empty one only when keep_empty. */
+static uint8_t *put_len_field(uint8_t *p, uint8_t key, const void *s, size_t n, bool keep_empty)
+{
+	if (n == 0 && !keep_empty)
+		return p;
+	*p++ = key;
+	p += lgr_pb_varint_put(p, n);
+	if (n > 0)
+		memcpy(p, s, n);
+	return p + n;
+}
+
+void lgr_fjson_log_pack(const struct lgr_fjson_log *m, uint8_t *out)
+{
+	uint8_t *p = out;
+
+	/* fields in the order of their numbers, as protobuf-c writes them */
+	if (m->timestamp != 0) {
+		*p++ = 0x08; /* 1 timestamp, varint */
+		p += lgr_pb_varint_put(p, (uint64_t)m->timestamp);
+	}
+	p = put_len_field(p, 0x12, m->source_id.s, m->source_id.n, false); /* 2 source_id */
+	*p++ = 0x22;							   /* 4 log */
+	p += lgr_pb_varint_put(p, m->log_len);
+	p = put_len_field(p, 0x0a, m->payload, m->payload_len, false); /* log 1 payload */
+	if (m->err) {
+		*p++ = 0x10; /* log 2 type */
+		*p++ = 0x01;
+	}
+	p = put_len_field(p, 0x42, m->instance_id.s, m->instance_id.n, false); /* 8 instance_id */
+	for (size_t i = 0; i < m->ntags; i++) {
+		const struct lgr_fjson_text *t = m->tags[i];
+
+		*p++ = 0x4a; /* 9 tags, an entry */
+		p += lgr_pb_varint_put(p, tag_entry_len(t));
+		p = put_len_field(p, 0x0a, t[0].s, t[0].n, false); /* key */
+		p = put_len_field(p, 0x12, t[1].s, t[1].n, false); /* value */
+	}
+}

@@ -93,4 +93,42 @@ int lgr_fjson_parse(struct fjson_object *obj, const void *payload, size_t payloa
 int lgr_fjson_parse_scratch(struct fjson_object *obj, const void *payload, size_t payload_len,
 	const struct lgr_limits *lim, unsigned flags, struct lgr_env_scratch *scratch, const struct lgr_env **view);
 
+/* A run of bytes inside a tree. */
+struct lgr_fjson_text {
+	const char *s; /* NUL-terminated there (the text holds no NUL) */
+	size_t n;
+};
+
+/* What lgr_fjson_log_measure() found: size and source_id for the caller, the rest for lgr_fjson_log_pack(). */
+#define LGR_FJSON_LOG_TAGS_MAX 32
+struct lgr_fjson_log {
+	size_t size;			   /* bytes of the encoding */
+	struct lgr_fjson_text source_id;   /* the tree's ("" when absent) */
+	struct lgr_fjson_text instance_id; /* likewise */
+	int64_t timestamp;
+	const void *payload;
+	size_t payload_len;
+	bool err;
+	size_t log_len; /* bytes of the encoded Log */
+	size_t ntags;
+	struct lgr_fjson_text tags[LGR_FJSON_LOG_TAGS_MAX][2]; /* key, value */
+};
+
+/*
+ * The outputs' hot path, the inverse of lgr_fjson_build_log_wire(): measures the encoding of the envelope that
+ * lgr_fjson_parse(tree, payload, payload_len, lim, 0) reads, for the trees imloggregator makes of Log envelopes
+ * without deprecated tags: members timestamp (an int node, or a string of decimal digits as the builders write it),
+ * source_id, instance_id (strings), deprecated_tags (empty), tags (up to LGR_FJSON_LOG_TAGS_MAX strings) and log
+ * (nothing, or only type "OUT" or "ERR"), in any order, each at most once, log present, in their proto spelling,
+ * none null; strings and keys valid UTF-8 without U+0000; within lim (NULL: defaults). Every other tree (and every one
+ * the reader would refuse) gives LGR_EUNSUPPORTED: read it with lgr_fjson_parse(). payload may hold any bytes.
+ * Returns LGR_OK and *m; LGR_EUNSUPPORTED; LGR_EINVAL (tree or m NULL, payload NULL with payload_len > 0).
+ * *m points into the tree and the payload: pack before either changes.
+ */
+int lgr_fjson_log_measure(struct fjson_object *tree, const void *payload, size_t payload_len,
+	const struct lgr_limits *lim, struct lgr_fjson_log *m);
+
+/* Writes the m->size bytes lgr_env_pack() writes for that envelope (fields in number order, as protobuf-c). */
+void lgr_fjson_log_pack(const struct lgr_fjson_log *m, uint8_t *out);
+
 #endif

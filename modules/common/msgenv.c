@@ -169,6 +169,29 @@ int msgenv_read(smsg_t *msg, const struct msgenv_tpl *tpl, const struct lgr_limi
 	return rc;
 }
 
+int msgenv_pack_log(smsg_t *msg, const struct lgr_limits *lim, msgenv_place_fn *place, void *ud)
+{
+	struct fjson_object *tree = NULL;
+	struct lgr_fjson_log m;
+	uint8_t *dst = NULL;
+	int mlen, rc = LGR_EUNSUPPORTED;
+
+	if (msg == NULL || place == NULL)
+		return LGR_EINVAL;
+	pthread_mutex_lock(&msg->mut);
+	if (msg->json != NULL && fjson_object_object_get_ex(msg->json, "loggregator", &tree) && tree != NULL) {
+		mlen = getMSGLen(msg);
+		rc = lgr_fjson_log_measure(tree, mlen > 0 ? (const void *)getMSG(msg) : (const void *)"",
+			mlen > 0 ? (size_t)mlen : 0, lim, &m);
+		if (rc == LGR_OK)
+			rc = place(ud, &m, &dst);
+		if (rc == LGR_OK)
+			lgr_fjson_log_pack(&m, dst);
+	}
+	pthread_mutex_unlock(&msg->mut);
+	return rc;
+}
+
 void msgenv_tpl_slots_init(
 	struct msgenv_tpl_slots *s, const char *source_id, const char *instance_id, const char *source_type)
 {

@@ -22,6 +22,7 @@
 
 #include "lgr.h"
 #include "lgr_env.h"
+#include "lgr_fjson.h"
 
 /* Rendered templates for messages not from imloggregator; a NULL member takes the default described above. */
 struct msgenv_tpl {
@@ -72,6 +73,21 @@ int msgenv_build(
  */
 int msgenv_read(smsg_t *msg, const struct msgenv_tpl *tpl, const struct lgr_limits *lim,
 	struct lgr_env_scratch *scratch, const struct lgr_env **view, struct lgr_env **owned, bool *from_iml);
+
+/*
+ * Where the fast path's bytes go: given the measure (m->size bytes; m->source_id for the caller's own use), returns
+ * LGR_OK and *dst with room for them, or an error that msgenv_pack_log() returns as it is.
+ */
+typedef int msgenv_place_fn(void *ud, const struct lgr_fjson_log *m, uint8_t **dst);
+
+/*
+ * The encoding an output needs, the fast way, for the commonest message: one imloggregator made of a Log envelope
+ * (the trees lgr_fjson_log_measure() takes). place() is called once with the measure and the encoding written where
+ * it says, with the message's mutex held; the bytes are those lgr_env_pack() writes for msgenv_read()'s envelope.
+ * Returns LGR_OK; place()'s error; LGR_EUNSUPPORTED, without calling place(), for every other message: read it with
+ * msgenv_read() or msgenv_build(). LGR_EINVAL for a NULL argument.
+ */
+int msgenv_pack_log(smsg_t *msg, const struct lgr_limits *lim, msgenv_place_fn *place, void *ud);
 
 /*
  * The syslog time t (any UTC offset, any fraction precision) as UNIX ns; 0 for an unset time (timeType 0).

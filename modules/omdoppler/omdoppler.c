@@ -413,6 +413,21 @@ static void omd_log(enum lgr_log_level level, const char *msg, void *ud)
 	glue_log(level, msg, ud);
 }
 
+/* msgenv_pack_log's place: the ring item (*ud, a struct omd_item *). One too large for a batch is left to the
+ * general path, which reports it. */
+static int place_log(void *ud, const struct lgr_fjson_log *m, uint8_t **dst)
+{
+	struct omd_item **item = ud;
+
+	if (m->size > MAX_ENVELOPE)
+		return LGR_EUNSUPPORTED;
+	*item = omd_item_new(m->size);
+	if (*item == NULL)
+		return LGR_ENOMEM;
+	*dst = (*item)->data;
+	return LGR_OK;
+}
+
 /* rsyslog's entry points: its macros are not statements clang-format understands, so it keeps off them */
 /* clang-format off */
 
@@ -482,24 +497,29 @@ BEGINdoAction_NoStrings
 	int rc;
 CODESTARTdoAction
 	msgenv_tpl_get(&pData->tpls, params, &tpl);
-	/* read into this worker's scratch (no allocation per envelope) and encoded straight into the ring item, which
-	 * the network thread only copies into batches */
-	if (pWrkrData->scratch != NULL) {
-		rc = msgenv_read(msg, &tpl, NULL, pWrkrData->scratch, &view, &env, &from_iml);
-	} else {
-		rc = msgenv_build(msg, &tpl, NULL, &env, &from_iml);
-		view = env;
+	/* encoded straight into the ring item, which the network thread only copies into batches: a Log envelope from
+	 * imloggregator straight from its tree, any other read into this worker's scratch (no allocation per
+	 * envelope) */
+	rc = msgenv_pack_log(msg, NULL, place_log, &item);
+	from_iml = rc != LGR_EUNSUPPORTED;
+	if (rc == LGR_EUNSUPPORTED) {
+		if (pWrkrData->scratch != NULL) {
+			rc = msgenv_read(msg, &tpl, NULL, pWrkrData->scratch, &view, &env, &from_iml);
+		} else {
+			rc = msgenv_build(msg, &tpl, NULL, &env, &from_iml);
+			view = env;
+		}
+		if (rc == LGR_OK)
+			len = lgr_env_packed_size(view);
+		if (rc == LGR_OK && len <= MAX_ENVELOPE) {
+			item = omd_item_new(len);
+			if (item == NULL)
+				rc = LGR_ENOMEM;
+			else
+				lgr_env_pack(view, item->data);
+		}
+		lgr_env_unref(env);
 	}
-	if (rc == LGR_OK)
-		len = lgr_env_packed_size(view);
-	if (rc == LGR_OK && len <= MAX_ENVELOPE) {
-		item = omd_item_new(len);
-		if (item == NULL)
-			rc = LGR_ENOMEM;
-		else
-			lgr_env_pack(view, item->data);
-	}
-	lgr_env_unref(env);
 	if (item == NULL) {
 		bad_input(pData, rc, from_iml, rc == LGR_OK ? len : 0);
 		FINALIZE;

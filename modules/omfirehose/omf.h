@@ -72,6 +72,9 @@ struct omf_env *omf_env_new_encoded(struct lgr_env *env);
 /* As omf_env_new_encoded, from an envelope it only reads (a scratch view, lgr_env.h): the encoding is written
  * straight into the published block. NULL when out of memory. */
 struct omf_env *omf_env_new_view(const struct lgr_env *view);
+/* A Log envelope of wire_len bytes from source_id (sid_len bytes), which the caller writes to *wire before publishing
+ * it (msgenv_pack_log). NULL when out of memory. */
+struct omf_env *omf_env_new_log(size_t wire_len, const char *source_id, size_t sid_len, uint8_t **wire);
 struct omf_env *omf_env_ref(struct omf_env *e);
 void omf_env_unref(struct omf_env *e); /* NULL is a no-op; any thread */
 

@@ -176,6 +176,26 @@ struct omf_env *omf_env_new_view(const struct lgr_env *view)
 	return env_block(view);
 }
 
+struct omf_env *omf_env_new_log(size_t wire_len, const char *source_id, size_t sid_len, uint8_t **wire)
+{
+	struct omf_env *e = malloc(sizeof(*e) + wire_len + sid_len + 1);
+	char *sid;
+
+	if (e == NULL)
+		return NULL;
+	memset(e, 0, sizeof(*e));
+	*wire = (uint8_t *)(e + 1);
+	e->wire = *wire;
+	e->wire_len = wire_len;
+	sid = (char *)*wire + wire_len;
+	memcpy(sid, source_id, sid_len);
+	sid[sid_len] = '\0';
+	e->key.type = LGR_ENV_LOG;
+	e->key.source_id = sid;
+	e->refs = 1;
+	return e;
+}
+
 struct omf_env *omf_env_ref(struct omf_env *e)
 {
 	__atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED);

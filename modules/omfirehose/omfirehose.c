@@ -749,6 +749,15 @@ static void bad_input(instanceData *pData, int rc, bool from_iml)
 			from_iml ? " ($!loggregator)" : "", lgr_strerror(rc), held);
 }
 
+/* msgenv_pack_log's place: the block a Log envelope is published in (*ud, a struct omf_env *). */
+static int place_log(void *ud, const struct lgr_fjson_log *m, uint8_t **dst)
+{
+	struct omf_env **item = ud;
+
+	*item = omf_env_new_log(m->size, m->source_id.s, m->source_id.n, dst);
+	return *item != NULL ? LGR_OK : LGR_ENOMEM;
+}
+
 /* rsyslog's entry points: its macros are not statements clang-format understands, so it keeps off them */
 /* clang-format off */
 
@@ -836,12 +845,16 @@ CODESTARTdoAction
 		if (rc == LGR_OK)
 			item = omf_gateway_records(pData->gw) ? omf_env_new(env) : omf_env_new_encoded(env);
 	} else {
-		/* read into this worker's scratch and encoded straight into the block subscribers share: that block
-		 * is the only allocation per envelope */
-		rc = msgenv_read(msg, &tpl, NULL, pWrkrData->scratch, &view, &env, &from_iml);
-		if (rc == LGR_OK)
-			item = omf_env_new_view(view);
-		lgr_env_unref(env);
+		/* encoded straight into the block subscribers share, that block the only allocation per envelope: a
+		 * Log envelope from imloggregator straight from its tree, any other read into this worker's scratch */
+		rc = msgenv_pack_log(msg, NULL, place_log, &item);
+		from_iml = rc != LGR_EUNSUPPORTED;
+		if (rc == LGR_EUNSUPPORTED) {
+			rc = msgenv_read(msg, &tpl, NULL, pWrkrData->scratch, &view, &env, &from_iml);
+			if (rc == LGR_OK)
+				item = omf_env_new_view(view);
+			lgr_env_unref(env);
+		}
 	}
 	if (item == NULL) {
 		bad_input(pData, rc != LGR_OK ? rc : LGR_ENOMEM, from_iml);

@@ -105,6 +105,8 @@ if cmd == "gen":
          "deprecated_tags": {"int": {"integer": "-9223372036854775808"}, "dec": {"decimal": 1.5},
                              "txt": {"text": "x y"}, "both": {"text": "dtag"}},
          "log": {"payload": "", "type": "ERR"}},
+        {"source_id": a, "instance_id": "2", "tags": {"source_type": "APP/PROC/WEB", "caf\u00e9": "\u00fc"},
+         "log": {"payload": b64(b"err \xff\x00 line\n"), "type": "ERR"}},
         {"source_id": a, "tags": {"unit": "req"},
          "counter": {"name": "requests", "delta": "7", "total": "18446744073709551615"}},
         {"source_id": a, "counter": {"name": "other", "delta": "1", "total": "2"}},
@@ -142,12 +144,12 @@ elif cmd == "phase1":
          "gauge {cpu, memory}")
     v1 = [l["v1"] for l in lines(w + "/v1.jsonl")]
     kinds = collections.Counter(e["eventType"] for e in v1)
-    want = {"LogMessage": 2, "CounterEvent": 2, "ValueMetric": 3, "HttpStartStop": 1}
+    want = {"LogMessage": 3, "CounterEvent": 2, "ValueMetric": 3, "HttpStartStop": 1}
     if kinds != collections.Counter(want):
         fail("v1 BatchSubscribe: got %s, expected %s" % (dict(kinds), want))
     logs = sorted((e for e in v1 if e["eventType"] == "LogMessage"), key=lambda e: e["timestamp"])
     if logs[0]["logMessage"]["message"] != app_a[0]["log"]["payload"] or logs[0]["logMessage"]["app_id"] != "app-a" \
-            or logs[1]["logMessage"]["message_type"] != "ERR":
+            or logs[1]["logMessage"]["message_type"] != "ERR" or logs[2]["logMessage"]["message_type"] != "ERR":
         fail("v1 BatchSubscribe: log messages differ: %s" % logs)
     ctr = [e for e in v1 if e["eventType"] == "CounterEvent" and e["counterEvent"]["name"] == "requests"]
     if len(ctr) != 1 or ctr[0]["counterEvent"]["total"] != "18446744073709551615":
@@ -277,7 +279,7 @@ lgr_wait_for "the deterministic group to receive 200 envelopes" det_sum
 python3 "$W/check.py" deterministic "$W" 200 d1,d2,d3 || lgr_fail "phase 3: a counter name went to two members"
 
 lgr_check "impstats: ingress, egress, dropped.egress and subscriptions match what was sent and received"
-ingress=$((11 + 3000 + 200))
+ingress=$(($(lgr_lines "$W/phase1.jsonl") + 3000 + 200))
 egress=$((egress1 + 3 * 3000 + 200))
 lgr_wait_for "ingress=$ingress" "${STATS[@]}" ingress "$ingress"
 lgr_wait_for "egress=$egress" "${STATS[@]}" egress "$egress"

@@ -140,9 +140,64 @@ static struct lgr_env *text_parse_ok(const char *text)
 	return env;
 }
 
+/* Bytes of env's encoding (the caller frees them). */
+static uint8_t *packed(const struct lgr_env *env, size_t *n)
+{
+	uint8_t *b;
+
+	*n = lgr_env_packed_size(env);
+	b = malloc(*n + 1);
+	cr_assert_not_null(b);
+	lgr_env_pack(env, b);
+	return b;
+}
+
+/*
+ * The outputs' fast path against the reader (rc, env as lgr_fjson_parse gave them): when lgr_fjson_log_measure takes
+ * the tree, the reader took it too, and lgr_fjson_log_pack writes exactly the reader's envelope's encoding. Returns
+ * whether the fast path took it.
+ */
+static bool fast_agrees(struct fjson_object *o, const void *payload, size_t len, const struct lgr_limits *lim, int rc,
+	const struct lgr_env *env)
+{
+	struct lgr_fjson_log *m = malloc(sizeof(*m));
+	uint8_t *want, *got;
+	size_t n;
+	int rf;
+
+	cr_assert_not_null(m);
+	rf = lgr_fjson_log_measure(o, payload, len, lim, m);
+	if (rf == LGR_EINVAL) {
+		cr_assert_eq(rc, LGR_EINVAL, "the fast path refuses arguments the reader takes");
+		free(m);
+		return false;
+	}
+	cr_assert(rf == LGR_OK || rf == LGR_EUNSUPPORTED, "fast path: %s", lgr_strerror(rf));
+	if (rf == LGR_OK) {
+		cr_assert_eq(rc, LGR_OK, "the fast path takes a tree the reader refuses (%s): %s", lgr_strerror(rc),
+			fjson_object_to_json_string_ext(o, FJSON_TO_STRING_PLAIN));
+		want = packed(env, &n);
+		cr_assert_eq(m->size, n, "fast path: %zu bytes, the reader's envelope %zu", m->size, n);
+		got = malloc(n + 1);
+		cr_assert_not_null(got);
+		got[n] = 0xa5;
+		lgr_fjson_log_pack(m, got);
+		cr_assert_arr_eq(got, want, n, "the fast path writes other bytes: %s",
+			fjson_object_to_json_string_ext(o, FJSON_TO_STRING_PLAIN));
+		cr_assert_eq(got[n], 0xa5, "the fast path writes past its size");
+		cr_assert_str_eq(m->source_id.s, env->pb->source_id != NULL ? env->pb->source_id : "");
+		cr_assert_eq(m->source_id.n, strlen(m->source_id.s));
+		free(want);
+		free(got);
+	}
+	free(m);
+	return rf == LGR_OK;
+}
+
 /*
  * Every parse of this file also goes through lgr_fjson_parse_scratch, which must agree with lgr_fjson_parse (rc,
- * and env when LGR_OK): the same result, an equal envelope, the same encoding byte for byte.
+ * and env when LGR_OK): the same result, an equal envelope, the same encoding byte for byte; and through the
+ * outputs' fast path (fast_agrees).
  */
 static void scratch_agrees(struct fjson_object *o, const void *payload, size_t len, const struct lgr_limits *lim,
 	unsigned flags, int rc, const struct lgr_env *env)
@@ -155,6 +210,7 @@ static void scratch_agrees(struct fjson_object *o, const void *payload, size_t l
 
 	if (scratch == NULL)
 		cr_assert_eq(lgr_env_scratch_new(&scratch), LGR_OK);
+	fast_agrees(o, payload, len, lim, rc, env);
 	rs = lgr_fjson_parse_scratch(o, payload, len, lim, flags, scratch, &view);
 	cr_assert_eq(rs, rc, "scratch %s, lgr_fjson_parse %s", lgr_strerror(rs), lgr_strerror(rc));
 	if (rc != LGR_OK) {
@@ -1830,3 +1886,252 @@ Test(fjson_wire, every_failed_allocation_is_reported_and_leaks_nothing)
 	lgr_env_unref(env);
 }
 #endif
+
+/* --- tree straight to the wire (lgr_fjson_log_measure, lgr_fjson_log_pack) ------------------------------------------
+ */
+
+/* The fast path on tree with env's payload: LGR_OK and exactly env's encoding, or LGR_EUNSUPPORTED (returned). */
+static int fast_packs_env(struct fjson_object *tree, const struct lgr_env *env)
+{
+	const Loggregator__V2__Log *log = env->pb->log;
+	const void *payload = log != NULL && log->payload.len > 0 ? (const void *)log->payload.data : (const void *)"";
+	size_t len = log != NULL ? log->payload.len : 0, n;
+	struct lgr_fjson_log *m = malloc(sizeof(*m));
+	uint8_t *want, *got;
+	int rc;
+
+	cr_assert_not_null(m);
+	rc = lgr_fjson_log_measure(tree, payload, len, NULL, m);
+	cr_assert(rc == LGR_OK || rc == LGR_EUNSUPPORTED, "%s", lgr_strerror(rc));
+	if (rc == LGR_OK) {
+		want = packed(env, &n);
+		cr_assert_eq(m->size, n, "%zu vs %zu: %s", m->size, n,
+			fjson_object_to_json_string_ext(tree, FJSON_TO_STRING_PLAIN));
+		got = malloc(n);
+		cr_assert_not_null(got);
+		lgr_fjson_log_pack(m, got);
+		cr_assert_arr_eq(got, want, n, "other bytes than the envelope's: %s",
+			fjson_object_to_json_string_ext(tree, FJSON_TO_STRING_PLAIN));
+		free(want);
+		free(got);
+	}
+	free(m);
+	return rc;
+}
+
+/* Both builders' trees of env (the wire path's when it takes env) go straight back to env's bytes. */
+static void fast_round_trip(const struct lgr_env *env)
+{
+	struct lgr_fjson_wire_log w;
+	struct fjson_object *tree = built(env, LGR_JSON_NO_PAYLOAD);
+	const uint8_t *buf;
+	size_t len;
+
+	cr_assert_eq(fast_packs_env(tree, env), LGR_OK, "%s", fjson_object_to_json_string_ext(tree, 0));
+	fjson_object_put(tree);
+	cr_assert_eq(lgr_env_encode((struct lgr_env *)env, &buf, &len), LGR_OK);
+	if (lgr_fjson_build_log_wire(buf, len, &w) == LGR_OK) {
+		cr_assert_eq(fast_packs_env(w.tree, env), LGR_OK);
+		fjson_object_put(w.tree);
+	}
+}
+
+Test(fjson_fast, log_trees_as_imloggregator_builds_them_go_back_to_the_same_bytes)
+{
+	static const uint8_t binary[] = {0x00, 0xff, 0x10, 'h', 'i', 0x80, 0x0a, 0x22, 0x5c};
+	static const int64_t stamps[] = {0, 1, -1, 127, 128, INT64_MAX, INT64_MIN, 1795216269089010666};
+	char key[8], big[300];
+	struct lgr_env *env;
+	size_t i;
+
+	for (i = 0; i < sizeof(stamps) / sizeof(stamps[0]); i++) {
+		env = log_env("hello", 5, LOGGREGATOR__V2__LOG__TYPE__OUT);
+		env->pb->timestamp = stamps[i]; /* before the first encoding, which the envelope keeps */
+		fast_round_trip(env);
+		lgr_env_unref(env);
+	}
+	env = log_env(binary, sizeof(binary), LOGGREGATOR__V2__LOG__TYPE__ERR);
+	fast_round_trip(env);
+	lgr_env_unref(env);
+
+	/* an empty log alone; then up to LGR_FJSON_LOG_TAGS_MAX tags, empty keys and values among them */
+	env = new_env();
+	cr_assert_eq(lgr_env_set_log(env, NULL, 0, LOGGREGATOR__V2__LOG__TYPE__OUT), LGR_OK);
+	fast_round_trip(env);
+	for (i = 0; i < LGR_FJSON_LOG_TAGS_MAX; i++) {
+		snprintf(key, sizeof(key), i == 0 ? "" : "k%zu", i);
+		cr_assert_eq(lgr_env_set_tag(env, key, i % 2 ? "v" : ""), LGR_OK);
+		fast_round_trip(env);
+	}
+	lgr_env_unref(env);
+
+	/* lengths of two-byte varints: a payload, an id, a tag value and so the tag entry and the log */
+	memset(big, 'b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	env = log_env(big, sizeof(big) - 1, LOGGREGATOR__V2__LOG__TYPE__ERR);
+	cr_assert_eq(lgr_env_set_instance_id(env, big), LGR_OK);
+	cr_assert_eq(lgr_env_set_tag(env, "long", big), LGR_OK);
+	cr_assert_eq(lgr_env_set_tag(env, "caf\xc3\xa9 \xe2\x82\xac", "\xf0\x9f\x98\x80 non-ASCII"), LGR_OK);
+	fast_round_trip(env);
+	lgr_env_unref(env);
+}
+
+Test(fjson_fast, an_int_timestamp_and_members_in_any_order_are_taken)
+{
+	struct fjson_object *t = ftree("{\"log\":{\"type\":\"ERR\"},\"tags\":{\"gen\":\"a1\",\"app_name\":\"web\"},"
+				       "\"instance_id\":\"3\",\"timestamp\":1795216269089010666,\"source_id\":\"s\"}");
+	struct lgr_fjson_log m;
+	struct lgr_env *env;
+
+	cr_assert(fjson_object_is_type(member(t, "timestamp"), fjson_type_int));
+	cr_assert_eq(lgr_fjson_log_measure(t, "p", 1, NULL, &m), LGR_OK);
+	cr_assert_eq(m.timestamp, 1795216269089010666);
+	cr_assert(m.err);
+	cr_assert_eq(m.ntags, 2);
+	env = tree_parse_ok(
+		t, "p", 1); /* fast_agrees in there: the reader's envelope's bytes, tags in the tree's order */
+	lgr_env_unref(env);
+	fjson_object_put(t);
+}
+
+/* Trees the fast path leaves to the reader: each must give LGR_EUNSUPPORTED, whatever the reader makes of it. */
+Test(fjson_fast, every_other_tree_is_left_to_the_reader)
+{
+	static const char *const texts[] = {
+		/* other types, other members, other spellings */
+		"{\"counter\":{\"name\":\"n\"}}",
+		"{\"event\":{\"title\":\"t\"}}",
+		"{\"source_id\":\"s\"}", /* no log */
+		"{\"log\":{},\"sourceId\":\"s\"}",
+		"{\"log\":{},\"instanceId\":\"s\"}",
+		"{\"log\":{},\"deprecatedTags\":{}}",
+		"{\"log\":{},\"extra\":1}",
+		"{\"log\":{},\"source_id\":null}",
+		"{\"log\":null}",
+		"{\"log\":{},\"deprecated_tags\":{\"a\":{\"text\":\"b\"}}}",
+		"{\"log\":{},\"deprecated_tags\":[]}",
+		"{\"log\":{},\"tags\":{\"a\":1}}",
+		"{\"log\":{},\"tags\":{\"a\":null}}",
+		"{\"log\":{},\"tags\":[]}",
+		"{\"log\":{},\"source_id\":1}",
+		/* the log's own members */
+		"{\"log\":{\"type\":\"INFO\"}}",
+		"{\"log\":{\"type\":1}}",
+		"{\"log\":{\"type\":\"OUT\",\"payload\":\"\"}}",
+		"{\"log\":{\"payload\":\"\"}}",
+		"{\"log\":{\"type\":\"OUT\",\"extra\":1}}",
+		"{\"log\":[]}",
+		/* timestamps written otherwise than the builders write them */
+		"{\"log\":{},\"timestamp\":\"1e3\"}",
+		"{\"log\":{},\"timestamp\":\"+1\"}",
+		"{\"log\":{},\"timestamp\":\"01\"}",
+		"{\"log\":{},\"timestamp\":\"-0\"}",
+		"{\"log\":{},\"timestamp\":\"\"}",
+		"{\"log\":{},\"timestamp\":\"-\"}",
+		"{\"log\":{},\"timestamp\":\"1 \"}",
+		"{\"log\":{},\"timestamp\":\"9223372036854775808\"}",
+		"{\"log\":{},\"timestamp\":\"-9223372036854775809\"}",
+		"{\"log\":{},\"timestamp\":\"12345678901234567890\"}",
+		"{\"log\":{},\"timestamp\":1.0}",
+		"{\"log\":{},\"timestamp\":true}",
+		"[]",
+		"\"log\"",
+	};
+	struct lgr_fjson_log m;
+	struct fjson_object *t;
+	size_t i;
+
+	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		t = ftree(texts[i]);
+		cr_assert_eq(lgr_fjson_log_measure(t, "", 0, NULL, &m), LGR_EUNSUPPORTED, "taken: %s", texts[i]);
+		tree_parse_rc(t, "", 0, NULL, 0); /* and whatever the reader says, fast_agrees checks it */
+		fjson_object_put(t);
+	}
+	/* the edges of the timestamps it takes */
+	t = ftree("{\"log\":{},\"timestamp\":\"-9223372036854775808\"}");
+	cr_assert_eq(lgr_fjson_log_measure(t, "", 0, NULL, &m), LGR_OK);
+	cr_assert_eq(m.timestamp, INT64_MIN);
+	fjson_object_put(t);
+	t = ftree("{\"log\":{},\"timestamp\":\"9223372036854775807\"}");
+	cr_assert_eq(lgr_fjson_log_measure(t, "", 0, NULL, &m), LGR_OK);
+	cr_assert_eq(m.timestamp, INT64_MAX);
+	fjson_object_put(t);
+}
+
+/* Strings the reader refuses or would read differently: U+0000 and invalid UTF-8, in values and keys. */
+Test(fjson_fast, text_the_reader_would_not_copy_as_it_is_is_left_to_it)
+{
+	static const struct {
+		const char *s;
+		size_t n;
+	} bad[] = {{"a\0b", 3}, {"\0", 1}, {"ok \xff", 4}, {"\xc3(", 2}, {"\xe2\x82", 2}, {"\xc3\xa9\0", 3}};
+	struct lgr_fjson_log m;
+	struct fjson_object *t, *tags, *log;
+	char key[8];
+	size_t i, where;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		for (where = 0; where < 4; where++) {
+			t = fjson_object_new_object();
+			log = fjson_object_new_object();
+			tags = fjson_object_new_object();
+			fjson_object_object_add(t, "log", log);
+			fjson_object_object_add(t, "tags", tags);
+			if (where == 0)
+				fjson_object_object_add(
+					t, "source_id", fjson_object_new_string_len(bad[i].s, (int)bad[i].n));
+			else if (where == 1)
+				fjson_object_object_add(
+					t, "instance_id", fjson_object_new_string_len(bad[i].s, (int)bad[i].n));
+			else if (where == 2)
+				fjson_object_object_add(
+					tags, "k", fjson_object_new_string_len(bad[i].s, (int)bad[i].n));
+			else if (memchr(bad[i].s, '\0', bad[i].n) == NULL) /* a key ends at its NUL */
+				fjson_object_object_add(tags, bad[i].s, fjson_object_new_string("v"));
+			else
+				fjson_object_object_add(tags, "plain", fjson_object_new_string("v"));
+			if (where == 3 && memchr(bad[i].s, '\0', bad[i].n) != NULL) {
+				cr_assert_eq(lgr_fjson_log_measure(t, "", 0, NULL, &m), LGR_OK);
+			} else {
+				cr_assert_eq(lgr_fjson_log_measure(t, "", 0, NULL, &m), LGR_EUNSUPPORTED,
+					"case %zu at %zu", i, where);
+				cr_assert_neq(tree_parse_rc(t, "", 0, NULL, 0), LGR_OK, "case %zu at %zu", i, where);
+			}
+			fjson_object_put(t);
+		}
+	}
+	/* one tag over LGR_FJSON_LOG_TAGS_MAX; one over a smaller max_tags */
+	t = ftree("{\"log\":{},\"tags\":{}}");
+	tags = member(t, "tags");
+	for (i = 0; i <= LGR_FJSON_LOG_TAGS_MAX; i++) {
+		snprintf(key, sizeof(key), "k%zu", i);
+		fjson_object_object_add(tags, key, fjson_object_new_string("v"));
+	}
+	cr_assert_eq(lgr_fjson_log_measure(t, "", 0, NULL, &m), LGR_EUNSUPPORTED);
+	cr_assert_eq(tree_parse_rc(t, "", 0, NULL, 0), LGR_OK);
+	fjson_object_put(t);
+	t = ftree("{\"log\":{},\"tags\":{\"a\":\"1\",\"b\":\"2\"}}");
+	cr_assert_eq(lgr_fjson_log_measure(t, "", 0, &(struct lgr_limits){.max_tags = 2}, &m), LGR_OK);
+	cr_assert_eq(lgr_fjson_log_measure(t, "", 0, &(struct lgr_limits){.max_tags = 1}, &m), LGR_EUNSUPPORTED);
+	cr_assert_eq(tree_parse_rc(t, "", 0, &(struct lgr_limits){.max_tags = 1}, 0), LGR_ELIMIT);
+	fjson_object_put(t);
+}
+
+Test(fjson_fast, strings_and_payload_count_against_the_message_size)
+{
+	struct fjson_object *t =
+		ftree("{\"log\":{},\"source_id\":\"abc\",\"instance_id\":\"de\",\"tags\":{\"f\":\"g\"}}");
+	struct lgr_fjson_log m;
+
+	/* 3 + 2 + 1 + 1 bytes of strings and 3 of payload */
+	cr_assert_eq(lgr_fjson_log_measure(t, "xyz", 3, &(struct lgr_limits){.max_message = 10}, &m), LGR_OK);
+	cr_assert_eq(tree_parse_rc(t, "xyz", 3, &(struct lgr_limits){.max_message = 10}, 0), LGR_OK);
+	cr_assert_eq(lgr_fjson_log_measure(t, "xyz", 3, &(struct lgr_limits){.max_message = 9}, &m), LGR_EUNSUPPORTED);
+	cr_assert_eq(tree_parse_rc(t, "xyz", 3, &(struct lgr_limits){.max_message = 9}, 0), LGR_ETOOBIG);
+	fjson_object_put(t);
+	t = ftree("{\"log\":{}}");
+	cr_assert_eq(lgr_fjson_log_measure(NULL, "", 0, NULL, &m), LGR_EINVAL);
+	cr_assert_eq(lgr_fjson_log_measure(t, NULL, 1, NULL, &m), LGR_EINVAL);
+	cr_assert_eq(lgr_fjson_log_measure(t, "", 0, NULL, NULL), LGR_EINVAL);
+	fjson_object_put(t);
+}
