@@ -14,6 +14,11 @@
  * strings or numbers, enums by name or number, null as the default, the same limits checked before allocating.
  * Differences come only from what a tree can hold that text cannot (they are listed in lgr_fjson.h).
  *
+ * Two hot paths skip the envelope in between for the commonest case, a Log envelope without deprecated tags: the
+ * input builds its tree straight from the protobuf bytes (lgr_fjson_build_log_wire), and the outputs encode such a
+ * tree straight into protobuf bytes (lgr_fjson_log_measure / lgr_fjson_log_pack). Each takes only what it is sure to
+ * handle exactly as the general path would, and says LGR_EUNSUPPORTED for everything else.
+ *
  * libfastjson's internals: two things cannot be learnt through its public API, and this unit reads them from
  * json_object_private.h, which libfastjson installs and whose layout has not changed since 0.99:
  * - fjson_object_object_add_ex() returns nothing. When allocating a child page fails, the child is simply not added
