@@ -2044,7 +2044,7 @@ Test(fjson_fast, every_other_tree_is_left_to_the_reader)
 	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
 		t = ftree(texts[i]);
 		cr_assert_eq(lgr_fjson_log_measure(t, "", 0, NULL, &m), LGR_EUNSUPPORTED, "taken: %s", texts[i]);
-		tree_parse_rc(t, "", 0, NULL, 0); /* and whatever the reader says, fast_agrees checks it */
+		tree_parse_rc(t, "", 0, NULL, 0); /* the reader reads these trees too, its scratch path alike */
 		fjson_object_put(t);
 	}
 	/* the edges of the timestamps it takes */
