@@ -133,7 +133,8 @@ lgr_wait_for "$trigger records in out.bin" lgr_records_reach "$LGR_WORK/out.bin"
 t0=$(date +%s%N)
 lgr_stop
 lgr_say "rsyslogd exited 0, $((($(date +%s%N) - t0) / 1000000)) ms after SIGTERM"
-wait "$send_pid" "$stream_pid"
+wait "$send_pid" || lgr_fail "the Send peer exited with status $?: $(cat "$LGR_WORK/send.err")"
+wait "$stream_pid" || lgr_fail "the Sender peer exited with status $?: $(cat "$LGR_WORK/stream.err")"
 for f in send stream; do
 	[ -n "$(lgr_peer_line "$LGR_WORK/$f.out" "done")" ] || { cat "$LGR_WORK/$f.err" >&2; lgr_fail "$f: no result"; }
 done

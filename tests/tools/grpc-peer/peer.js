@@ -670,6 +670,7 @@ function runSend(opts, types) {
       r.code = err.code;
       r.details = err.details;
     };
+    pending.add(r);
 
     try {
       if (method === 'Send') {
@@ -718,11 +719,25 @@ function runSend(opts, types) {
       r.details = String((e && e.stack) || e);
     }
     client.close();
+    pending.delete(r);
     say(r);
     results.push(r);
     if (--running === 0) finish();
   }
 
+  // A call the client library dropped without a status would otherwise end the process in silence once its
+  // connection is gone: such a worker is reported with code -2; what it counted as acknowledged stays (a stream's
+  // envelopes count only once its OK status arrives, so none of them do).
+  const pending = new Set();
+  process.on('beforeExit', () => {
+    for (const r of pending) {
+      r.code = -2;
+      r.details = 'the client library ended the process with this call still open and no status';
+      say(r);
+      results.push(r);
+    }
+    if (pending.size > 0) finish();
+  });
   for (let w = 0; w < parallel; w++) worker(w);
 }
 
