@@ -83,6 +83,8 @@ struct lgr_env *omf_env_v2(struct omf_env *e);
 
 /* The envelope's v2 encoding, valid as long as a reference. */
 void omf_env_wire(const struct omf_env *e, const uint8_t **wire, size_t *len);
+/* The same as a record of an EnvelopeBatch (field 1: key, length, the encoding), in one piece. */
+void omf_env_record(const struct omf_env *e, const uint8_t **rec, size_t *len);
 
 /*
  * The envelope as a subscriber with use_preferred_tags = preferred sees it (wire.md section 4): true: deprecated

@@ -75,9 +75,12 @@ static size_t put_varint(uint8_t *p, uint64_t v)
 
 struct omf_env {
 	int refs; /* atomic */
-	/* set at creation, immutable: the encoding and what selectors read of it, both inside this allocation */
+	/* set at creation, immutable: the encoding and what selectors read of it, both inside this allocation; the
+	 * encoding follows its record header in an EnvelopeBatch (field 1, its length), so that a batch takes both at
+	 * once */
 	const uint8_t *wire;
 	size_t wire_len;
+	uint8_t rec_hdr; /* the header's bytes, just before wire */
 	struct lgr_select_key key;
 	struct lgr_env *env; /* atomic: the decoded envelope, from creation or decoded on first use */
 	/* network thread only */
@@ -107,6 +110,24 @@ static const char *str_put(char **p, const char *s)
 	return copy;
 }
 
+/* Bytes of the EnvelopeBatch record header (key of field 1, varint length) for an encoding of wire_len bytes. */
+static size_t rec_hdr_size(size_t wire_len)
+{
+	uint8_t scratch[10];
+
+	return 1 + put_varint(scratch, wire_len);
+}
+
+/* Writes the record header at p, then points e at the encoding after it; returns where the encoding goes. */
+static uint8_t *rec_place(struct omf_env *e, uint8_t *p, size_t wire_len)
+{
+	p[0] = 0x0a;
+	e->rec_hdr = (uint8_t)(1 + put_varint(p + 1, wire_len));
+	e->wire = p + e->rec_hdr;
+	e->wire_len = wire_len;
+	return p + e->rec_hdr;
+}
+
 /*
  * One allocation holds the omf_env, the gauge names' pointers, the encoding and the key's strings, so that a
  * published envelope costs the thread that frees it (the network thread, usually) one free, whatever thread made it.
@@ -119,7 +140,8 @@ static struct omf_env *env_block(const struct lgr_env *env)
 	const Loggregator__V2__Gauge *g = lgr_env_type(env) == LGR_ENV_GAUGE ? pb->gauge : NULL;
 	const Loggregator__V2__Counter *c = lgr_env_type(env) == LGR_ENV_COUNTER ? pb->counter : NULL;
 	size_t n_names = g != NULL ? g->n_metrics : 0;
-	size_t size = sizeof(struct omf_env) + n_names * sizeof(char *) + wire_len + str_size(pb->source_id);
+	size_t size = sizeof(struct omf_env) + n_names * sizeof(char *) + rec_hdr_size(wire_len) + wire_len +
+		      str_size(pb->source_id);
 	struct omf_env *e;
 	const char **names;
 	char *p;
@@ -131,10 +153,8 @@ static struct omf_env *env_block(const struct lgr_env *env)
 	if (e == NULL)
 		return NULL;
 	names = (const char **)(e + 1);
-	p = (char *)(names + n_names);
+	p = (char *)rec_place(e, (uint8_t *)(names + n_names), wire_len);
 	lgr_env_pack(env, (uint8_t *)p);
-	e->wire = (const uint8_t *)p;
-	e->wire_len = wire_len;
 	p += wire_len;
 	e->key.type = lgr_env_type(env);
 	e->key.source_id = str_put(&p, pb->source_id);
@@ -178,15 +198,13 @@ struct omf_env *omf_env_new_view(const struct lgr_env *view)
 
 struct omf_env *omf_env_new_log(size_t wire_len, const char *source_id, size_t sid_len, uint8_t **wire)
 {
-	struct omf_env *e = malloc(sizeof(*e) + wire_len + sid_len + 1);
+	struct omf_env *e = malloc(sizeof(*e) + rec_hdr_size(wire_len) + wire_len + sid_len + 1);
 	char *sid;
 
 	if (e == NULL)
 		return NULL;
 	memset(e, 0, sizeof(*e));
-	*wire = (uint8_t *)(e + 1);
-	e->wire = *wire;
-	e->wire_len = wire_len;
+	*wire = rec_place(e, (uint8_t *)(e + 1), wire_len);
 	sid = (char *)*wire + wire_len;
 	memcpy(sid, source_id, sid_len);
 	sid[sid_len] = '\0';
@@ -233,6 +251,12 @@ void omf_env_wire(const struct omf_env *e, const uint8_t **wire, size_t *len)
 {
 	*wire = e->wire;
 	*len = e->wire_len;
+}
+
+void omf_env_record(const struct omf_env *e, const uint8_t **rec, size_t *len)
+{
+	*rec = e->wire - e->rec_hdr;
+	*len = e->rec_hdr + e->wire_len;
 }
 
 /* Frees every entry of a protobuf-c map field and empties it. */
@@ -905,13 +929,20 @@ static int send_built(struct gstream *g)
 /* BatchedReceiver (EnvelopeBatch) and BatchSubscribe (BatchResponse): one message of field-1 records. */
 static int deliver_batch(struct gstream *g, struct omf_env *const *envs, size_t n, size_t *taken, size_t *sent)
 {
+	const bool fold = omf_sub_egress(g->sub)->conf.fold_tags;
 	uint8_t hdr[11];
 	const uint8_t *data;
 	size_t len, bytes = 0, i, k = 0;
 	int rc = LGR_OK;
 
 	for (i = 0; i < n; i++) {
-		if (g->kind == G_BATCHED) {
+		if (g->kind == G_BATCHED && !fold) {
+			/* the record as the block holds it: one reference, no header of its own */
+			omf_env_record(envs[i], &data, &len);
+			if (k > 0 && bytes + len > OMF_BATCH_MAX_BYTES)
+				break;
+			rc = add_ref(g->buf, envs[i], data, len);
+		} else if (g->kind == G_BATCHED) {
 			if (v2_wire(g, envs[i], &data, &len) != LGR_OK)
 				continue; /* skipped */
 			if (k > 0 && bytes + len > OMF_BATCH_MAX_BYTES)
