@@ -1744,10 +1744,25 @@ static size_t tag_entry_len(const struct lgr_fjson_text t[2])
 	return len_field_size(t[0].n, false) + len_field_size(t[1].n, false);
 }
 
+/* The members of a Log tree, as bits of what lgr_fjson_log_measure has seen. */
+enum { S_TS = 1, S_SID = 2, S_IID = 4, S_DTAGS = 8, S_TAGS = 16, S_LOG = 32 };
+
+/* Which member a key names (0: none), with one comparison: the first letters leave one candidate. */
+static unsigned log_key(const char *key)
+{
+	switch (key[0]) {
+	case 't': return key[1] == 'a' ? (key_is(key, "tags") ? S_TAGS : 0) : (key_is(key, "timestamp") ? S_TS : 0);
+	case 's': return key_is(key, "source_id") ? S_SID : 0;
+	case 'i': return key_is(key, "instance_id") ? S_IID : 0;
+	case 'd': return key_is(key, "deprecated_tags") ? S_DTAGS : 0;
+	case 'l': return key_is(key, "log") ? S_LOG : 0;
+	default: return 0;
+	}
+}
+
 int lgr_fjson_log_measure(struct fjson_object *tree, const void *payload, size_t payload_len,
 	const struct lgr_limits *lim, struct lgr_fjson_log *m)
 {
-	enum { S_TS = 1, S_SID = 2, S_IID = 4, S_DTAGS = 8, S_TAGS = 16, S_LOG = 32 };
 	struct fjson_object_iterator it, end;
 	struct lgr_limits l = {0};
 	struct fjson_object *v;
@@ -1778,28 +1793,34 @@ int lgr_fjson_log_measure(struct fjson_object *tree, const void *payload, size_t
 		v = fjson_object_iter_peek_value(&it);
 		if (v == NULL)
 			return LGR_EUNSUPPORTED; /* null: the reader's default, not worth a case here */
-		if (strcmp(key, "timestamp") == 0) {
+		switch (log_key(key)) {
+		case S_TS:
 			bit = S_TS;
 			ok = log_timestamp(v, &m->timestamp);
-		} else if (strcmp(key, "source_id") == 0) {
+			break;
+		case S_SID:
 			bit = S_SID;
 			ok = log_text(v, &m->source_id);
 			text += m->source_id.n;
-		} else if (strcmp(key, "instance_id") == 0) {
+			break;
+		case S_IID:
 			bit = S_IID;
 			ok = log_text(v, &m->instance_id);
 			text += m->instance_id.n;
-		} else if (strcmp(key, "deprecated_tags") == 0) {
+			break;
+		case S_DTAGS:
 			bit = S_DTAGS;
 			ok = fjson_object_is_type(v, fjson_type_object) && fjson_object_object_length(v) == 0;
-		} else if (strcmp(key, "tags") == 0) {
+			break;
+		case S_TAGS:
 			bit = S_TAGS;
 			ok = log_tags(v, l.max_tags, m, &text);
-		} else if (strcmp(key, "log") == 0) {
+			break;
+		case S_LOG:
 			bit = S_LOG;
 			ok = log_member(v, &m->err);
-		} else {
-			return LGR_EUNSUPPORTED; /* another member, or a name in its other spelling */
+			break;
+		default: return LGR_EUNSUPPORTED; /* another member, or a name in its other spelling */
 		}
 		if (!ok || (seen & bit))
 			return LGR_EUNSUPPORTED;
