@@ -147,6 +147,27 @@ void lgr_civil_date(int64_t days, int *year, int *month, int *day, int *wday)
 	*wday = (int)((days % 7 + 11) % 7); /* 1970-01-01 was a Thursday (4) */
 }
 
+void lgr_civil_time(int64_t ns, struct lgr_civil *c)
+{
+	int64_t secs = ns / 1000000000, sub = ns % 1000000000, days, sod;
+
+	if (sub < 0) {
+		sub += 1000000000;
+		secs--;
+	}
+	days = secs / 86400;
+	sod = secs % 86400;
+	if (sod < 0) {
+		sod += 86400;
+		days--;
+	}
+	lgr_civil_date(days, &c->year, &c->month, &c->day, &c->wday);
+	c->hour = (int)(sod / 3600);
+	c->minute = (int)(sod / 60 % 60);
+	c->second = (int)(sod % 60);
+	c->nsec = (int)sub;
+}
+
 void lgr_pace_count(struct lgr_pace *p, size_t n, size_t batch_max, uint64_t now_us)
 {
 	uint64_t span;

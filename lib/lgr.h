@@ -104,6 +104,14 @@ uint64_t lgr_now_us(void);
  */
 void lgr_civil_date(int64_t days, int *year, int *month, int *day, int *wday);
 
+/* The UTC calendar time ns nanoseconds after 1970-01-01T00:00:00Z (before it when negative), by lgr_civil_date. */
+struct lgr_civil {
+	int year, month, day, wday; /* month 1-12, day 1-31, wday 0 Sunday */
+	int hour, minute, second;
+	int nsec; /* [0, 999999999] */
+};
+void lgr_civil_time(int64_t ns, struct lgr_civil *c);
+
 /*
  * Whether a sender's envelopes arrive fast enough that a batch of batch_max fills within LGR_PACE_FILL_US anyway,
  * judged over windows of LGR_PACE_WINDOW_US from the counts given to lgr_pace_count. A busy sender waits for full

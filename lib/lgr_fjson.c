@@ -1793,33 +1793,22 @@ int lgr_fjson_log_measure(struct fjson_object *tree, const void *payload, size_t
 		v = fjson_object_iter_peek_value(&it);
 		if (v == NULL)
 			return LGR_EUNSUPPORTED; /* null: the reader's default, not worth a case here */
-		switch (log_key(key)) {
-		case S_TS:
-			bit = S_TS;
-			ok = log_timestamp(v, &m->timestamp);
-			break;
+		bit = log_key(key);
+		switch (bit) {
+		case S_TS: ok = log_timestamp(v, &m->timestamp); break;
 		case S_SID:
-			bit = S_SID;
 			ok = log_text(v, &m->source_id);
 			text += m->source_id.n;
 			break;
 		case S_IID:
-			bit = S_IID;
 			ok = log_text(v, &m->instance_id);
 			text += m->instance_id.n;
 			break;
 		case S_DTAGS:
-			bit = S_DTAGS;
 			ok = fjson_object_is_type(v, fjson_type_object) && fjson_object_object_length(v) == 0;
 			break;
-		case S_TAGS:
-			bit = S_TAGS;
-			ok = log_tags(v, l.max_tags, m, &text);
-			break;
-		case S_LOG:
-			bit = S_LOG;
-			ok = log_member(v, &m->err);
-			break;
+		case S_TAGS: ok = log_tags(v, l.max_tags, m, &text); break;
+		case S_LOG: ok = log_member(v, &m->err); break;
 		default: return LGR_EUNSUPPORTED; /* another member, or a name in its other spelling */
 		}
 		if (!ok || (seen & bit))

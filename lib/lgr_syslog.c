@@ -316,22 +316,6 @@ static size_t metric_procid(const struct lgr_env *env, char out[LGR_SYSLOG_PROCI
 
 /* --- time --------------------------------------------------------------------------------------------------- */
 
-/* Days since 1970-01-01 to a proleptic Gregorian date. */
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-	int64_t era, yoe, doy, mp;
-
-	z += 719468;
-	era = (z >= 0 ? z : z - 146096) / 146097;
-	yoe = z - era * 146097;
-	yoe = (yoe - yoe / 1460 + yoe / 36524 - yoe / 146096) / 365;
-	doy = z - era * 146097 - (365 * yoe + yoe / 4 - yoe / 100);
-	mp = (5 * doy + 2) / 153;
-	*d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
-	*m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
-	*y = yoe + era * 400 + (*m <= 2);
-}
-
 static char *two(char *p, unsigned v)
 {
 	*p++ = (char)('0' + v / 10 % 10);
@@ -344,34 +328,24 @@ enum ts_frac { TS_TRIM, TS_MICRO, TS_NONE };
 /* int64 nanoseconds span the years 1677 to 2262, so the year always has four digits. */
 static size_t timestamp(int64_t ns, enum ts_frac frac, char out[LGR_SYSLOG_TIMESTAMP_MAX])
 {
-	int64_t secs = ns / 1000000000, sub = ns % 1000000000, days, sod, y;
-	unsigned m, d, us, i, nd;
+	struct lgr_civil c;
+	unsigned us, i, nd;
 	char *p = out, f[6];
 
-	if (sub < 0) {
-		sub += 1000000000;
-		secs--;
-	}
-	days = secs / 86400;
-	sod = secs % 86400;
-	if (sod < 0) {
-		sod += 86400;
-		days--;
-	}
-	civil_from_days(days, &y, &m, &d);
-	p = two(p, (unsigned)(y / 100));
-	p = two(p, (unsigned)(y % 100));
+	lgr_civil_time(ns, &c);
+	p = two(p, (unsigned)(c.year / 100));
+	p = two(p, (unsigned)(c.year % 100));
 	*p++ = '-';
-	p = two(p, m);
+	p = two(p, (unsigned)c.month);
 	*p++ = '-';
-	p = two(p, d);
+	p = two(p, (unsigned)c.day);
 	*p++ = 'T';
-	p = two(p, (unsigned)(sod / 3600));
+	p = two(p, (unsigned)c.hour);
 	*p++ = ':';
-	p = two(p, (unsigned)(sod / 60 % 60));
+	p = two(p, (unsigned)c.minute);
 	*p++ = ':';
-	p = two(p, (unsigned)(sod % 60));
-	us = (unsigned)(sub / 1000);
+	p = two(p, (unsigned)c.second);
+	us = (unsigned)(c.nsec / 1000);
 	if (frac != TS_NONE && (us != 0 || frac == TS_MICRO)) {
 		for (i = 6; i-- > 0; us /= 10)
 			f[i] = (char)('0' + us % 10);

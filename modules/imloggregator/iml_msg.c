@@ -31,30 +31,19 @@
 /* The envelope's nanoseconds as an RFC 5424 timestamp in UTC with microseconds (rsyslog keeps no finer). */
 static void envelope_time(int64_t ns, struct syslogTime *t)
 {
-	int64_t secs = ns / 1000000000, frac = ns % 1000000000, days, sod;
-	int year, month, day, wday;
+	struct lgr_civil c;
 
-	if (frac < 0) {
-		frac += 1000000000;
-		secs--;
-	}
-	days = secs / 86400;
-	sod = secs % 86400;
-	if (sod < 0) {
-		sod += 86400;
-		days--;
-	}
-	lgr_civil_date(days, &year, &month, &day, &wday);
+	lgr_civil_time(ns, &c);
 	memset(t, 0, sizeof(*t));
 	t->timeType = 2;
-	t->year = (short)year;
-	t->month = (intTiny)month;
-	t->day = (intTiny)day;
-	t->wday = (intTiny)wday;
-	t->hour = (intTiny)(sod / 3600);
-	t->minute = (intTiny)(sod / 60 % 60);
-	t->second = (intTiny)(sod % 60);
-	t->secfrac = (int)(frac / 1000);
+	t->year = (short)c.year;
+	t->month = (intTiny)c.month;
+	t->day = (intTiny)c.day;
+	t->wday = (intTiny)c.wday;
+	t->hour = (intTiny)c.hour;
+	t->minute = (intTiny)c.minute;
+	t->second = (intTiny)c.second;
+	t->secfrac = c.nsec / 1000;
 	t->secfracPrecision = 6;
 	t->OffsetMode = 'Z';
 	t->inUTC = 1;

@@ -1,5 +1,6 @@
 /* test_log.c: the log-line limiter (lgr_ratelimit), the components' prefixed, limited lines (lgr_logger), and the
- * batch pace judge (lgr_pace) and the computed calendar date (lgr_civil_date) that live beside them in lgr.c. */
+ * batch pace judge (lgr_pace) and the computed calendar date and time (lgr_civil_date, lgr_civil_time) that live
+ * beside them in lgr.c. */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -142,4 +143,27 @@ Test(civil_date, agrees_with_gmtime_r_over_four_thousand_years_and_at_every_edge
 		civil_date_agrees(days);
 	for (i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
 		civil_date_agrees(edges[i]);
+}
+
+Test(civil_time, splits_nanoseconds_either_side_of_the_epoch_as_gmtime_r_does)
+{
+	static const int64_t ns[] = {0, 1, -1, 999999999, -999999999, -1000000000, 1731000000123456789, -86400000000001,
+		INT64_MAX, INT64_MIN};
+	struct lgr_civil c;
+	struct tm tm;
+	time_t t;
+	int64_t frac;
+
+	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+		frac = ns[i] % 1000000000;
+		t = (time_t)(ns[i] / 1000000000 - (frac < 0));
+		frac += frac < 0 ? 1000000000 : 0;
+		cr_assert_not_null(gmtime_r(&t, &tm));
+		lgr_civil_time(ns[i], &c);
+		cr_assert(c.year == tm.tm_year + 1900 && c.month == tm.tm_mon + 1 && c.day == tm.tm_mday &&
+				  c.wday == tm.tm_wday && c.hour == tm.tm_hour && c.minute == tm.tm_min &&
+				  c.second == tm.tm_sec && c.nsec == frac,
+			"%lld ns: %d-%d-%d %d:%d:%d.%09d", (long long)ns[i], c.year, c.month, c.day, c.hour, c.minute,
+			c.second, c.nsec);
+	}
 }
