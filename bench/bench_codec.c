@@ -1,10 +1,11 @@
 /*
  * bench_codec.c: throughput of the v2 envelope codec (lgr_env): decode, encode without and with the cached
  * encoding, and 100-envelope batches both ways; and of the libfastjson form rsyslog keeps an envelope in
- * (lgr_fjson): building the tree as the input module does (without the payload, which becomes the message) and
- * releasing it, reading it back joined with the payload, and the outputs' two ways back to the wire (reading it into
- * a scratch and encoding that, or for a log, lgr_fjson_log_measure + lgr_fjson_log_pack straight from the tree).
- * One sample envelope of each type, with the tags the platform sets.
+ * (lgr_fjson): building the tree as the input module does (without the payload, which becomes the message; for a
+ * log also straight from its bytes, without and with a cache of shared string nodes) and releasing it, reading it back
+ * joined with the payload, and the outputs' two ways back to the wire (reading it into a scratch and encoding that, or
+ * for a log, lgr_fjson_log_measure + lgr_fjson_log_pack straight from the tree). One sample envelope of each type, with
+ * the tags the platform sets.
  *
  *   bench_codec [--count N]     (N: operations per figure, default 200000)
  *
@@ -190,6 +191,44 @@ static int op_fjson_build(struct sample *s, unsigned long count, size_t *envelop
 	return rc;
 }
 
+/*
+ * The input's hot path for a Log envelope: its tree straight from the bytes, then released (as rsyslog frees the
+ * message), without and with the submitter's cache of string nodes, in which every text of the sample repeats.
+ */
+static int wire_build_put(struct sample *s, unsigned long count, struct lgr_fjson_strings *strings)
+{
+	struct lgr_fjson_wire_log w;
+	unsigned long i;
+	int rc = LGR_OK;
+
+	for (i = 0; i < count && rc == LGR_OK; i++) {
+		rc = lgr_fjson_build_log_wire(s->wire, s->wire_len, strings, &w);
+		if (rc == LGR_OK) {
+			sink += (size_t)fjson_object_object_length(w.tree);
+			fjson_object_put(w.tree);
+		}
+	}
+	return rc;
+}
+
+static int op_fjson_wire(struct sample *s, unsigned long count, size_t *envelopes)
+{
+	*envelopes = 1;
+	return wire_build_put(s, count, NULL);
+}
+
+static int op_fjson_wire_shared(struct sample *s, unsigned long count, size_t *envelopes)
+{
+	struct lgr_fjson_strings *strings;
+	int rc = lgr_fjson_strings_new(&strings);
+
+	*envelopes = 1;
+	if (rc == LGR_OK)
+		rc = wire_build_put(s, count, strings);
+	lgr_fjson_strings_free(strings);
+	return rc;
+}
+
 /* The outputs' conversion: the tree read back, a log joined with its payload (the message), and released. */
 static int op_fjson_parse(struct sample *s, unsigned long count, size_t *envelopes)
 {
@@ -274,6 +313,8 @@ static const struct op ops[] = {
 	{"pb decode batch of 100", op_decode_batch, BATCH_SIZE, false},
 	{"pb check batch of 100", op_check_batch, BATCH_SIZE, false},
 	{"fjson build + put", op_fjson_build, 1, false},
+	{"fjson from the wire + put", op_fjson_wire, 1, true},
+	{"  with shared strings", op_fjson_wire_shared, 1, true},
 	{"fjson parse (+ payload)", op_fjson_parse, 1, false},
 	{"fjson read + encode", op_fjson_encode, 1, false},
 	{"fjson log straight to wire", op_fjson_log, 1, true},

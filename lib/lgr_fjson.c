@@ -600,6 +600,108 @@ int lgr_fjson_build(const struct lgr_env *env, unsigned flags, struct fjson_obje
 	return rc;
 }
 
+/* --- shared string nodes (struct lgr_fjson_strings) ---------------------------------------------------------- */
+
+/*
+ * A direct-mapped table of string nodes by their text. Each slot holds one reference to its node; a tree that takes
+ * the node adds its own. A slot's score counts hits less the misses of other texts that land on it (capped), and a
+ * newcomer takes the slot only once the score is 0: a value on nearly every envelope keeps its slot against values
+ * seen once (a sequence number, a request id), which then cost a lookup and nothing else.
+ */
+#define STRINGS_SLOTS	  1024 /* a power of two; 24 KiB */
+#define STRINGS_TEXT_MAX  128  /* longer texts are rarely repeated: not looked up */
+#define STRINGS_SCORE_MAX 16
+
+struct strings_slot {
+	struct fjson_object *node; /* NULL: free */
+	const char *text;	   /* the node's: valid UTF-8, as the envelope had it */
+	uint32_t len;
+	uint32_t score;
+};
+
+struct lgr_fjson_strings {
+	struct strings_slot slot[STRINGS_SLOTS];
+	uint64_t hits, misses;
+};
+
+int lgr_fjson_strings_new(struct lgr_fjson_strings **out)
+{
+	if (out == NULL)
+		return LGR_EINVAL;
+	*out = calloc(1, sizeof(**out));
+	return *out != NULL ? LGR_OK : LGR_ENOMEM;
+}
+
+void lgr_fjson_strings_free(struct lgr_fjson_strings *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < STRINGS_SLOTS; i++)
+		fjson_object_put(c->slot[i].node);
+	free(c);
+}
+
+void lgr_fjson_strings_stats(const struct lgr_fjson_strings *c, uint64_t *hits, uint64_t *misses)
+{
+	*hits = c != NULL ? c->hits : 0;
+	*misses = c != NULL ? c->misses : 0;
+}
+
+/* Eight bytes at a time, each mixed in by a multiplication; the slot is taken from the high half. */
+static uint32_t text_hash(const char *s, size_t n)
+{
+	uint64_t h = (uint64_t)n * 0x9e3779b97f4a7c15u, w;
+
+	for (; n >= 8; s += 8, n -= 8) {
+		memcpy(&w, s, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdu;
+	}
+	if (n > 0) {
+		w = 0;
+		memcpy(&w, s, n);
+		h = (h ^ w) * 0xff51afd7ed558ccdu;
+	}
+	return (uint32_t)(h >> 32);
+}
+
+/*
+ * As new_text, for s[0..n) without NUL, through the cache c (NULL: none). A text found in c is valid UTF-8 as it
+ * stands (it equals one that was checked), so a hit also skips the check.
+ */
+static int new_text_shared(struct lgr_fjson_strings *c, const char *s, size_t n, struct fjson_object **out)
+{
+	struct strings_slot *e;
+
+	if (c == NULL || n > STRINGS_TEXT_MAX)
+		return new_text(s, n, out);
+	e = &c->slot[text_hash(s, n) & (STRINGS_SLOTS - 1)];
+	if (e->node != NULL && e->len == n && memcmp(e->text, s, n) == 0) {
+		c->hits++;
+		if (e->score < STRINGS_SCORE_MAX)
+			e->score++;
+		*out = fjson_object_get(e->node);
+		return LGR_OK;
+	}
+	c->misses++;
+	if (!lgr_text_utf8_valid(s, n))
+		return new_text(s, n, out); /* written fixed: not the text it would be found by */
+	*out = fjson_object_new_string_len(s, (int)n);
+	if (*out == NULL)
+		return LGR_ENOMEM;
+	if (e->node != NULL && e->score > 0) {
+		e->score--;
+		return LGR_OK;
+	}
+	fjson_object_put(e->node);
+	e->node = fjson_object_get(*out);
+	e->text = fjson_object_get_string(e->node);
+	e->len = (uint32_t)n;
+	e->score = 1;
+	return LGR_OK;
+}
+
 /* --- the builder, straight from the wire: a Log envelope as every sender encodes it ---------------------------- */
 
 /* A string field as protobuf-c hands it over: its bytes up to the first NUL. */
@@ -630,6 +732,7 @@ struct wire_tag {
 
 struct wire_env {
 	struct lgr_fjson_wire_log *out;
+	struct lgr_fjson_strings *strings;
 	struct wire_tag tags[MAP_SCAN_MAX];
 	size_t ntags;
 	bool log;
@@ -754,9 +857,9 @@ static int wire_fields(const uint8_t *buf, size_t len, struct wire_env *w)
 }
 
 /* A string node for a wire string (absent: empty). */
-static int wire_new_text(const uint8_t *s, size_t n, struct fjson_object **out)
+static int wire_new_text(struct lgr_fjson_strings *c, const uint8_t *s, size_t n, struct fjson_object **out)
 {
-	return new_text(s != NULL ? (const char *)s : "", s != NULL ? n : 0, out);
+	return new_text_shared(c, s != NULL ? (const char *)s : "", s != NULL ? n : 0, out);
 }
 
 static int wire_put_tags(struct fjson_object *o, const struct wire_env *w)
@@ -773,7 +876,7 @@ static int wire_put_tags(struct fjson_object *o, const struct wire_env *w)
 		if (t->key_len > 0)
 			memcpy(key, t->key, t->key_len);
 		key[t->key_len] = '\0';
-		rc = wire_new_text(t->val, t->val_len, &val);
+		rc = wire_new_text(w->strings, t->val, t->val_len, &val);
 		if (rc == LGR_OK)
 			rc = put_key(map, key, val);
 	}
@@ -790,11 +893,11 @@ static int wire_build(const struct wire_env *w, struct fjson_object **out)
 		return LGR_ENOMEM;
 	rc = put_i64(o, "timestamp", p->timestamp);
 	if (rc == LGR_OK)
-		rc = new_text(p->source_id, strlen(p->source_id), &v);
+		rc = new_text_shared(w->strings, p->source_id, strlen(p->source_id), &v);
 	if (rc == LGR_OK)
 		rc = put(o, "source_id", true, v);
 	if (rc == LGR_OK)
-		rc = new_text(p->instance_id, strlen(p->instance_id), &v);
+		rc = new_text_shared(w->strings, p->instance_id, strlen(p->instance_id), &v);
 	if (rc == LGR_OK)
 		rc = put(o, "instance_id", true, v);
 	if (rc == LGR_OK)
@@ -804,8 +907,9 @@ static int wire_build(const struct wire_env *w, struct fjson_object **out)
 	if (rc == LGR_OK)
 		rc = put_obj(o, "log", &m);
 	if (rc == LGR_OK)
-		rc = put(m, "type", true,
-			p->err ? fjson_object_new_string_len("ERR", 3) : fjson_object_new_string_len("OUT", 3));
+		rc = new_text_shared(w->strings, p->err ? "ERR" : "OUT", 3, &v);
+	if (rc == LGR_OK)
+		rc = put(m, "type", true, v);
 	if (rc != LGR_OK) {
 		fjson_object_put(o);
 		return rc;
@@ -814,9 +918,10 @@ static int wire_build(const struct wire_env *w, struct fjson_object **out)
 	return LGR_OK;
 }
 
-int lgr_fjson_build_log_wire(const uint8_t *buf, size_t len, struct lgr_fjson_wire_log *out)
+int lgr_fjson_build_log_wire(
+	const uint8_t *buf, size_t len, struct lgr_fjson_strings *strings, struct lgr_fjson_wire_log *out)
 {
-	struct wire_env w = {.out = out};
+	struct wire_env w = {.out = out, .strings = strings};
 	int rc;
 
 	if (out == NULL)

@@ -33,6 +33,29 @@ struct fjson_object;
  */
 int lgr_fjson_build(const struct lgr_env *env, unsigned flags, struct fjson_object **out);
 
+/*
+ * String nodes shared between the trees one thread builds. Most strings of a router's envelopes repeat: an app's
+ * source id and instance ids, the platform's tags, a log's type. Built through this cache, a text seen before
+ * becomes one more reference to the node made for it the first time, instead of a new 296-byte node (and, over 31
+ * bytes, a copy of the text) that the thread freeing the message must free again. Texts of up to 128 bytes are
+ * looked up; one slot per hash of the text (1024), kept by the value that hits it most.
+ *
+ * Threading: a cache belongs to one thread (no lock). The nodes it hands out may be released by any thread (their
+ * reference count is atomic), and live on in the trees that hold them after the cache is freed. A tree built with a
+ * cache shares its string nodes with other trees, as rsyslog's own copies of message variables do: libfastjson has
+ * no call that changes a string node's text, and fjson_object_get_string() reads it in place.
+ */
+struct lgr_fjson_strings;
+
+/* A new, empty cache (*out, lgr_fjson_strings_free). LGR_OK; LGR_EINVAL (out NULL); LGR_ENOMEM. */
+int lgr_fjson_strings_new(struct lgr_fjson_strings **out);
+
+/* Drops the cache's references (the trees keep theirs) and frees it. NULL is ignored. */
+void lgr_fjson_strings_free(struct lgr_fjson_strings *c);
+
+/* Texts found in the cache and texts not found (too long ones are not counted) since it was made; 0 for NULL. */
+void lgr_fjson_strings_stats(const struct lgr_fjson_strings *c, uint64_t *hits, uint64_t *misses);
+
 /* What lgr_fjson_build_log_wire() reads besides the tree: the parts of a message that are not in it. */
 #define LGR_FJSON_WIRE_ID_MAX 256
 struct lgr_fjson_wire_log {
@@ -51,10 +74,12 @@ struct lgr_fjson_wire_log {
  * without decoding them first, for the case every sender produces: a Log envelope of type OUT or ERR, each singular
  * field at most once, no deprecated_tags, up to 16 tags with distinct, valid UTF-8 keys shorter than 256 bytes, ids
  * shorter than LGR_FJSON_WIRE_ID_MAX bytes. Any other envelope gives LGR_EUNSUPPORTED and nothing else: decode it and
- * use lgr_fjson_build(). Returns LGR_OK and *out (the tree owned by the caller, the payload pointing into buf);
- * LGR_EUNSUPPORTED; LGR_EINVAL; LGR_ENOMEM. On error out->tree is NULL.
+ * use lgr_fjson_build(). strings: the calling thread's cache of string nodes, or NULL (every string a node of its
+ * own); the tree is the same either way, node for node. Returns LGR_OK and *out (the tree owned by the caller, the
+ * payload pointing into buf); LGR_EUNSUPPORTED; LGR_EINVAL; LGR_ENOMEM. On error out->tree is NULL.
  */
-int lgr_fjson_build_log_wire(const uint8_t *buf, size_t len, struct lgr_fjson_wire_log *out);
+int lgr_fjson_build_log_wire(
+	const uint8_t *buf, size_t len, struct lgr_fjson_strings *strings, struct lgr_fjson_wire_log *out);
 
 /*
  * Reads an Envelope from a libfastjson tree in the JSON form (not modified; the caller keeps its reference), with

@@ -17,6 +17,7 @@ struct iml_msg_ctx {
 	int hostname_len;
 	prop_t *from;	 /* the last sender's address as %fromhost%, reused while it does not change */
 	prop_t *from_ip; /* the same as %fromhost-ip% */
+	struct lgr_fjson_strings *strings; /* the thread's shared string nodes (NULL: none); the caller frees it */
 };
 
 /*

@@ -54,6 +54,7 @@
 #include "lgr.h"
 #include "lgr_agent.h"
 #include "lgr_conf.h"
+#include "lgr_fjson.h"
 #include "lgr_ring.h"
 #include "lgr_select.h"
 #include "lgr_tls.h"
@@ -713,6 +714,8 @@ static void *submitter_main(void *arg)
 	ctx.hostname_len = ctx.hostname != NULL ? (int)strlen((const char *)ctx.hostname) : 0;
 	if (lgr_env_scratch_new(&scratch) != LGR_OK)
 		scratch = NULL; /* then every envelope is decoded on its own */
+	if (lgr_fjson_strings_new(&ctx.strings) != LGR_OK)
+		ctx.strings = NULL; /* then every string is a node of its own */
 	for (;;) {
 		/* Once stopping, never wait: the one wake-up that announced the stop may already have been consumed. */
 		stopping = __atomic_load_n(&inst->stop, __ATOMIC_ACQUIRE);
@@ -737,6 +740,7 @@ static void *submitter_main(void *arg)
 		multiSubmitMsg2(&ms); /* takes the messages: there is room, so none waits */
 	}
 	lgr_env_scratch_free(scratch);
+	lgr_fjson_strings_free(ctx.strings);
 	if (ctx.from != NULL)
 		prop.Destruct(&ctx.from);
 	if (ctx.from_ip != NULL)

@@ -12,12 +12,15 @@
 #include <criterion/criterion.h>
 #include <libfastjson/json.h>
 #include <float.h>
+#include <inttypes.h>
 #include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lgr_env.h"
 #include "lgr_fjson.h"
@@ -1660,8 +1663,33 @@ static void wire_log(struct wire *w, const void *payload, size_t len, uint64_t t
 }
 
 /*
- * Builds buf straight from the bytes. LGR_OK: the tree prints as lgr_fjson_build's of the decoded envelope and the
- * message parts are its fields. Returns what the builder returned (LGR_OK or LGR_EUNSUPPORTED).
+ * Through a cache of string nodes, twice (the texts new, then found): the same trees as without, whose strings
+ * outlive the cache.
+ */
+static void wire_shared_agrees(const uint8_t *buf, size_t len, const char *want)
+{
+	struct lgr_fjson_strings *strings;
+	struct lgr_fjson_wire_log a, b;
+	char *got;
+
+	cr_assert_eq(lgr_fjson_strings_new(&strings), LGR_OK);
+	cr_assert_eq(lgr_fjson_build_log_wire(buf, len, strings, &a), LGR_OK);
+	cr_assert_eq(lgr_fjson_build_log_wire(buf, len, strings, &b), LGR_OK);
+	lgr_fjson_strings_free(strings);
+	got = printed(a.tree);
+	cr_assert_str_eq(got, want, "through an empty cache");
+	free(got);
+	got = printed(b.tree);
+	cr_assert_str_eq(got, want, "through the cache the same envelope filled");
+	free(got);
+	fjson_object_put(a.tree);
+	fjson_object_put(b.tree);
+}
+
+/*
+ * Builds buf straight from the bytes. LGR_OK: the tree prints as lgr_fjson_build's of the decoded envelope (also
+ * through a cache of string nodes) and the message parts are its fields. Returns what the builder returned (LGR_OK
+ * or LGR_EUNSUPPORTED).
  */
 static int wire_agrees(const uint8_t *buf, size_t len)
 {
@@ -1674,7 +1702,7 @@ static int wire_agrees(const uint8_t *buf, size_t len)
 
 	cr_assert_eq(lgr_env_decode(buf, len, NULL, &env), LGR_OK, "the test's bytes do not decode");
 	pb = env->pb;
-	rc = lgr_fjson_build_log_wire(buf, len, &w);
+	rc = lgr_fjson_build_log_wire(buf, len, NULL, &w);
 	cr_assert(rc == LGR_OK || rc == LGR_EUNSUPPORTED, "straight from the bytes: %s", lgr_strerror(rc));
 	if (rc == LGR_OK) {
 		cr_assert_eq(pb->message_case, LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG);
@@ -1688,6 +1716,7 @@ static int wire_agrees(const uint8_t *buf, size_t len)
 		got = printed(w.tree);
 		want = printed(full);
 		cr_assert_str_eq(got, want);
+		wire_shared_agrees(buf, len, want);
 		free(got);
 		free(want);
 		fjson_object_put(full);
@@ -1772,7 +1801,7 @@ Test(fjson_wire, fields_in_any_order_unknown_fields_and_nuls_read_as_protobuf_c_
 	wire_uint(&w, 1, 42);
 	wire_bytes(&w, 9, "\x12\x01v", 3); /* an entry without a key: the empty one */
 	cr_assert_eq(wire_agrees(w.b, w.n), LGR_OK);
-	cr_assert_eq(lgr_fjson_build_log_wire(w.b, w.n, &parts), LGR_OK);
+	cr_assert_eq(lgr_fjson_build_log_wire(w.b, w.n, NULL, &parts), LGR_OK);
 	cr_assert_str_eq(parts.source_id, "src");
 	cr_assert_str_eq(parts.instance_id, "7");
 	cr_assert_eq(parts.timestamp, 42);
@@ -1848,21 +1877,149 @@ Test(fjson_wire, every_other_envelope_is_left_to_the_decoding_path)
 	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "no message");
 }
 
+/* tree's member key, or with sub that member's member sub. */
+static struct fjson_object *node_at(struct fjson_object *tree, const char *key, const char *sub)
+{
+	struct fjson_object *v = member(tree, key);
+
+	return sub != NULL ? member(v, sub) : v;
+}
+
+/* The bytes of log_env("x") with the tags seq = n and v = value. */
+static void numbered_wire(unsigned n, const char *value, const uint8_t **buf, size_t *len, struct lgr_env **env)
+{
+	char seq[16];
+
+	*env = log_env("x", 1, LOGGREGATOR__V2__LOG__TYPE__OUT);
+	snprintf(seq, sizeof(seq), "%08u", n);
+	cr_assert_eq(lgr_env_set_tag(*env, "seq", seq), LGR_OK);
+	cr_assert_eq(lgr_env_set_tag(*env, "v", value), LGR_OK);
+	cr_assert_eq(lgr_env_encode(*env, buf, len), LGR_OK);
+}
+
+Test(fjson_wire, texts_seen_again_through_a_cache_are_one_shared_node)
+{
+	static const char *const repeated[][2] = {{"source_id", NULL}, {"instance_id", NULL}, {"tags", "app_name"},
+		{"tags", "source_type"}, {"tags", "gen"}, {"log", "type"}};
+	enum { N = 200, REPEATED = sizeof(repeated) / sizeof(repeated[0]) };
+	struct fjson_object *trees[N], *plain[N];
+	struct lgr_fjson_strings *strings;
+	struct lgr_fjson_wire_log w;
+	struct lgr_env *env;
+	uint64_t hits, misses;
+	const uint8_t *buf;
+	char *got, *want;
+	size_t len, i, r;
+
+	cr_assert_eq(lgr_fjson_strings_new(&strings), LGR_OK);
+	for (i = 0; i < N; i++) {
+		/* v: valid text on even envelopes, text that is not UTF-8 (written fixed) on odd ones */
+		numbered_wire((unsigned)i, i % 2 ? "\xc3(" : "same", &buf, &len, &env);
+		cr_assert_eq(lgr_fjson_build_log_wire(buf, len, strings, &w), LGR_OK);
+		trees[i] = w.tree;
+		cr_assert_eq(lgr_fjson_build_log_wire(buf, len, NULL, &w), LGR_OK);
+		plain[i] = w.tree;
+		lgr_env_unref(env);
+	}
+	lgr_fjson_strings_stats(strings, &hits, &misses);
+	lgr_fjson_strings_free(strings); /* the trees keep their nodes */
+	cr_assert_geq(hits, (N - 1) * REPEATED + N / 2 - 1, "hits %" PRIu64 ", misses %" PRIu64, hits, misses);
+	for (i = 1; i < N; i++) {
+		for (r = 0; r < REPEATED; r++)
+			cr_assert_eq(node_at(trees[i], repeated[r][0], repeated[r][1]),
+				node_at(trees[0], repeated[r][0], repeated[r][1]),
+				"%s %s of envelope %zu: a node of its own", repeated[r][0],
+				repeated[r][1] != NULL ? repeated[r][1] : "", i);
+		cr_assert_neq(node_at(trees[i], "tags", "seq"), node_at(trees[i - 1], "tags", "seq"));
+		cr_assert_neq(node_at(trees[i], "tags", "v"), node_at(trees[i - 1], "tags", "v"));
+		if (i >= 2 && i % 2 == 0)
+			cr_assert_eq(node_at(trees[i], "tags", "v"), node_at(trees[i - 2], "tags", "v"));
+		if (i >= 2 && i % 2 == 1) /* the fixed text is not what the next one is looked up by */
+			cr_assert_neq(node_at(trees[i], "tags", "v"), node_at(trees[i - 2], "tags", "v"));
+	}
+	for (i = 0; i < N; i++) {
+		got = printed(trees[i]);
+		want = printed(plain[i]);
+		cr_assert_str_eq(got, want);
+		cr_assert_eq(strstr(got, "\xef\xbf\xbd(") != NULL, i % 2 == 1); /* U+FFFD ( */
+		free(got);
+		free(want);
+		fjson_object_put(plain[i]);
+	}
+	for (i = N; i-- > 0;)
+		fjson_object_put(trees[i]);
+}
+
+struct releaser {
+	int fd; /* reads tree pointers until EOF, releases each */
+	size_t released;
+};
+
+static void *release_trees(void *arg)
+{
+	struct releaser *r = arg;
+	struct fjson_object *tree;
+
+	while (read(r->fd, &tree, sizeof(tree)) == (ssize_t)sizeof(tree)) {
+		fjson_object_put(tree);
+		r->released++;
+	}
+	return NULL;
+}
+
+Test(fjson_wire, trees_sharing_nodes_may_be_released_by_another_thread_while_more_are_built)
+{
+	enum { N = 20000 };
+	struct lgr_fjson_strings *strings;
+	struct releaser r = {.released = 0};
+	struct lgr_fjson_wire_log w;
+	struct lgr_env *env;
+	const uint8_t *buf;
+	pthread_t t;
+	size_t len, i;
+	int fds[2];
+
+	cr_assert_eq(pipe(fds), 0);
+	r.fd = fds[0];
+	cr_assert_eq(pthread_create(&t, NULL, release_trees, &r), 0);
+	cr_assert_eq(lgr_fjson_strings_new(&strings), LGR_OK);
+	for (i = 0; i < N; i++) {
+		numbered_wire((unsigned)i, i % 7 ? "often" : "\xff", &buf, &len, &env);
+		cr_assert_eq(lgr_fjson_build_log_wire(buf, len, strings, &w), LGR_OK);
+		lgr_env_unref(env);
+		cr_assert_eq(write(fds[1], &w.tree, sizeof(w.tree)), (ssize_t)sizeof(w.tree));
+	}
+	lgr_fjson_strings_free(strings);
+	close(fds[1]);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	close(fds[0]);
+	cr_assert_eq(r.released, N);
+}
+
 #ifndef NO_ALLOC_HOOK
 struct wire_case {
 	const uint8_t *buf;
 	size_t len;
+	int strings; /* 0: no cache; 1: an empty one; 2: one the same envelope filled */
 };
 
 static int op_wire(void *ctx)
 {
 	struct wire_case *wc = ctx;
+	struct lgr_fjson_strings *strings = NULL;
 	struct lgr_fjson_wire_log w;
 	int rc;
 
+	if (wc->strings > 0)
+		cr_assert_eq(lgr_fjson_strings_new(&strings), LGR_OK);
+	if (wc->strings > 1) {
+		cr_assert_eq(lgr_fjson_build_log_wire(wc->buf, wc->len, strings, &w), LGR_OK);
+		fjson_object_put(w.tree);
+	}
 	arm();
-	rc = lgr_fjson_build_log_wire(wc->buf, wc->len, &w);
+	rc = lgr_fjson_build_log_wire(wc->buf, wc->len, strings, &w);
 	disarm();
+	lgr_fjson_strings_free(strings);
 	if (rc == LGR_OK)
 		fjson_object_put(w.tree);
 	else
@@ -1882,7 +2039,12 @@ Test(fjson_wire, every_failed_allocation_is_reported_and_leaks_nothing)
 	}
 	cr_assert_eq(lgr_env_set_tag(env, "not_common", "v\xfe"), LGR_OK); /* a copied key, a fixed value */
 	cr_assert_eq(lgr_env_encode(env, &wc.buf, &wc.len), LGR_OK);
+	wc.strings = 0;
 	each_allocation_fails("straight from the bytes", op_wire, &wc);
+	wc.strings = 1;
+	each_allocation_fails("through an empty cache of strings", op_wire, &wc);
+	wc.strings = 2;
+	each_allocation_fails("through a cache of strings the envelope filled", op_wire, &wc);
 	lgr_env_unref(env);
 }
 #endif
@@ -1930,7 +2092,7 @@ static void fast_round_trip(const struct lgr_env *env)
 	cr_assert_eq(fast_packs_env(tree, env), LGR_OK, "%s", fjson_object_to_json_string_ext(tree, 0));
 	fjson_object_put(tree);
 	cr_assert_eq(lgr_env_encode((struct lgr_env *)env, &buf, &len), LGR_OK);
-	if (lgr_fjson_build_log_wire(buf, len, &w) == LGR_OK) {
+	if (lgr_fjson_build_log_wire(buf, len, NULL, &w) == LGR_OK) {
 		cr_assert_eq(fast_packs_env(w.tree, env), LGR_OK);
 		fjson_object_put(w.tree);
 	}
