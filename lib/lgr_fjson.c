@@ -19,8 +19,9 @@
  * tree straight into protobuf bytes (lgr_fjson_log_measure / lgr_fjson_log_pack). Each takes only what it is sure to
  * handle exactly as the general path would, and says LGR_EUNSUPPORTED for everything else.
  *
- * libfastjson's internals: two things cannot be learnt through its public API, and this unit reads them from
- * json_object_private.h, which libfastjson installs and whose layout has not changed since 0.99:
+ * libfastjson's internals: two things cannot be learnt through its public API, and one costs too much through it;
+ * this unit reads them from json_object_private.h, which libfastjson installs and whose layout has not changed since
+ * 0.99:
  * - fjson_object_object_add_ex() returns nothing. When allocating a child page fails, the child is simply not added
  *   (seen as an unchanged length); when copying the key fails, the child is added under a NULL key, which its
  *   iterator cannot walk and its destructor skips. newest_key_missing() detects the second case so that the builder
@@ -29,6 +30,8 @@
  *   exactly, as protojson does; fjson_object_get_string() would print it into a buffer cached in the node, i.e.
  *   allocate and write to the caller's tree. double_source() reads it in place. rsyslog's own copies of a tree
  *   (jsonDeepCopy) drop the text: such doubles are read by value.
+ * - the outputs' hot path walks an object's child pages itself (members_begin / members_next), for objects nothing
+ *   was deleted from; others go through the public iterator.
  */
 #define FJSON_NATIVE_API_ONLY 1 /* without libfastjson's json-c compatibility macros */
 #include "lgr_fjson.h"
@@ -58,6 +61,48 @@ static bool newest_key_missing(const struct fjson_object *obj)
 	if (n == 0 || obj->o.c_obj.ndeleted != 0)
 		return false;
 	return obj->o.c_obj.lastpg->children[(n - 1) % FJSON_OBJECT_CHLD_PG_SIZE].k == NULL;
+}
+
+/*
+ * The members of an object, read from its child pages instead of through libfastjson's iterator (a call for every
+ * step, peek and comparison: the outputs' hot path walks some fifteen members per message). Only for an object that
+ * nothing was ever deleted from, whose nelem members then fill its pages in order; false for any other, which the
+ * caller leaves to the iterator.
+ */
+struct members {
+	const struct _fjson_child_pg *pg;
+	int left, i;
+};
+
+static bool members_begin(const struct fjson_object *obj, struct members *m)
+{
+	if (obj->o_type != fjson_type_object || obj->o.c_obj.ndeleted != 0 || obj->o.c_obj.nelem < 0)
+		return false;
+	m->pg = &obj->o.c_obj.pg;
+	m->left = obj->o.c_obj.nelem;
+	m->i = 0;
+	return true;
+}
+
+/* The next member (NULL after the last, *ok true), or NULL with *ok false where the pages are not as expected. */
+static const struct _fjson_child *members_next(struct members *m, bool *ok)
+{
+	const struct _fjson_child *c;
+
+	*ok = true;
+	if (m->left == 0)
+		return NULL;
+	if (m->i == FJSON_OBJECT_CHLD_PG_SIZE) {
+		m->pg = m->pg->next;
+		m->i = 0;
+	}
+	if (m->pg == NULL || m->pg->children[m->i].k == NULL) {
+		*ok = false;
+		return NULL;
+	}
+	c = &m->pg->children[m->i++];
+	m->left--;
+	return c;
 }
 
 /* The text a double node was parsed from or built with; NULL when it has none (fjson_object_new_double). */
@@ -1747,7 +1792,7 @@ static bool plain_text(const char *s, size_t n)
 /* A string node the reader would copy unchanged. */
 static bool log_text(struct fjson_object *v, struct lgr_fjson_text *out)
 {
-	if (!fjson_object_is_type(v, fjson_type_string))
+	if (v == NULL || v->o_type != fjson_type_string)
 		return false;
 	out->s = fjson_object_get_string(v);
 	out->n = (size_t)fjson_object_get_string_len(v);
@@ -1762,11 +1807,11 @@ static bool log_timestamp(struct fjson_object *v, int64_t *out)
 	uint64_t mag = 0, max;
 	bool neg;
 
-	if (fjson_object_is_type(v, fjson_type_int)) {
+	if (v->o_type == fjson_type_int) {
 		*out = fjson_object_get_int64(v);
 		return true;
 	}
-	if (!fjson_object_is_type(v, fjson_type_string))
+	if (v->o_type != fjson_type_string)
 		return false;
 	s = fjson_object_get_string(v);
 	n = (size_t)fjson_object_get_string_len(v);
@@ -1789,51 +1834,46 @@ static bool log_timestamp(struct fjson_object *v, int64_t *out)
 /* The tags object: string values only, at most LGR_FJSON_LOG_TAGS_MAX and max_tags; adds their bytes to *text. */
 static bool log_tags(struct fjson_object *v, size_t max_tags, struct lgr_fjson_log *m, size_t *text)
 {
-	struct fjson_object_iterator it, end;
+	const struct _fjson_child *c;
 	struct lgr_fjson_text *t;
-	const char *key;
+	struct members it;
+	bool ok;
 
-	if (!fjson_object_is_type(v, fjson_type_object))
+	if (!members_begin(v, &it))
 		return false;
-	it = fjson_object_iter_begin(v);
-	end = fjson_object_iter_end(v);
-	for (; !fjson_object_iter_equal(&it, &end); fjson_object_iter_next(&it)) {
+	while ((c = members_next(&it, &ok)) != NULL) {
 		if (m->ntags == LGR_FJSON_LOG_TAGS_MAX || m->ntags == max_tags)
 			return false;
 		t = m->tags[m->ntags];
-		key = fjson_object_iter_peek_name(&it);
-		t[0].s = key;
-		t[0].n = strlen(key);
-		if (!plain_text(t[0].s, t[0].n) || !log_text(fjson_object_iter_peek_value(&it), &t[1]))
+		t[0].s = c->k;
+		t[0].n = strlen(c->k);
+		if (!plain_text(t[0].s, t[0].n) || !log_text(c->v, &t[1]))
 			return false;
 		*text += t[0].n + t[1].n;
 		m->ntags++;
 	}
-	return true;
+	return ok;
 }
 
 /* The log object: nothing, or only its type OUT or ERR (the payload is the caller's). */
 static bool log_member(struct fjson_object *v, bool *err)
 {
-	struct fjson_object_iterator it, end;
-	struct fjson_object *type;
+	const struct _fjson_child *c;
+	struct members it;
+	bool ok;
 
 	*err = false;
-	if (!fjson_object_is_type(v, fjson_type_object))
+	if (!members_begin(v, &it))
 		return false;
-	it = fjson_object_iter_begin(v);
-	end = fjson_object_iter_end(v);
-	if (fjson_object_iter_equal(&it, &end))
-		return true;
-	if (strcmp(fjson_object_iter_peek_name(&it), "type") != 0)
+	c = members_next(&it, &ok);
+	if (c == NULL)
+		return ok;
+	if (strcmp(c->k, "type") != 0 || c->v == NULL || c->v->o_type != fjson_type_string ||
+		members_next(&it, &ok) != NULL || !ok)
 		return false;
-	type = fjson_object_iter_peek_value(&it);
-	fjson_object_iter_next(&it);
-	if (!fjson_object_iter_equal(&it, &end) || !fjson_object_is_type(type, fjson_type_string))
-		return false;
-	if (string_is(type, "ERR"))
+	if (string_is(c->v, "ERR"))
 		*err = true;
-	else if (!string_is(type, "OUT"))
+	else if (!string_is(c->v, "OUT"))
 		return false;
 	return true;
 }
@@ -1868,13 +1908,13 @@ static unsigned log_key(const char *key)
 int lgr_fjson_log_measure(struct fjson_object *tree, const void *payload, size_t payload_len,
 	const struct lgr_limits *lim, struct lgr_fjson_log *m)
 {
-	struct fjson_object_iterator it, end;
+	const struct _fjson_child *c;
 	struct lgr_limits l = {0};
+	struct members it;
 	struct fjson_object *v;
-	const char *key;
 	unsigned seen = 0, bit;
 	size_t text, i;
-	bool ok;
+	bool ok, walked;
 
 	if (tree == NULL || m == NULL || (payload == NULL && payload_len > 0))
 		return LGR_EINVAL;
@@ -1889,16 +1929,13 @@ int lgr_fjson_log_measure(struct fjson_object *tree, const void *payload, size_t
 	m->err = false;
 	m->ntags = 0;
 	text = payload_len;
-	if (!fjson_object_is_type(tree, fjson_type_object))
+	if (!members_begin(tree, &it))
 		return LGR_EUNSUPPORTED;
-	it = fjson_object_iter_begin(tree);
-	end = fjson_object_iter_end(tree);
-	for (; !fjson_object_iter_equal(&it, &end); fjson_object_iter_next(&it)) {
-		key = fjson_object_iter_peek_name(&it);
-		v = fjson_object_iter_peek_value(&it);
+	while ((c = members_next(&it, &walked)) != NULL) {
+		v = c->v;
 		if (v == NULL)
 			return LGR_EUNSUPPORTED; /* null: the reader's default, not worth a case here */
-		bit = log_key(key);
+		bit = log_key(c->k);
 		switch (bit) {
 		case S_TS: ok = log_timestamp(v, &m->timestamp); break;
 		case S_SID:
@@ -1909,9 +1946,7 @@ int lgr_fjson_log_measure(struct fjson_object *tree, const void *payload, size_t
 			ok = log_text(v, &m->instance_id);
 			text += m->instance_id.n;
 			break;
-		case S_DTAGS:
-			ok = fjson_object_is_type(v, fjson_type_object) && fjson_object_object_length(v) == 0;
-			break;
+		case S_DTAGS: ok = v->o_type == fjson_type_object && fjson_object_object_length(v) == 0; break;
 		case S_TAGS: ok = log_tags(v, l.max_tags, m, &text); break;
 		case S_LOG: ok = log_member(v, &m->err); break;
 		default: return LGR_EUNSUPPORTED; /* another member, or a name in its other spelling */
@@ -1920,7 +1955,7 @@ int lgr_fjson_log_measure(struct fjson_object *tree, const void *payload, size_t
 			return LGR_EUNSUPPORTED;
 		seen |= bit;
 	}
-	if (!(seen & S_LOG) || text > l.max_message)
+	if (!walked || !(seen & S_LOG) || text > l.max_message)
 		return LGR_EUNSUPPORTED;
 	m->log_len = len_field_size(payload_len, false) + (m->err ? 2 : 0);
 	m->size = (m->timestamp != 0 ? 1 + lgr_pb_varint_size((uint64_t)m->timestamp) : 0) +

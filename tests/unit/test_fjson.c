@@ -2156,6 +2156,54 @@ Test(fjson_fast, an_int_timestamp_and_members_in_any_order_are_taken)
 	fjson_object_put(t);
 }
 
+/*
+ * Trees a ruleset edited: libfastjson leaves a hole where a member was deleted and fills it with the next one added.
+ * The fast path reads the members in the order the reader does, over more than one child page, holes or not.
+ */
+Test(fjson_fast, trees_with_members_deleted_and_added_read_as_the_reader_reads_them)
+{
+	struct fjson_object *t = ftree("{\"timestamp\":\"5\",\"source_id\":\"s\",\"instance_id\":\"1\",\"tags\":{},"
+				       "\"deprecated_tags\":{},\"log\":{\"type\":\"OUT\"}}");
+	struct fjson_object *tags = member(t, "tags");
+	struct lgr_fjson_log m;
+	struct lgr_env *env;
+	char key[8];
+	size_t i;
+
+	for (i = 0; i < 20; i++) { /* three pages of eight */
+		snprintf(key, sizeof(key), "k%02zu", i);
+		fjson_object_object_add(tags, key, fjson_object_new_string(key));
+	}
+	env = tree_parse_ok(t, "p", 1); /* the fast path agrees (fast_agrees), all 20 in order */
+	cr_assert_eq(lgr_fjson_log_measure(t, "p", 1, NULL, &m), LGR_OK);
+	cr_assert_eq(m.ntags, 20);
+	lgr_env_unref(env);
+
+	fjson_object_object_del(tags, "k03"); /* holes in the first and the second page */
+	fjson_object_object_del(tags, "k09");
+	fjson_object_object_del(t, "instance_id");
+	env = tree_parse_ok(t, "p", 1);
+	lgr_env_unref(env);
+
+	fjson_object_object_add(tags, "new", fjson_object_new_string("a")); /* fills a hole */
+	fjson_object_object_add(t, "instance_id", fjson_object_new_string("2"));
+	env = tree_parse_ok(t, "p", 1);
+	lgr_env_unref(env);
+	fjson_object_object_add(tags, "newer", fjson_object_new_string("b")); /* the other one: no hole left */
+	env = tree_parse_ok(t, "p", 1);
+	cr_assert_eq(lgr_fjson_log_measure(t, "p", 1, NULL, &m), LGR_OK);
+	cr_assert_eq(m.ntags, 20);
+	cr_assert_str_eq(m.tags[3][0].s, "new", "the fast path does not read the members in the reader's order");
+	cr_assert_str_eq(m.tags[9][0].s, "newer");
+	cr_assert_str_eq(m.instance_id.s, "2");
+	lgr_env_unref(env);
+
+	fjson_object_object_del(member(t, "log"), "type");
+	env = tree_parse_ok(t, "p", 1);
+	lgr_env_unref(env);
+	fjson_object_put(t);
+}
+
 /* Trees the fast path leaves to the reader: each must give LGR_EUNSUPPORTED, whatever the reader makes of it. */
 Test(fjson_fast, every_other_tree_is_left_to_the_reader)
 {
