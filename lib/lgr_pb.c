@@ -131,61 +131,73 @@ int lgr_pb_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
 	return varint(buf, len, pos, out);
 }
 
+/* A field's key: its number (1 .. LGR_PB_MAX_FIELD) and one of the four wire types in use. */
+static inline int key(const uint8_t *buf, size_t len, size_t *pos, uint32_t *number, enum lgr_pb_wire *wire)
+{
+	uint64_t k, num;
+	unsigned w;
+
+	if (varint(buf, len, pos, &k) != LGR_OK)
+		return LGR_EDECODE;
+	num = k >> 3;
+	w = (unsigned)(k & 7);
+	if (num == 0 || num > LGR_PB_MAX_FIELD ||
+		(w != LGR_PB_VARINT && w != LGR_PB_I64 && w != LGR_PB_LEN && w != LGR_PB_I32))
+		return LGR_EDECODE;
+	*number = (uint32_t)num;
+	*wire = (enum lgr_pb_wire)w;
+	return LGR_OK;
+}
+
 int lgr_pb_key(const uint8_t *buf, size_t len, size_t *pos, uint32_t *number, enum lgr_pb_wire *wire)
 {
 	size_t p = *pos;
-	uint64_t key;
-	uint64_t num;
-	unsigned w;
-	int rc;
+	int rc = key(buf, len, &p, number, wire);
 
-	rc = varint(buf, len, &p, &key);
-	if (rc != LGR_OK)
-		goto out;
-	num = key >> 3;
-	w = (unsigned)(key & 7);
-	if (num == 0 || num > LGR_PB_MAX_FIELD ||
-		(w != LGR_PB_VARINT && w != LGR_PB_I64 && w != LGR_PB_LEN && w != LGR_PB_I32)) {
-		rc = LGR_EDECODE;
-		goto out;
-	}
-	*number = (uint32_t)num;
-	*wire = (enum lgr_pb_wire)w;
-	*pos = p;
-out:
+	if (rc == LGR_OK)
+		*pos = p;
 	return rc;
+}
+
+/* lgr_pb_field_next, inlined into this unit's walk: every field of every envelope received passes here. */
+static inline int field_next(const uint8_t *buf, size_t len, size_t *pos, struct lgr_pb_field *f)
+{
+	size_t p = *pos;
+	uint64_t n = 0;
+
+	f->varint = 0;
+	f->data = NULL;
+	f->len = 0;
+	if (key(buf, len, &p, &f->number, &f->wire) != LGR_OK)
+		return LGR_EDECODE;
+	switch (f->wire) {
+	case LGR_PB_VARINT:
+		if (varint(buf, len, &p, &f->varint) != LGR_OK)
+			return LGR_EDECODE;
+		*pos = p;
+		return LGR_OK;
+	case LGR_PB_I64: n = 8; break;
+	case LGR_PB_I32: n = 4; break;
+	case LGR_PB_LEN:
+		if (varint(buf, len, &p, &n) != LGR_OK)
+			return LGR_EDECODE;
+		break;
+	default: return LGR_EDECODE; /* key() lets no other type through */
+	}
+	if (n > len - p)
+		return LGR_EDECODE;
+	f->data = buf + p;
+	f->len = (size_t)n;
+	*pos = p + (size_t)n;
+	return LGR_OK;
 }
 
 int lgr_pb_field_next(const uint8_t *buf, size_t len, size_t *pos, struct lgr_pb_field *f)
 {
-	size_t p = *pos;
-	uint64_t n = 0;
-	int rc;
+	int rc = field_next(buf, len, pos, f);
 
-	memset(f, 0, sizeof(*f));
-	rc = lgr_pb_key(buf, len, &p, &f->number, &f->wire);
 	if (rc != LGR_OK)
-		goto out;
-	switch (f->wire) {
-	case LGR_PB_VARINT: rc = varint(buf, len, &p, &f->varint); break;
-	case LGR_PB_I64: n = 8; break;
-	case LGR_PB_I32: n = 4; break;
-	case LGR_PB_LEN: rc = varint(buf, len, &p, &n); break;
-	default: rc = LGR_EDECODE; break; /* lgr_pb_key lets no other type through */
-	}
-	if (rc != LGR_OK)
-		goto out;
-	if (f->wire != LGR_PB_VARINT) {
-		if (n > len - p) {
-			rc = LGR_EDECODE;
-			goto out;
-		}
-		f->data = buf + p;
-		f->len = (size_t)n;
-		p += (size_t)n;
-	}
-	*pos = p;
-out:
+		memset(f, 0, sizeof(*f));
 	return rc;
 }
 
@@ -217,6 +229,8 @@ static const struct field_rule *rule_find(enum msg m, uint32_t number)
 	const struct msg_rules *r = &schema[m];
 	size_t i;
 
+	if (number >= 1 && number <= r->n && r->f[number - 1].number == number) /* every table lists 1 .. n in order */
+		return &r->f[number - 1];
 	for (i = 0; i < r->n; i++)
 		if (r->f[i].number == number)
 			return &r->f[i];
@@ -258,7 +272,7 @@ static int walk_msg(struct walk *w, enum msg m, const uint8_t *buf, size_t len, 
 	int rc = LGR_OK;
 
 	while (pos < len) {
-		rc = lgr_pb_field_next(buf, len, &pos, &f);
+		rc = field_next(buf, len, &pos, &f);
 		if (rc != LGR_OK)
 			goto out;
 		rule = rule_find(m, f.number);
