@@ -112,6 +112,7 @@ struct load_opts {
 	bool legacy_tags; /* use_preferred_tags false */
 	double idle;	  /* seconds without envelopes that end the run, once one arrived */
 	const char *ready_file;
+	double keepalive; /* seconds between pings (0: none; -1: the transport's default) */
 };
 
 static const char *const method_names[] = {"BatchSender", "Sender", "Send", "BatchedReceiver", "Receiver"};
@@ -1666,6 +1667,10 @@ static int recv_grpc_start(struct rworker *w)
 	cfg.on_state = recv_on_state;
 	cfg.ud = w;
 	cfg.name = PROG;
+	if (o->keepalive == 0)
+		cfg.keepalive_ms = LGR_H2_NEVER;
+	else if (o->keepalive > 0)
+		cfg.keepalive_ms = (unsigned)(o->keepalive * 1000 + 0.5);
 	rc = lgr_h2_client_new(w->base, &cfg, &w->cli);
 	if (rc != LGR_OK)
 		return rc;
@@ -2267,7 +2272,7 @@ static void usage(FILE *f)
 		"    lgr-load --sink --addr HOST:PORT [--tls --ca F --cert F --key F] [--port-file F] [--decode]\n"
 		"    lgr-load --recv --addr HOST:PORT [--tls ...] [--method BatchedReceiver|Receiver]\n"
 		"             [--subscriptions N] [--shard-id S] [--source-id S] [--types LIST] [--threads N]\n"
-		"             [--ready-file F] [--duration S] [--idle S] [--count N]\n"
+		"             [--ready-file F] [--duration S] [--idle S] [--count N] [--keepalive S]\n"
 		"    lgr-load --recv --syslog --addr HOST:PORT [--port-file F] [--ready-file F] [--duration S]\n"
 		"             [--idle S] [--count N]\n"
 		"\n"
@@ -2329,6 +2334,9 @@ static void usage(FILE *f)
 		"    --ready-file F      written once every connection is up (--syslog: listening)\n"
 		"    --duration S        end after S seconds (default: no limit)\n"
 		"    --idle S            end after S seconds without envelopes, once one arrived\n"
+		"    --keepalive S       ping the server every S seconds, closing the connection when one is not\n"
+		"                        answered within 20 s (default 15; 0: never ping, for a peer that is stalled\n"
+		"                        on purpose)\n"
 		"    --count N           end once N envelopes arrived\n"
 		"    --port-file F       --syslog: write the bound port to F\n"
 		"    SIGINT or SIGTERM ends the run; SIGUSR1 prints the figures since the last report (once nothing\n"
@@ -2500,6 +2508,7 @@ enum {
 	OPT_LEGACY_TAGS,
 	OPT_IDLE,
 	OPT_READY,
+	OPT_KEEPALIVE,
 };
 
 static const struct option longopts[] = {
@@ -2536,6 +2545,7 @@ static const struct option longopts[] = {
 	{"legacy-tags", no_argument, NULL, OPT_LEGACY_TAGS},
 	{"idle", required_argument, NULL, OPT_IDLE},
 	{"ready-file", required_argument, NULL, OPT_READY},
+	{"keepalive", required_argument, NULL, OPT_KEEPALIVE},
 	{NULL, 0, NULL, 0},
 };
 
@@ -2556,6 +2566,7 @@ static int parse_args(int argc, char **argv, struct load_opts *o)
 		.syslog_format = 5424,
 		.ntypes = 1,
 		.types = {LGR_ENV_LOG},
+		.keepalive = -1,
 		.method = METHOD_DEFAULT};
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		int bad = 0;
@@ -2627,6 +2638,7 @@ static int parse_args(int argc, char **argv, struct load_opts *o)
 		case OPT_LEGACY_TAGS: o->legacy_tags = true; break;
 		case OPT_IDLE: bad = parse_seconds(optarg, &o->idle); break;
 		case OPT_READY: o->ready_file = optarg; break;
+		case OPT_KEEPALIVE: bad = parse_seconds(optarg, &o->keepalive) || o->keepalive > 86400; break;
 		default: return -1;
 		}
 		if (bad) {
