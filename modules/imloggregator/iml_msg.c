@@ -106,6 +106,28 @@ struct parts {
 	struct fjson_object *tree; /* $!loggregator: taken in every case */
 };
 
+/*
+ * Makes p->tree the message's $!loggregator (taking it in every case). The message has no variables yet, so its root
+ * is built here and handed over whole: the key is the constant below rather than a copy, and rsyslog has no path
+ * to parse. A ruleset that replaces or unsets $!loggregator later does so as on any other root (libfastjson frees
+ * only keys it copied).
+ */
+static rsRetVal set_tree(smsg_t *msg, struct parts *p)
+{
+	static const char key[] = "loggregator";
+	struct fjson_object *root = fjson_object_new_object();
+
+	if (root == NULL)
+		return RS_RET_OUT_OF_MEMORY;
+	fjson_object_object_add_ex(root, key, p->tree, FJSON_OBJECT_ADD_KEY_IS_NEW | FJSON_OBJECT_KEY_IS_CONSTANT);
+	if (fjson_object_object_length(root) != 1) { /* not taken: no room for the member */
+		fjson_object_put(root);
+		return RS_RET_OUT_OF_MEMORY;
+	}
+	p->tree = NULL;
+	return msgAddJSON(msg, (uchar *)"!", root, 0, 0);
+}
+
 static rsRetVal build(struct iml_msg_ctx *ctx, struct parts *p, const char *ip, const struct syslogTime *now,
 	time_t now_tt, smsg_t **out)
 {
@@ -134,8 +156,7 @@ static rsRetVal build(struct iml_msg_ctx *ctx, struct parts *p, const char *ip, 
 	}
 	if (p->instance_id[0] != '\0')
 		CHKiRet(MsgSetPROCID(msg, p->instance_id));
-	CHKiRet(msgAddJSON(msg, (uchar *)"!loggregator", p->tree, 0, 0));
-	p->tree = NULL; /* ownership transferred */
+	CHKiRet(set_tree(msg, p));
 	*out = msg;
 	msg = NULL;
 finalize_it:

@@ -42,6 +42,7 @@
 #define LOG_WINDOW_MS 10000 /* own log lines: at most LOG_BURST per window */
 #define LOG_BURST     5
 #define STOP_SLACK_MS 1500 /* after the grace the transport takes at most one more second to close */
+#define COPY_MAX      1024 /* records up to this size are copied into a subscriber's message, larger ones referenced */
 
 /* ---- small helpers ---------------------------------------------------------------------------------------------- */
 
@@ -887,11 +888,18 @@ static void ref_done(const void *data, size_t len, void *extra)
 	omf_env_unref(extra);
 }
 
-/* Appends the bytes [data, data+len), which e keeps alive, by reference. */
+/*
+ * Appends the bytes [data, data+len), which e keeps alive. Small records are copied: the copy lands in the buffer's
+ * current chunk, where a reference costs a chunk of its own (an allocation, freed after the write) and a reference
+ * count taken and released for every subscriber; copying a few hundred bytes is cheaper than either. Large records
+ * are referenced, so that one encoding serves every subscriber.
+ */
 static int add_ref(struct evbuffer *buf, struct omf_env *e, const uint8_t *data, size_t len)
 {
 	if (len == 0)
 		return LGR_OK;
+	if (len <= COPY_MAX)
+		return evbuffer_add(buf, data, len) == 0 ? LGR_OK : LGR_ENOMEM;
 	omf_env_ref(e);
 	if (evbuffer_add_reference(buf, data, len, ref_done, e) != 0) {
 		omf_env_unref(e);

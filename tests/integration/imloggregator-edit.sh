@@ -7,9 +7,11 @@
 # Oracle: 96 Log envelopes from a grpc-js sender (BatchSender, 16 per batch, so that each batch of messages the input
 # hands to rsyslog shares its nodes), all with the same source id, instance id, tags and type; every third payload is
 # "edit-N", whose message the ruleset changes (set a tag and the source id, unset the instance id and the log type,
-# set a new tag); the others are "keep-N". An omfile action after the edit writes each message's members: the edited
-# ones show the new values, every other one exactly what was sent, and each message's whole $!loggregator is as
-# expected (python compares the JSON). rsyslogd exits 0 (valgrind clean under LGR_VALGRIND=1).
+# set a new tag); of the others, every sixth one (counting from 1) is "swap-N", whose ruleset unsets $!loggregator
+# whole and sets a member of a new one (the input builds the message's root with a constant key: the unset must
+# release it as any other), and the rest "keep-N". An omfile action after the edit writes each message's members:
+# the edited ones show the new values, every other one exactly what was sent, and each message's whole
+# $!loggregator is as expected (python compares the JSON). rsyslogd exits 0 (valgrind clean under LGR_VALGRIND=1).
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 lgr_init
@@ -36,6 +38,10 @@ ruleset(name="router" queue.type="Direct") {
 		unset \$!loggregator!log!type;
 		set \$!loggregator!tags!edited = "yes";
 	}
+	if \$msg startswith "swap-" then {
+		unset \$!loggregator;
+		set \$!loggregator!note = "replaced";
+	}
 	action(type="omfile" file="$LGR_WORK/out.tsv" template="members")
 }
 EOF
@@ -46,7 +52,7 @@ import base64, json, sys
 work, n = sys.argv[1], int(sys.argv[2])
 with open(work + "/in.jsonl", "w") as f:
     for i in range(n):
-        payload = ("edit-%d" if i % 3 == 0 else "keep-%d") % i
+        payload = ("edit-%d" if i % 3 == 0 else "swap-%d" if i % 6 == 1 else "keep-%d") % i
         f.write(json.dumps({
             "timestamp": str(1795216269089010000 + i), "source_id": "0f8d2c2e-8b5a-4a5f-9d52-2c3f0b6f9a11",
             "instance_id": "3", "tags": {"app_name": "web", "job": "diego-cell", "source_type": "APP/PROC/WEB"},
@@ -67,7 +73,7 @@ end=$(lgr_peer_line "$LGR_WORK/send.out" "done")
 lines() { [ "$(wc -l <"$LGR_WORK/out.tsv" 2>/dev/null || echo 0)" -ge "$1" ]; }
 lgr_wait_for "$n lines in out.tsv" lines "$n"
 
-lgr_check "edited messages show the edit, every other one what was sent"
+lgr_check "edited and replaced trees show the change, every other one what was sent"
 python3 - "$LGR_WORK/out.tsv" "$n" <<'EOF' || lgr_fail "a message shows another message's edit, or lost its own"
 import json, sys
 path, n = sys.argv[1], int(sys.argv[2])
@@ -86,8 +92,11 @@ for line in open(path, encoding="utf-8"):
         want["tags"]["app_name"] = "changed"
         want["tags"]["edited"] = "yes"
         del want["log"]["type"]
+    elif msg.startswith("swap-"):
+        want = {"note": "replaced"}
     got_members = (source_id, instance_id, app_name, job)
-    want_members = (want["source_id"], want.get("instance_id", ""), want["tags"]["app_name"], "diego-cell")
+    want_members = (want.get("source_id", ""), want.get("instance_id", ""),
+                    want.get("tags", {}).get("app_name", ""), "diego-cell" if "tags" in want else "")
     if got_members != want_members or json.loads(tree) != want:
         bad += 1
         if bad <= 5:
