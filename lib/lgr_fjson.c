@@ -241,38 +241,150 @@ static int put(struct fjson_object *obj, const char *key, bool literal, struct f
 }
 
 /*
- * Tag names the platform sets on nearly every envelope (the agent's, Diego's, the Cloud Controller's). A key equal to
- * one of them is added as the constant below, which saves copying it for every message: a tree is freed by another
- * thread than the one that builds it, where every allocation is expensive.
+ * Eight bytes at a time, each mixed in by a multiplication whose high half is folded back (so that bytes that differ
+ * only in a word's high end still change every bit), then one more multiplication; the result is the high half.
  */
+static uint32_t text_hash(const char *s, size_t n)
+{
+	uint64_t h = (uint64_t)n * 0x9e3779b97f4a7c15u, w;
+
+	for (; n >= 8; s += 8, n -= 8) {
+		memcpy(&w, s, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdu;
+		h ^= h >> 32;
+	}
+	if (n > 0) {
+		w = 0;
+		memcpy(&w, s, n);
+		h = (h ^ w) * 0xff51afd7ed558ccdu;
+		h ^= h >> 32;
+	}
+	return (uint32_t)((h * 0xc4ceb9fe1a85ec53u) >> 32);
+}
+
+/*
+ * Map keys as constants. Tag names come from a small set (the agent's, Diego's, the Cloud Controller's, an operator's
+ * own), and a key libfastjson copies is an allocation made for every message and freed again by whichever thread
+ * frees the message. Such names are kept once, for the life of the process, in a fixed table, and added to trees as
+ * constants: the platform's common names from the start, any other valid UTF-8 name once it has been seen
+ * KEY_ADMIT times (counted by hash in a table of small counters that is cleared every KEY_EPOCH misses, so that
+ * names seen once, such as generated ones, seldom take a place). A full table leaves further names to be copied.
+ * Readers take no lock: a slot is written once, under keys_mut, published with release and never changed again.
+ */
+#define KEYS_SLOTS   512 /* a power of two */
+#define KEYS_FILL    384 /* names kept at most, so that probe sequences stay short */
+#define KEY_TEXT_MAX 48	 /* longer names are copied */
+#define KEY_PROBES   8
+#define KEY_COUNTERS 4096 /* a power of two */
+#define KEY_ADMIT    4
+#define KEY_EPOCH    65536
+
+struct key_slot {
+	uint32_t hash;
+	uint8_t len;
+	uint8_t ready; /* atomic: text, len and hash are written */
+	char text[KEY_TEXT_MAX];
+};
+
+static struct key_slot keys[KEYS_SLOTS];
+static uint8_t key_counts[KEY_COUNTERS]; /* atomic */
+static uint32_t key_misses;		 /* atomic */
+static unsigned keys_kept;		 /* under keys_mut */
+static pthread_mutex_t keys_mut = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
+
 static const char *const common_keys[] = {"app_id", "app_name", "deployment", "id", "index", "instance_id", "ip", "job",
 	"organization_id", "organization_name", "origin", "process_id", "process_instance_id", "process_type",
 	"product", "source_id", "source_type", "space_id", "space_name", "system_domain"};
 
-static int common_key_cmp(const void *key, const void *elem)
+/* The kept name equal to s[0..n) (hash h); NULL when there is none. */
+static const char *key_find(const char *s, size_t n, uint32_t h)
 {
-	return strcmp(key, *(const char *const *)elem);
+	const struct key_slot *k;
+	unsigned i;
+
+	for (i = 0; i < KEY_PROBES; i++) {
+		k = &keys[(h + i) & (KEYS_SLOTS - 1)];
+		if (!__atomic_load_n(&k->ready, __ATOMIC_ACQUIRE))
+			return NULL; /* slots are taken in probe order: the name is not kept (or is being added) */
+		if (k->hash == h && k->len == n && memcmp(k->text, s, n) == 0)
+			return k->text;
+	}
+	return NULL;
 }
 
-static const char *common_key(const char *key)
+/* Keeps s[0..n) (n < KEY_TEXT_MAX, valid UTF-8) while there is room; returns the kept name or NULL. */
+static const char *key_keep(const char *s, size_t n, uint32_t h)
 {
-	const char *const *k = bsearch(
-		key, common_keys, sizeof(common_keys) / sizeof(common_keys[0]), sizeof(common_keys[0]), common_key_cmp);
+	const char *kept;
+	struct key_slot *k;
+	unsigned i;
 
-	return k != NULL ? *k : NULL;
+	pthread_mutex_lock(&keys_mut);
+	kept = key_find(s, n, h);
+	for (i = 0; kept == NULL && keys_kept < KEYS_FILL && i < KEY_PROBES; i++) {
+		k = &keys[(h + i) & (KEYS_SLOTS - 1)];
+		if (k->ready)
+			continue;
+		memcpy(k->text, s, n);
+		k->text[n] = '\0';
+		k->len = (uint8_t)n;
+		k->hash = h;
+		__atomic_store_n(&k->ready, 1, __ATOMIC_RELEASE);
+		keys_kept++;
+		kept = k->text;
+	}
+	pthread_mutex_unlock(&keys_mut);
+	return kept;
 }
 
-/* As put, for a key from the envelope: written with invalid UTF-8 replaced. */
-static int put_key(struct fjson_object *obj, const char *key, struct fjson_object *val)
+static void keys_init(void)
+{
+	size_t i, n;
+
+	for (i = 0; i < sizeof(common_keys) / sizeof(common_keys[0]); i++) {
+		n = strlen(common_keys[i]);
+		key_keep(common_keys[i], n, text_hash(common_keys[i], n));
+	}
+}
+
+/* The constant to add s[0..n) (NUL-terminated) as; NULL when it is to be copied. */
+static const char *constant_key(const char *s, size_t n)
+{
+	uint8_t *count;
+	const char *kept;
+	uint32_t h;
+
+	if (n >= KEY_TEXT_MAX)
+		return NULL;
+	pthread_once(&keys_once, keys_init);
+	h = text_hash(s, n);
+	kept = key_find(s, n, h);
+	if (kept != NULL)
+		return kept;
+	if ((__atomic_add_fetch(&key_misses, 1, __ATOMIC_RELAXED) & (KEY_EPOCH - 1)) == 0) {
+		for (size_t i = 0; i < KEY_COUNTERS; i++)
+			__atomic_store_n(&key_counts[i], 0, __ATOMIC_RELAXED);
+	}
+	count = &key_counts[(h >> 20) & (KEY_COUNTERS - 1)];
+	if (__atomic_load_n(count, __ATOMIC_RELAXED) + 1 < KEY_ADMIT) {
+		__atomic_add_fetch(count, 1, __ATOMIC_RELAXED);
+		return NULL;
+	}
+	if (!lgr_text_utf8_valid(s, n))
+		return NULL;
+	return key_keep(s, n, h);
+}
+
+/* As put, for a key from the envelope, s[0..n) (NUL-terminated): written with invalid UTF-8 replaced. */
+static int put_key(struct fjson_object *obj, const char *key, size_t n, struct fjson_object *val)
 {
 	char stack[FIX_STACK], *heap;
-	const char *constant = common_key(key);
-	size_t n;
+	const char *constant = constant_key(key, n);
 	int rc;
 
 	if (constant != NULL)
 		return put(obj, constant, true, val);
-	n = strlen(key);
 	rc = text_as_written(&key, &n, stack, &heap);
 	if (rc == LGR_OK)
 		rc = put(obj, key, false, val);
@@ -471,6 +583,7 @@ static int put_map(struct fjson_object *obj, const char *key, void *const *entri
 {
 	bool stack[MAP_SCAN_MAX], *shadowed, *heap = NULL;
 	struct fjson_object *map, *val;
+	const char *k;
 	size_t i;
 	int rc;
 
@@ -482,8 +595,9 @@ static int put_map(struct fjson_object *obj, const char *key, void *const *entri
 		if (shadowed[i])
 			continue;
 		rc = new_entry_value(entries[i], kind, &val);
+		k = entry_key(entries[i], kind);
 		if (rc == LGR_OK)
-			rc = put_key(map, entry_key(entries[i], kind), val);
+			rc = put_key(map, k, strlen(k), val);
 	}
 out:
 	free(heap);
@@ -692,23 +806,6 @@ void lgr_fjson_strings_stats(const struct lgr_fjson_strings *c, uint64_t *hits, 
 {
 	*hits = c != NULL ? c->hits : 0;
 	*misses = c != NULL ? c->misses : 0;
-}
-
-/* Eight bytes at a time, each mixed in by a multiplication; the slot is taken from the high half. */
-static uint32_t text_hash(const char *s, size_t n)
-{
-	uint64_t h = (uint64_t)n * 0x9e3779b97f4a7c15u, w;
-
-	for (; n >= 8; s += 8, n -= 8) {
-		memcpy(&w, s, 8);
-		h = (h ^ w) * 0xff51afd7ed558ccdu;
-	}
-	if (n > 0) {
-		w = 0;
-		memcpy(&w, s, n);
-		h = (h ^ w) * 0xff51afd7ed558ccdu;
-	}
-	return (uint32_t)(h >> 32);
 }
 
 /*
@@ -923,7 +1020,7 @@ static int wire_put_tags(struct fjson_object *o, const struct wire_env *w)
 		key[t->key_len] = '\0';
 		rc = wire_new_text(w->strings, t->val, t->val_len, &val);
 		if (rc == LGR_OK)
-			rc = put_key(map, key, val);
+			rc = put_key(map, key, t->key_len, val);
 	}
 	return rc;
 }

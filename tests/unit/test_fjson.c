@@ -1996,6 +1996,179 @@ Test(fjson_wire, trees_sharing_nodes_may_be_released_by_another_thread_while_mor
 	cr_assert_eq(r.released, N);
 }
 
+/* --- map keys kept as constants ----------------------------------------------------------------------------- */
+
+/* The name pointer tags holds for key (libfastjson's own copy, or a constant the builder passed). */
+static const char *key_ptr(struct fjson_object *tree, const char *key)
+{
+	struct fjson_object *tags = member(tree, "tags");
+	struct fjson_object_iterator it = fjson_object_iter_begin(tags), end = fjson_object_iter_end(tags);
+
+	for (; !fjson_object_iter_equal(&it, &end); fjson_object_iter_next(&it))
+		if (strcmp(fjson_object_iter_peek_name(&it), key) == 0)
+			return fjson_object_iter_peek_name(&it);
+	cr_assert_fail("no tag %s", key);
+	return NULL;
+}
+
+/* A log envelope with the tag key = "v", as a tree built straight from its bytes or, with decoded, through
+ * lgr_fjson_build from the decoded envelope. Each call is one sighting of the name. */
+static struct fjson_object *tree_with_key(const char *key, bool decoded)
+{
+	struct lgr_fjson_wire_log w;
+	struct fjson_object *tree;
+	struct lgr_env *env = log_env("x", 1, LOGGREGATOR__V2__LOG__TYPE__OUT);
+	const uint8_t *buf;
+	size_t len;
+
+	cr_assert_eq(lgr_env_set_tag(env, key, "v"), LGR_OK);
+	if (decoded) {
+		cr_assert_eq(lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD, &tree), LGR_OK);
+	} else {
+		cr_assert_eq(lgr_env_encode(env, &buf, &len), LGR_OK);
+		cr_assert_eq(lgr_fjson_build_log_wire(buf, len, NULL, &w), LGR_OK);
+		tree = w.tree;
+	}
+	lgr_env_unref(env);
+	return tree;
+}
+
+/* Every tree of trees[0..n) prints as the first, and that has the tag name = "v". */
+static void trees_print_alike(struct fjson_object *const *trees, size_t n, const char *name)
+{
+	char *first = printed(trees[0]), *text, want[128];
+
+	snprintf(want, sizeof(want), "\"%s\":\"v\"", name);
+	cr_assert_not_null(strstr(first, want), "%s", first);
+	for (size_t i = 1; i < n; i++) {
+		text = printed(trees[i]);
+		cr_assert_str_eq(text, first);
+		free(text);
+	}
+	free(first);
+}
+
+Test(fjson_keys, a_name_seen_often_becomes_one_constant_and_until_then_is_copied)
+{
+	enum { N = 10, ADMIT = 4 };
+	struct fjson_object *trees[N], *decoded;
+	size_t i, j;
+
+	for (i = 0; i < N; i++)
+		trees[i] = tree_with_key("zone_custom", i % 2 == 1);
+	for (i = 0; i < N; i++) {
+		/* a common name is a constant from the first tree on, in both paths */
+		cr_assert_eq(key_ptr(trees[i], "source_type"), key_ptr(trees[0], "source_type"));
+		for (j = 0; j < i; j++) {
+			if (i < ADMIT - 1 || j < ADMIT - 1)
+				cr_assert_neq(key_ptr(trees[i], "zone_custom"), key_ptr(trees[j], "zone_custom"),
+					"trees %zu and %zu share a name seen fewer than %d times", j, i, ADMIT);
+			else
+				cr_assert_eq(key_ptr(trees[i], "zone_custom"), key_ptr(trees[j], "zone_custom"),
+					"trees %zu and %zu: the name was not kept", j, i);
+		}
+	}
+	trees_print_alike(trees, N, "zone_custom");
+	decoded = tree_with_key("zone_custom", true);
+	cr_assert_eq(key_ptr(decoded, "zone_custom"), key_ptr(trees[N - 1], "zone_custom"));
+	fjson_object_put(decoded);
+	for (i = 0; i < N; i++)
+		fjson_object_put(trees[i]);
+}
+
+Test(fjson_keys, names_not_utf8_and_long_names_are_always_copied)
+{
+	static const char *const names[] = {"bad\xff", "\xc3(",
+		"k23456789012345678901234567890123456789012345678", /* 48 bytes */
+		"k2345678901234567890123456789012345678901234567"}; /* 47: kept */
+	enum { N = 8, ADMIT = 4 };
+	struct fjson_object *trees[N];
+	size_t i, k;
+	char *text;
+
+	for (k = 0; k < N(names); k++) {
+		/* the wire path leaves a name that is not UTF-8 to the decoding path */
+		for (i = 0; i < N; i++)
+			trees[i] = tree_with_key(names[k], k < 2 || i % 2 == 1);
+		if (k < 2) {
+			for (i = 0; i < N; i++) {
+				text = printed(trees[i]);
+				cr_assert_not_null(strstr(text, "\xef\xbf\xbd"), "%s", text); /* written with U+FFFD */
+				free(text);
+			}
+		} else {
+			trees_print_alike(trees, N, names[k]);
+		}
+		for (i = 1; i < N && k >= 2; i++)
+			cr_assert_eq(key_ptr(trees[i], names[k]) == key_ptr(trees[i - 1], names[k]),
+				k == 3 && i >= ADMIT, "%s, tree %zu", names[k], i);
+		for (i = 0; i < N; i++)
+			fjson_object_put(trees[i]);
+	}
+}
+
+Test(fjson_keys, a_full_table_leaves_further_names_to_be_copied)
+{
+	enum { NAMES = 600, SEEN = 5 };
+	struct fjson_object *a, *b;
+	size_t kept = 0, i, k;
+	char name[32];
+
+	for (k = 0; k < NAMES; k++) {
+		snprintf(name, sizeof(name), "name-%04zu", k);
+		for (i = 0; i < SEEN - 2; i++)
+			fjson_object_put(tree_with_key(name, false));
+		a = tree_with_key(name, false);
+		b = tree_with_key(name, true);
+		kept += key_ptr(a, name) == key_ptr(b, name);
+		fjson_object_put(a);
+		fjson_object_put(b);
+	}
+	/* 384 places, 20 of them the common names' */
+	cr_assert_leq(kept, 384 - 20, "%zu names kept", kept);
+	cr_assert_geq(kept, 300, "%zu names kept", kept);
+}
+
+struct key_builder {
+	unsigned first;
+	size_t built;
+};
+
+static void *build_with_keys(void *arg)
+{
+	struct key_builder *kb = arg;
+	struct fjson_object *tree;
+	char name[32], want[64], *text;
+
+	for (unsigned i = 0; i < 1500; i++) {
+		snprintf(name, sizeof(name), "k%u", (kb->first + i) % 97);
+		tree = tree_with_key(name, i % 3 == 0);
+		text = printed(tree);
+		snprintf(want, sizeof(want), "\"%s\":\"v\"", name);
+		cr_assert_not_null(strstr(text, want), "%s", text);
+		free(text);
+		fjson_object_put(tree);
+		kb->built++;
+	}
+	return NULL;
+}
+
+Test(fjson_keys, threads_that_keep_the_same_names_at_once_build_the_same_trees)
+{
+	struct key_builder kb[4];
+	pthread_t t[4];
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		kb[i] = (struct key_builder){.first = (unsigned)i * 13, .built = 0};
+		cr_assert_eq(pthread_create(&t[i], NULL, build_with_keys, &kb[i]), 0);
+	}
+	for (i = 0; i < N(t); i++) {
+		cr_assert_eq(pthread_join(t[i], NULL), 0);
+		cr_assert_eq(kb[i].built, 1500);
+	}
+}
+
 #ifndef NO_ALLOC_HOOK
 struct wire_case {
 	const uint8_t *buf;
