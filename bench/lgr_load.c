@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -2751,6 +2752,10 @@ int main(int argc, char **argv)
 		return rc > 0 ? 0 : 2;
 	verbose = o.verbose;
 	signal(SIGPIPE, SIG_IGN);
+	/* Send queues fill and empty in bursts (a tick's worth of messages at a time): keep the freed heap instead of
+	 * returning it to the kernel after every burst and faulting it in again for the next one. */
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	lgr_log_set(on_log, NULL);
 	if (make_ssl_ctx(&o, &ctx) != LGR_OK)
 		return 1;

@@ -32,8 +32,6 @@
 #define OUT_HIGH     (256u * 1024)
 #define FRAME_HEADER 9
 #define PEEK_EXTENTS 16
-#define MOVE_MIN     4096 /* payload chunks at least this large move by reference, smaller ones are copied */
-#define MOVE_VECS    16
 
 static void arm(struct event *ev, unsigned ms)
 {
@@ -368,56 +366,41 @@ static ssize_t send_cb(nghttp2_session *ng, const uint8_t *data, size_t len, int
 }
 
 /*
- * Moves len bytes from the head of q to the end of out. Chunks of at least MOVE_MIN bytes move by reference; smaller
- * ones (a stream queue is often a header of a few bytes, then an envelope added by reference, and so on) are copied,
- * which packs them into the output's last chunk: the bufferevent writes each chunk of its output with one write, one
- * TLS record, so moving small chunks by reference would cost a system call and a record apiece.
+ * A whole DATA frame: nghttp2's header, then the payload copied out of the stream's queue, straight after whatever
+ * the connection's output holds (no padding is used). A TLS bufferevent writes each chunk of its output with an
+ * SSL_write of its own, i.e. one record and one system call per chunk, up to 16 KiB: a header in a chunk of its own,
+ * or a payload referenced where it lies (a few hundred bytes per envelope), would cost a record and a write apiece.
+ * Copied, frames fill the output's last chunk and continue in a new one, so that records are full but where a chunk
+ * ends. The copy costs far less than the encryption that reads the same bytes.
  */
-static int move_payload(struct evbuffer *q, struct evbuffer *out, size_t len)
-{
-	struct evbuffer_iovec v[MOVE_VECS];
-	size_t copy, done;
-	int n, i;
-
-	while (len > 0) {
-		n = evbuffer_peek(q, (ev_ssize_t)len, NULL, v, MOVE_VECS);
-		if (n <= 0)
-			return LGR_EINVAL;
-		if (n > MOVE_VECS)
-			n = MOVE_VECS;
-		if (v[0].iov_len >= MOVE_MIN) {
-			copy = v[0].iov_len < len ? v[0].iov_len : len;
-			if (evbuffer_remove_buffer(q, out, copy) != (int)copy)
-				return LGR_ENOMEM;
-			len -= copy;
-			continue;
-		}
-		/* the leading run of small chunks, copied at once */
-		for (i = 0, done = 0; i < n && done < len && v[i].iov_len < MOVE_MIN; i++) {
-			copy = v[i].iov_len < len - done ? v[i].iov_len : len - done;
-			if (evbuffer_add(out, v[i].iov_base, copy) != 0)
-				return LGR_ENOMEM;
-			done += copy;
-		}
-		evbuffer_drain(q, done);
-		len -= done;
-	}
-	return LGR_OK;
-}
-
-/* A whole DATA frame: nghttp2's header, then the payload moved out of the stream's queue (no padding is used). */
 static int send_data_cb(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
 	nghttp2_data_source *src, void *ud)
 {
 	struct lgr_h2__conn *c = ud;
 	struct lgr_h2__outq *q = src->ptr;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	const size_t total = FRAME_HEADER + length;
+	struct evbuffer_iovec v[2];
+	size_t done = 0, room, head;
+	int n, used;
 
 	if (frame->data.padlen > 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	if (evbuffer_add(out, framehd, FRAME_HEADER) != 0)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	if (length > 0 && move_payload(q->buf, out, length) != LGR_OK)
+	/* the last chunk's room, then a new chunk for the rest */
+	n = evbuffer_reserve_space(out, (ev_ssize_t)total, v, 2);
+	for (used = 0; used < n && done < total; used++) {
+		room = v[used].iov_len < total - done ? v[used].iov_len : total - done;
+		head = done < FRAME_HEADER ? FRAME_HEADER - done : 0;
+		head = head < room ? head : room;
+		if (head > 0)
+			memcpy(v[used].iov_base, framehd + done, head);
+		if (room > head &&
+			evbuffer_remove(q->buf, (uint8_t *)v[used].iov_base + head, room - head) != (int)(room - head))
+			return NGHTTP2_ERR_CALLBACK_FAILURE; /* nothing committed: out is as it was */
+		v[used].iov_len = room;
+		done += room;
+	}
+	if (done != total || evbuffer_commit_space(out, v, used) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	q->taken += length;
 	return evbuffer_get_length(out) >= c->out_high ? NGHTTP2_ERR_PAUSE : 0;

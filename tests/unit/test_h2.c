@@ -384,6 +384,67 @@ Test(h2, ten_thousand_client_streamed_messages_arrive_whole_and_in_order_with_ok
 	ten_thousand(false);
 }
 
+/* ---- TLS records ------------------------------------------------------------------------------------------ */
+
+/* Application-data records the server read, and their bytes (TLS 1.2 and 1.3 both carry data in type 23). */
+static unsigned records_in;
+static size_t record_bytes_in;
+
+static void count_records(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl, void *arg)
+{
+	const uint8_t *h = buf;
+
+	(void)version;
+	(void)ssl;
+	(void)arg;
+	if (write_p || content_type != SSL3_RT_HEADER || len < 5 || h[0] != 23)
+		return;
+	records_in++;
+	record_bytes_in += (size_t)h[3] << 8 | h[4];
+}
+
+/*
+ * Small messages queued together leave in full records: each DATA frame is written with its header in one stretch of
+ * the output, and frames follow each other there, so 200 messages of 4 to 900 bytes (about 90 KB with their
+ * prefixes) take one 16 KiB record per 16 KiB and a few more (frame boundaries, the end of a write), not a record
+ * per frame header and per small chunk.
+ */
+Test(h2, small_messages_queued_together_leave_in_full_tls_records)
+{
+	struct lgr_h2_server *srv = serve(true, NULL);
+	struct lgr_h2_client *cli;
+	struct sender sd = {.total = 200, .close_at_end = true};
+	static uint8_t buf[1000];
+	size_t bytes = 0, len;
+	unsigned before;
+
+	SSL_CTX_set_msg_callback(sctx, count_records);
+	cli = dial(lgr_h2_server_port(srv), true, NULL);
+	cr_assert_eq(lgr_h2_client_call(cli, "/test.H2/Collect", &sender_handlers, &sd, &sd.call), LGR_OK);
+	cr_assert(RUN_UNTIL(sv.opens == 1, 10000), "no call; log:\n%s", logs);
+	(void)RUN_UNTIL(false, 200); /* the SETTINGS exchange and the first WINDOW_UPDATEs are over */
+	before = records_in;
+	record_bytes_in = 0;
+	for (sd.next = 0; sd.next < sd.total; sd.next++) {
+		len = msg_len(sd.next);
+		msg_fill(buf, sd.next, len);
+		cr_assert_eq(lgr_h2_call_send(sd.call, buf, len), LGR_OK);
+		bytes += LGR_GRPC_PREFIX + len;
+	}
+	cr_assert(RUN_UNTIL(sv.messages == (int)sd.total, 10000), "%d messages arrived", sv.messages);
+	cr_assert_eq(sv.bad, 0);
+	cr_assert_geq(record_bytes_in, bytes);
+	cr_assert_leq(records_in - before, bytes / 16384 + 3, "%u records for %zu bytes of messages",
+		records_in - before, bytes);
+	cr_assert_eq(lgr_h2_call_close_send(sd.call), LGR_OK);
+	cr_assert(RUN_UNTIL(sd.res.closed, 10000));
+	cr_assert_eq(sd.res.status, LGR_GRPC_OK);
+	SSL_CTX_set_msg_callback(sctx, NULL);
+	lgr_h2_client_free(cli);
+	lgr_h2_server_free(srv);
+	free_ctx();
+}
+
 /* ---- server streaming ----------------------------------------------------------------------------------------- */
 
 static void server_streaming(bool tls)
