@@ -78,6 +78,17 @@ struct omf_env *omf_env_new_log(size_t wire_len, const char *source_id, size_t s
 struct omf_env *omf_env_ref(struct omf_env *e);
 void omf_env_unref(struct omf_env *e); /* NULL is a no-op; any thread */
 
+/*
+ * A worker thread's home for the blocks it makes (omf_egress.c): a block given a home (omf_env_set_home, before it is
+ * published) goes back there when its last reference goes, and omf_home_collect, on the worker's thread, frees what
+ * came back; omf_home_leave is the worker's last call (blocks still in use free themselves and the home later).
+ */
+struct omf_home;
+int omf_home_new(struct omf_home **out); /* LGR_OK or LGR_ENOMEM */
+void omf_home_collect(struct omf_home *h);
+void omf_home_leave(struct omf_home *h);
+void omf_env_set_home(struct omf_env *e, struct omf_home *h); /* e: refcount 1, not yet shared */
+
 /* The envelope as published, decoded on first use (any thread); NULL when out of memory. */
 struct lgr_env *omf_env_v2(struct omf_env *e);
 

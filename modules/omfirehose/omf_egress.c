@@ -90,7 +90,80 @@ struct omf_env {
 	bool v1_done;
 	uint8_t *v1;
 	size_t v1_len;
+	struct omf_home *home; /* NULL: freed by whichever thread drops the last reference */
+	struct omf_env *next;  /* in its home's stack of returned blocks */
 };
+
+/*
+ * Where the blocks one worker thread makes go back to, so that the worker frees them itself. The network thread
+ * drops the last reference of nearly every published envelope; glibc's free of a block another thread allocated
+ * takes that thread's arena lock, which the worker holds for its own allocations most of the time, and the two then
+ * meet in the kernel (futex waits and wakes, thousands a second at full rate). Instead a dead block is pushed onto
+ * its home's stack (lock-free) and the worker frees whatever is there before its next envelope.
+ *
+ * refs counts the worker and every block not yet returned; whoever brings it to 0 (the worker leaving, or the last
+ * block returned after it left) frees what the stack still holds and the home.
+ */
+struct omf_home {
+	struct omf_env *returned; /* atomic */
+	int refs;		  /* atomic */
+};
+
+int omf_home_new(struct omf_home **out)
+{
+	*out = calloc(1, sizeof(**out));
+	if (*out == NULL)
+		return LGR_ENOMEM;
+	(*out)->refs = 1;
+	return LGR_OK;
+}
+
+void omf_home_collect(struct omf_home *h)
+{
+	struct omf_env *e, *next;
+
+	if (h == NULL || __atomic_load_n(&h->returned, __ATOMIC_RELAXED) == NULL)
+		return;
+	for (e = __atomic_exchange_n(&h->returned, NULL, __ATOMIC_ACQUIRE); e != NULL; e = next) {
+		next = e->next;
+		free(e);
+	}
+}
+
+static void home_unref(struct omf_home *h)
+{
+	if (__atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	omf_home_collect(h); /* nothing else can reach h now */
+	free(h);
+}
+
+void omf_home_leave(struct omf_home *h)
+{
+	if (h == NULL)
+		return;
+	omf_home_collect(h);
+	home_unref(h);
+}
+
+void omf_env_set_home(struct omf_env *e, struct omf_home *h)
+{
+	if (e == NULL || h == NULL || e->home != NULL)
+		return;
+	__atomic_add_fetch(&h->refs, 1, __ATOMIC_RELAXED);
+	e->home = h;
+}
+
+/* A dead block back to its home; it is not touched after the push (the worker may free it at once). */
+static void home_return(struct omf_env *e)
+{
+	struct omf_home *h = e->home;
+
+	e->next = __atomic_load_n(&h->returned, __ATOMIC_RELAXED);
+	while (!__atomic_compare_exchange_n(&h->returned, &e->next, e, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
+	home_unref(h);
+}
 
 /* Bytes to keep a copy of s with its NUL ("" for NULL). */
 static size_t str_size(const char *s)
@@ -229,7 +302,10 @@ void omf_env_unref(struct omf_env *e)
 	lgr_env_unref(e->form[1]);
 	lgr_env_unref(e->env);
 	free(e->v1);
-	free(e);
+	if (e->home != NULL)
+		home_return(e);
+	else
+		free(e);
 }
 
 struct lgr_env *omf_env_v2(struct omf_env *e)

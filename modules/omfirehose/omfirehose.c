@@ -477,6 +477,7 @@ typedef struct _instanceData {
 typedef struct wrkrInstanceData {
 	instanceData *pData;
 	struct lgr_env_scratch *scratch; /* messages from imloggregator are read into it; NULL when out of memory */
+	struct omf_home *home;		 /* where this worker's blocks come back to be freed; NULL: none */
 } wrkrInstanceData_t;
 
 struct modConfData_s {
@@ -772,6 +773,8 @@ BEGINcreateWrkrInstance
 CODESTARTcreateWrkrInstance
 	if (lgr_env_scratch_new(&pWrkrData->scratch) != LGR_OK)
 		pWrkrData->scratch = NULL; /* then each envelope is built on its own */
+	if (omf_home_new(&pWrkrData->home) != LGR_OK)
+		pWrkrData->home = NULL; /* then the thread that drops a block's last reference frees it */
 ENDcreateWrkrInstance
 
 BEGINfreeInstance
@@ -797,6 +800,7 @@ ENDfreeInstance
 BEGINfreeWrkrInstance
 CODESTARTfreeWrkrInstance
 	lgr_env_scratch_free(pWrkrData->scratch);
+	omf_home_leave(pWrkrData->home);
 ENDfreeWrkrInstance
 
 BEGINisCompatibleWithFeature
@@ -837,6 +841,7 @@ BEGINdoAction_NoStrings
 	int rc;
 CODESTARTdoAction
 	__atomic_add_fetch(&pData->ingress, 1, __ATOMIC_RELAXED);
+	omf_home_collect(pWrkrData->home);
 	msgenv_tpl_get(&pData->tpls, params, &tpl);
 	/* encoded once, here on rsyslog's workers; every subscriber shares these bytes */
 	if (omf_gateway_records(pData->gw) || pWrkrData->scratch == NULL) {
@@ -860,6 +865,7 @@ CODESTARTdoAction
 		bad_input(pData, rc != LGR_OK ? rc : LGR_ENOMEM, from_iml);
 		FINALIZE;
 	}
+	omf_env_set_home(item, pWrkrData->home);
 	omf_egress_publish(pData->eg, item);
 	omf_gateway_record(pData->gw, item);
 	omf_env_unref(item);
