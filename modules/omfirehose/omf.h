@@ -11,8 +11,9 @@
  * them to the subscriber's sink. A sink that cannot take more (a gRPC send queue that is full) leaves them in the
  * subscriber, which stops taking from its ring until the sink calls omf_sub_resume(): the ring keeps the newest.
  *
- * Envelopes are encoded once (on the worker) and shared: a gRPC batch is the concatenation of field-1 records that
- * reference the cached encodings (evbuffer_add_reference, released when HTTP/2 has sent them). The other forms a
+ * Envelopes are encoded once (on the worker) and shared: a gRPC batch is the concatenation of the cached field-1
+ * records, copied when small and referenced when large (evbuffer_add_reference, released when HTTP/2 has sent
+ * them). The other forms a
  * sink may need (use_preferred_tags folding, v1) are computed at most once per envelope, on the network thread.
  *
  * Counters (struct omf_counters), with deliveries = one envelope pushed to one subscriber's ring:

@@ -204,7 +204,7 @@ static uint8_t *rec_place(struct omf_env *e, uint8_t *p, size_t wire_len)
 
 /*
  * One allocation holds the omf_env, the gauge names' pointers, the encoding and the key's strings, so that a
- * published envelope costs the thread that frees it (the network thread, usually) one free, whatever thread made it.
+ * published envelope costs one free, whichever thread frees it (its worker, through its home, or the network thread).
  * env is encoded straight into the block.
  */
 static struct omf_env *env_block(const struct lgr_env *env)
@@ -970,7 +970,7 @@ static void ref_done(const void *data, size_t len, void *extra)
  * count taken and released for every subscriber; copying a few hundred bytes is cheaper than either. Large records
  * are referenced, so that one encoding serves every subscriber.
  */
-static int add_ref(struct evbuffer *buf, struct omf_env *e, const uint8_t *data, size_t len)
+static int add_record(struct evbuffer *buf, struct omf_env *e, const uint8_t *data, size_t len)
 {
 	if (len == 0)
 		return LGR_OK;
@@ -1021,11 +1021,11 @@ static int deliver_batch(struct gstream *g, struct omf_env *const *envs, size_t 
 
 	for (i = 0; i < n; i++) {
 		if (g->kind == G_BATCHED && !fold) {
-			/* the record as the block holds it: one reference, no header of its own */
+			/* the record as the block holds it, header included */
 			omf_env_record(envs[i], &data, &len);
 			if (k > 0 && bytes + len > OMF_BATCH_MAX_BYTES)
 				break;
-			rc = add_ref(g->buf, envs[i], data, len);
+			rc = add_record(g->buf, envs[i], data, len);
 		} else if (g->kind == G_BATCHED) {
 			if (v2_wire(g, envs[i], &data, &len) != LGR_OK)
 				continue; /* skipped */
@@ -1034,13 +1034,13 @@ static int deliver_batch(struct gstream *g, struct omf_env *const *envs, size_t 
 			hdr[0] = 0x0a;
 			rc = evbuffer_add(g->buf, hdr, 1 + put_varint(hdr + 1, len)) == 0 ? LGR_OK : LGR_ENOMEM;
 			if (rc == LGR_OK)
-				rc = add_ref(g->buf, envs[i], data, len);
+				rc = add_record(g->buf, envs[i], data, len);
 		} else {
 			if (omf_env_v1(envs[i], &data, &len) != LGR_OK || len == 0)
 				continue; /* skipped: no v1 form */
 			if (k > 0 && bytes + len > OMF_BATCH_MAX_BYTES)
 				break;
-			rc = add_ref(g->buf, envs[i], data, len); /* already field-1 records */
+			rc = add_record(g->buf, envs[i], data, len); /* already field-1 records */
 		}
 		if (rc != LGR_OK)
 			break;
@@ -1071,7 +1071,7 @@ static int deliver_single(struct gstream *g, struct omf_env *const *envs, size_t
 	for (i = 0; i < n; i++) {
 		if (v2_wire(g, envs[i], &data, &len) != LGR_OK)
 			continue;
-		rc = add_ref(g->buf, envs[i], data, len);
+		rc = add_record(g->buf, envs[i], data, len);
 		if (rc == LGR_OK)
 			rc = send_built(g);
 		if (rc != LGR_OK)
@@ -1108,7 +1108,7 @@ static int deliver_v1_single(struct gstream *g, struct omf_env *const *envs, siz
 			}
 			v |= (uint64_t)data[pos + rlen] << shift;
 			rlen += 1 + (size_t)v;
-			rc = add_ref(g->buf, envs[i], data + pos, rlen);
+			rc = add_record(g->buf, envs[i], data + pos, rlen);
 			if (rc == LGR_OK)
 				rc = send_built(g);
 			if (rc != LGR_OK)
