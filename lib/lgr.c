@@ -3,11 +3,16 @@
  */
 #include "lgr.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 static lgr_log_fn *log_fn;
 static void *log_ud;
@@ -191,4 +196,39 @@ int lgr_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg)
 	rc = pthread_create(thread, NULL, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return rc;
+}
+
+/* The kernel's struct sched_attr (its first version, 48 bytes); the C library has no wrapper before glibc 2.41. */
+struct sched_attr_v1 {
+	uint32_t size;
+	uint32_t policy;
+	uint64_t flags;
+	int32_t nice;
+	uint32_t priority;
+	uint64_t runtime; /* ns; for an ordinary thread its requested slice (Linux 6.12 and later) */
+	uint64_t deadline;
+	uint64_t period;
+};
+
+int lgr_thread_short_slice(unsigned slice_us)
+{
+#if defined(SYS_sched_getattr) && defined(SYS_sched_setattr)
+	struct sched_attr_v1 attr;
+
+	memset(&attr, 0, sizeof(attr));
+	if (syscall(SYS_sched_getattr, 0, &attr, (unsigned)sizeof(attr), 0) != 0)
+		return errno;
+	if (attr.policy != SCHED_OTHER)
+		return 0;
+	/* nice and policy as read: setattr sets both, and only a privileged thread may lower its nice value */
+	attr.size = sizeof(attr);
+	attr.flags = 0;
+	attr.runtime = (uint64_t)slice_us * 1000;
+	if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0)
+		return errno;
+	return 0;
+#else
+	(void)slice_us;
+	return ENOSYS;
+#endif
 }

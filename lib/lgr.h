@@ -158,4 +158,15 @@ void lgr_logger_say(const struct lgr_logger *lg, struct lgr_ratelimit *rl, enum 
  */
 int lgr_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg);
 
+/*
+ * Asks the scheduler to give the calling thread short turns: a thread that only moves data between a small buffer
+ * and its sockets must run soon after it is woken, or the buffer overflows behind threads that compute. Linux 6.12
+ * and later (EEVDF) take a requested slice (sched_attr.sched_runtime, 100 us at the least) for an ordinary thread
+ * and run a woken thread with a shorter slice than the running one's first; the thread's share of the CPU is
+ * unchanged. Needs no privilege; the thread's policy and nice value stay as they are, and a thread under another
+ * policy (real-time, batch, idle: the administrator's choice) is left alone. Earlier kernels accept the request
+ * and ignore it. Returns 0, or an errno value when the kernel refused (nothing changed then).
+ */
+int lgr_thread_short_slice(unsigned slice_us);
+
 #endif

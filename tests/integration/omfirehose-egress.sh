@@ -196,6 +196,16 @@ eg_port=$LGR_PORT
 T=(--target "127.0.0.1:$eg_port" "${LGR_PEER_TLS[@]}" --name doppler)
 STATS=(lgr_stat_is "$W/stats.log" 'omfirehose\(127\.0\.0\.1:0\)')
 
+# The network thread asks for short scheduler turns (lgr_thread_short_slice): on kernels that keep a slice per
+# thread (/proc/PID/task/TID/sched shows se.slice), exactly one thread of the daemon has 100 us, the others the
+# default.
+slices=$(cat /proc/"$LGR_PID"/task/*/sched 2>/dev/null | awk '$1 == "se.slice" { print $3 }' | sort | uniq -c)
+if [ -n "$slices" ]; then
+	lgr_check "the egress network thread runs with a 100 us scheduler slice"
+	[ "$(printf '%s\n' "$slices" | awk '$2 == 100000 { print $1 }')" = 1 ] ||
+		lgr_fail "threads per slice (count, ns): $slices"
+fi
+
 send() {
 	local name=$1 end
 	shift
