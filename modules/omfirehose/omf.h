@@ -13,8 +13,8 @@
  *
  * Envelopes are encoded once (on the worker) and shared: a gRPC batch is the concatenation of the cached field-1
  * records, copied when small and referenced when large (evbuffer_add_reference, released when HTTP/2 has sent
- * them). The other forms a
- * sink may need (use_preferred_tags folding, v1) are computed at most once per envelope, on the network thread.
+ * them). The other forms a sink may need (use_preferred_tags folding, v1) are computed at most once per envelope,
+ * on the network thread.
  *
  * Counters (struct omf_counters), with deliveries = one envelope pushed to one subscriber's ring:
  *	deliveries == egress + skipped + dropped + held by subscribers
