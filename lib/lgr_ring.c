@@ -22,9 +22,14 @@ struct lgr_ring {
 	pthread_mutex_t lock;
 	pthread_cond_t nonempty; /* signalled on empty -> non-empty and on wake, only when waiters > 0 */
 	void **slots;
-	size_t capacity;
-	size_t head; /* index of the oldest item */
+	size_t size;	 /* slots allocated: capacity, more once credit kept items beyond it */
+	size_t capacity; /* items held before the oldest are dropped (or kept on credit) */
+	size_t head;	 /* index of the oldest item */
 	size_t len;
+	lgr_ring_weigh_fn *weigh; /* NULL: no credit */
+	size_t extra_max;	  /* items beyond capacity at most */
+	size_t credit;		  /* atomic: bytes the items beyond capacity may weigh now */
+	size_t over_bytes;	  /* what the items beyond capacity (the oldest len - capacity) weigh */
 	uint64_t pushed;
 	uint64_t popped;
 	uint64_t dropped;
@@ -58,7 +63,8 @@ int lgr_ring_new(const struct lgr_ring_conf *conf, struct lgr_ring **out)
 	int rc;
 
 	*out = NULL;
-	if (conf == NULL || conf->capacity == 0 || conf->capacity > LGR_RING_MAX_CAPACITY) {
+	if (conf == NULL || conf->capacity == 0 || conf->capacity > LGR_RING_MAX_CAPACITY ||
+		conf->extra_max > LGR_RING_MAX_CAPACITY) {
 		rc = LGR_EINVAL;
 		goto out;
 	}
@@ -81,7 +87,10 @@ int lgr_ring_new(const struct lgr_ring_conf *conf, struct lgr_ring **out)
 			goto out;
 		}
 	}
+	r->size = conf->capacity;
 	r->capacity = conf->capacity;
+	r->weigh = conf->weigh;
+	r->extra_max = conf->weigh != NULL ? conf->extra_max : 0;
 	r->drop = conf->drop;
 	r->drop_ud = conf->drop_ud;
 	r->notify = conf->notify;
@@ -111,7 +120,7 @@ void lgr_ring_free(struct lgr_ring *r)
 	if (r == NULL)
 		return;
 	for (size_t i = 0; i < r->len; i++) {
-		void *item = r->slots[(r->head + i) % r->capacity];
+		void *item = r->slots[(r->head + i) % r->size];
 
 		if (r->drop != NULL)
 			r->drop(item, r->drop_ud);
@@ -138,31 +147,92 @@ static void notify_reader(struct lgr_ring *r)
 		r->notify(r->notify_ud);
 }
 
-bool lgr_ring_push(struct lgr_ring *r, void *item)
+/* The index of the i-th oldest item (i < size); lock held. */
+static size_t at(const struct lgr_ring *r, size_t i)
 {
-	void *victim = NULL;
-	bool dropped = false;
+	size_t k = r->head + i;
+
+	return k >= r->size ? k - r->size : k;
+}
+
+/* Doubles the slot array (at most capacity + extra_max), keeping the order; lock held. False: out of memory. */
+static bool grow_locked(struct lgr_ring *r)
+{
+	size_t want = r->size * 2, end;
+	void **slots;
+
+	if (want > r->capacity + r->extra_max)
+		want = r->capacity + r->extra_max;
+	slots = realloc(r->slots, want * sizeof(*slots));
+	if (slots == NULL)
+		return false;
+	if (r->len > 0 && r->head > 0) {
+		/* the oldest items, from head to the old end, move to the new end */
+		end = r->size - r->head;
+		memmove(slots + want - end, slots + r->head, end * sizeof(*slots));
+		r->head = want - end;
+	}
+	r->slots = slots;
+	r->size = want;
+	return true;
+}
+
+/*
+ * Whether a push into a ring holding capacity items or more may keep them all: the item that joins those beyond
+ * capacity (the oldest still within it) fits in the credit, and one more slot is there or can be made. Lock held.
+ */
+static bool keep_locked(struct lgr_ring *r)
+{
+	size_t w;
+
+	if (r->weigh == NULL || r->len >= r->capacity + r->extra_max)
+		return false;
+	w = r->weigh(r->slots[at(r, r->len - r->capacity)]);
+	if (r->over_bytes + w > __atomic_load_n(&r->credit, __ATOMIC_RELAXED))
+		return false;
+	if (r->len == r->size && !grow_locked(r))
+		return false;
+	r->over_bytes += w;
+	return true;
+}
+
+/* Removes the oldest item, counted as dropped; lock held, len > 0. over: it was among the items beyond capacity. */
+static void *drop_oldest_locked(struct lgr_ring *r, bool over)
+{
+	void *victim = r->slots[r->head];
+
+	if (over)
+		r->over_bytes -= r->weigh(victim);
+	r->head = r->head + 1 == r->size ? 0 : r->head + 1;
+	r->len--;
+	r->dropped++;
+	return victim;
+}
+
+size_t lgr_ring_push(struct lgr_ring *r, void *item)
+{
+	void *victim[2];
+	size_t nvictims = 0;
 	bool was_empty, filled;
 	bool signal;
-	size_t tail;
 
 	pthread_mutex_lock(&r->lock);
 	was_empty = r->len == 0;
-	if (r->len == r->capacity) {
-		victim = r->slots[r->head];
-		r->head = r->head + 1 == r->capacity ? 0 : r->head + 1;
-		r->len--;
-		r->dropped++;
-		dropped = true;
+	if (r->len >= r->capacity && !keep_locked(r)) {
+		victim[nvictims++] = drop_oldest_locked(r, r->len > r->capacity);
+		if (r->len >= r->capacity) {
+			/* the oldest still within capacity goes beyond it, where the new item pushes it */
+			r->over_bytes += r->weigh(r->slots[at(r, r->len - r->capacity)]);
+			/* a credit that shrank is followed one item per push (the oldest is beyond capacity) */
+			if (r->over_bytes > __atomic_load_n(&r->credit, __ATOMIC_RELAXED))
+				victim[nvictims++] = drop_oldest_locked(r, true);
+		}
 	}
-	tail = r->head + r->len;
-	if (tail >= r->capacity)
-		tail -= r->capacity;
-	r->slots[tail] = item;
+	r->slots[at(r, r->len)] = item;
 	r->len++;
 	r->pushed++;
 	signal = was_empty && r->waiters > 0;
-	filled = !dropped && r->notify_at > 1 && r->len == r->notify_at;
+	filled = nvictims == 0 && r->notify_at > 1 && r->len == r->notify_at;
 	pthread_mutex_unlock(&r->lock);
 
 	/* Signalling after the unlock is safe: a waiter registered itself under the lock before we looked. */
@@ -170,16 +240,17 @@ bool lgr_ring_push(struct lgr_ring *r, void *item)
 		pthread_cond_signal(&r->nonempty);
 	if (was_empty || filled)
 		notify_reader(r);
-	if (dropped && r->drop != NULL)
-		r->drop(victim, r->drop_ud);
-	return dropped;
+	if (r->drop != NULL)
+		for (size_t i = 0; i < nvictims; i++)
+			r->drop(victim[i], r->drop_ud);
+	return nvictims;
 }
 
 /* Moves up to max items out; lock held. */
 static size_t take_locked(struct lgr_ring *r, void **items, size_t max)
 {
 	size_t n = r->len < max ? r->len : max;
-	size_t first = r->capacity - r->head; /* slots before the wrap */
+	size_t first = r->size - r->head; /* slots before the wrap */
 
 	if (n == 0)
 		return 0;
@@ -189,9 +260,17 @@ static size_t take_locked(struct lgr_ring *r, void **items, size_t max)
 		memcpy(items, r->slots + r->head, first * sizeof(*items));
 		memcpy(items + first, r->slots, (n - first) * sizeof(*items));
 	}
+	if (r->len > r->capacity) {
+		/* the items beyond capacity are the oldest: these leave first */
+		if (n >= r->len - r->capacity)
+			r->over_bytes = 0;
+		else
+			for (size_t i = 0; i < n; i++)
+				r->over_bytes -= r->weigh(items[i]);
+	}
 	r->head += n;
-	if (r->head >= r->capacity)
-		r->head -= r->capacity;
+	if (r->head >= r->size)
+		r->head -= r->size;
 	r->len -= n;
 	r->popped += n;
 	return n;
@@ -319,7 +398,13 @@ void lgr_ring_stats(struct lgr_ring *r, struct lgr_ring_stats *st)
 	st->dropped = r->dropped;
 	st->len = r->len;
 	st->capacity = r->capacity;
+	st->over_bytes = r->over_bytes;
 	pthread_mutex_unlock(&r->lock);
+}
+
+void lgr_ring_set_credit(struct lgr_ring *r, size_t bytes)
+{
+	__atomic_store_n(&r->credit, bytes, __ATOMIC_RELAXED);
 }
 
 int lgr_ring_fd(const struct lgr_ring *r)

@@ -28,6 +28,15 @@
  * when the ring holds a full one (conf.notify_at): then it needs a timer of its own for the partial batch, since
  * nothing notifies between the two edges. Woken once per batch instead of once per item, the writers' wake-ups
  * (a system call each) stop costing more than the items.
+ *
+ * Credit (optional): a reader that hands items on to a queue of its own, bounded in bytes (a stream's send queue),
+ * would take them all at once if it had a CPU; dropping them because it waited for one loses them for nothing. With
+ * conf.weigh set, the reader tells the ring how many bytes that queue could still take (lgr_ring_set_credit, after
+ * each hand-over), and a push into a full ring keeps the oldest items beyond capacity instead of dropping them,
+ * while what those weigh stays within the credit and their number within conf.extra_max. They are the oldest, so
+ * they leave first; the order never changes. The slot array grows for them (doubling, under the lock, by the
+ * pushing writer) and does not shrink. A ring whose reader is merely late therefore holds capacity items plus what
+ * its reader's queue has room for, never more; one whose reader's queue is full drops as if it had no credit.
  */
 #ifndef LGR_RING_H
 #define LGR_RING_H
@@ -45,6 +54,10 @@ typedef void lgr_ring_item_fn(void *item, void *ud);
 /* Tells the reader that items arrived in an empty ring or that lgr_ring_wake was called. Must not block. */
 typedef void lgr_ring_notify_fn(void *ud);
 
+/* The bytes an item would take in the reader's own queue (see "Credit"). Called under the ring's lock: keep it cheap.
+ */
+typedef size_t lgr_ring_weigh_fn(const void *item);
+
 #define LGR_RING_MAX_CAPACITY (1u << 24) /* bounds the slot array (128 MiB of pointers) */
 
 struct lgr_ring_conf {
@@ -53,8 +66,10 @@ struct lgr_ring_conf {
 	void *drop_ud;
 	lgr_ring_notify_fn *notify; /* optional: see "Waking the reader" */
 	void *notify_ud;
-	bool eventfd;	  /* create the fd returned by lgr_ring_fd */
-	size_t notify_at; /* > 1: also notify when a push (not one that dropped) brings the length to this */
+	bool eventfd;		  /* create the fd returned by lgr_ring_fd */
+	size_t notify_at;	  /* > 1: also notify when a push (not one that dropped) brings the length to this */
+	lgr_ring_weigh_fn *weigh; /* optional: enables credit (see "Credit") */
+	size_t extra_max;	  /* with weigh: items kept beyond capacity at most (0 .. LGR_RING_MAX_CAPACITY) */
 };
 
 struct lgr_ring_stats {
@@ -63,11 +78,12 @@ struct lgr_ring_stats {
 	uint64_t dropped; /* items ever pushed out by newer ones */
 	size_t len;	  /* items queued now */
 	size_t capacity;
+	size_t over_bytes; /* what the items held beyond capacity on credit weigh */
 };
 
 /*
- * Creates a ring. Returns LGR_OK and *out, LGR_EINVAL (capacity 0 or above the maximum), LGR_ENOMEM, or LGR_EIO
- * (the eventfd could not be created; detail through lgr_log).
+ * Creates a ring. Returns LGR_OK and *out, LGR_EINVAL (capacity 0, or it or extra_max above the maximum),
+ * LGR_ENOMEM, or LGR_EIO (the eventfd could not be created; detail through lgr_log).
  */
 int lgr_ring_new(const struct lgr_ring_conf *conf, struct lgr_ring **out);
 
@@ -75,11 +91,12 @@ int lgr_ring_new(const struct lgr_ring_conf *conf, struct lgr_ring **out);
 void lgr_ring_free(struct lgr_ring *ring);
 
 /*
- * Appends item (any pointer, NULL included). Never blocks beyond the short lock and never fails: on a full ring the
- * oldest item is removed, counted as dropped and handed to the drop callback before this returns (in this thread,
- * after the lock is released). Returns true when an item was dropped to make room.
+ * Appends item (any pointer, NULL included). Never blocks beyond the short lock and never fails: on a full ring (one
+ * its credit lets hold no more) the oldest item is removed, counted as dropped and handed to the drop callback before
+ * this returns (in this thread, after the lock is released). Returns how many were dropped to make room: 0, 1, or 2
+ * when the items held beyond capacity weigh more than a credit that shrank (see "Credit").
  */
-bool lgr_ring_push(struct lgr_ring *ring, void *item);
+size_t lgr_ring_push(struct lgr_ring *ring, void *item);
 
 /*
  * Moves up to max of the oldest items into items[], oldest first, without blocking. Returns how many; fewer than
@@ -114,6 +131,8 @@ void lgr_ring_wake(struct lgr_ring *ring);
  */
 size_t lgr_ring_drain(struct lgr_ring *ring, lgr_ring_item_fn *fn, void *ud);
 
+/* Sets the credit (see "Credit"): bytes the items beyond capacity may weigh from now on. Any thread. */
+void lgr_ring_set_credit(struct lgr_ring *ring, size_t bytes);
 /* A consistent snapshot of the counters. Any thread. */
 void lgr_ring_stats(struct lgr_ring *ring, struct lgr_ring_stats *st);
 

@@ -193,6 +193,13 @@ struct omf_sink {
 	 * owes an omf_sub_resume once it has sent what it holds. NULL: a partial batch waits flush_ms.
 	 */
 	bool (*idle)(struct omf_sub *sub, void *ud);
+	/*
+	 * Optional: the bytes the sink's own queue could still take. With it, a subscriber's ring keeps envelopes
+	 * beyond subscriber.buffer while they fit in that room (lgr_ring's credit, renewed after every hand-over),
+	 * so that envelopes the network thread was merely late to move are not dropped. NULL: the ring drops at
+	 * subscriber.buffer.
+	 */
+	size_t (*room)(struct omf_sub *sub, void *ud);
 };
 
 /*

@@ -44,8 +44,9 @@
 #define STOP_SLACK_MS 1500 /* after the grace the transport takes at most one more second to close */
 /* The network thread's requested scheduler slice: at 250,000 envelopes/s a subscriber's default ring of 1000 lasts
  * 4 ms, as long as a computing thread may run before the kernel's next tick; see lgr_thread_short_slice */
-#define SLICE_US 100
-#define COPY_MAX 1024 /* records up to this size are copied into a subscriber's message, larger ones referenced */
+#define SLICE_US   100
+#define CREDIT_MAX (OMF_SEND_QUEUE / 128) /* envelopes a ring keeps beyond subscriber.buffer on credit, at most */
+#define COPY_MAX   1024 /* records up to this size are copied into a subscriber's message, larger ones referenced */
 
 /* ---- small helpers ---------------------------------------------------------------------------------------------- */
 
@@ -662,13 +663,22 @@ static bool partial_may_go(struct omf_sub *sub)
 	return !sub->pace.busy && sub->sink->idle != NULL && sub->sink->idle(sub, sub->ud);
 }
 
+/* Tells sub's ring how many bytes its sink could still take (lgr_ring's credit). */
+static void sub_credit(struct omf_sub *sub)
+{
+	struct lgr_ring *ring = __atomic_load_n(&sub->ring, __ATOMIC_ACQUIRE);
+
+	if (ring != NULL && sub->sink->room != NULL)
+		lgr_ring_set_credit(ring, sub->failed || sub->closing ? 0 : sub->sink->room(sub, sub->ud));
+}
+
 /*
  * Moves envelopes from the ring to the sink: full batches at once; a partial batch when flush is set (its flush
  * timer fired, or the egress stops), when partial_may_go (so a lone envelope leaves at once, and batches form
  * while the sink is busy, growing with the load), or else once its timer fires. Continues in the next
  * loop turn after PUMP_ROUNDS batches.
  */
-static void sub_pump(struct omf_sub *sub, bool flush)
+static void pump_batches(struct omf_sub *sub, bool flush)
 {
 	struct lgr_ring *ring = __atomic_load_n(&sub->ring, __ATOMIC_ACQUIRE);
 	unsigned batch_max = sub->batch_max;
@@ -725,6 +735,13 @@ static void sub_pump(struct omf_sub *sub, bool flush)
 	}
 }
 
+/* pump_batches, then the ring learns the sink's room. */
+static void sub_pump(struct omf_sub *sub, bool flush)
+{
+	pump_batches(sub, flush);
+	sub_credit(sub);
+}
+
 static void on_sub_pump(evutil_socket_t fd, short what, void *ud)
 {
 	(void)fd;
@@ -739,6 +756,14 @@ static void on_sub_flush(evutil_socket_t fd, short what, void *ud)
 	sub_pump(ud, true);
 }
 
+/* What an envelope would take in a stream's send queue: its EnvelopeBatch record (lgr_ring_weigh_fn). */
+static size_t env_weigh(const void *item)
+{
+	const struct omf_env *e = item;
+
+	return e->rec_hdr + e->wire_len;
+}
+
 /* A new ring for sub (LGR_OK, LGR_EINVAL, LGR_ENOMEM). */
 static int ring_new(struct omf_sub *sub, struct lgr_ring **out)
 {
@@ -750,6 +775,10 @@ static int ring_new(struct omf_sub *sub, struct lgr_ring **out)
 	rc_conf.notify = sub_notify;
 	rc_conf.notify_ud = sub;
 	rc_conf.notify_at = sub->eager ? 0 : (sub->batch_max < sub->capacity ? sub->batch_max : sub->capacity);
+	if (sub->sink->room != NULL) {
+		rc_conf.weigh = env_weigh;
+		rc_conf.extra_max = CREDIT_MAX;
+	}
 	return lgr_ring_new(&rc_conf, out);
 }
 
@@ -839,6 +868,7 @@ int omf_sub_new_opts(struct omf_egress *eg, const struct lgr_select_req *req, co
 		rc = ring_new(sub, &sub->ring);
 		if (rc != LGR_OK)
 			goto fail;
+		sub_credit(sub);
 	}
 	/* the last step: from here on workers deliver */
 	rc = lgr_select_add_req(eg->reg, sub, req, sub->sel);
@@ -1173,8 +1203,22 @@ static bool grpc_idle(struct omf_sub *sub, void *ud)
 	return false;
 }
 
+/* The room left in the stream's send queue. */
+static size_t grpc_room(struct omf_sub *sub, void *ud)
+{
+	struct gstream *g = ud;
+	size_t queued;
+
+	(void)sub;
+	if (g->ended)
+		return 0;
+	queued = lgr_h2_stream_queued(g->s);
+	return queued < OMF_SEND_QUEUE ? OMF_SEND_QUEUE - queued : 0;
+}
+
 static const struct omf_sink grpc_sink = {
 	.idle = grpc_idle,
+	.room = grpc_room,
 	.deliver = grpc_deliver,
 	.close = grpc_close,
 };

@@ -79,8 +79,8 @@ Test(ring, push_on_a_full_ring_drops_the_oldest_and_counts_it)
 
 	for (uintptr_t i = 1; i <= 4; i++)
 		cr_assert_not(lgr_ring_push(r, ITEM(i)), "no drop while there is room");
-	cr_assert(lgr_ring_push(r, ITEM(5)));
-	cr_assert(lgr_ring_push(r, ITEM(6)));
+	cr_assert_eq(lgr_ring_push(r, ITEM(5)), 1);
+	cr_assert_eq(lgr_ring_push(r, ITEM(6)), 1);
 	cr_assert_eq(drops.n, 2);
 	cr_assert_eq(drops.items[0], 1);
 	cr_assert_eq(drops.items[1], 2);
@@ -448,11 +448,173 @@ Test(ring, free_hands_items_still_queued_to_the_drop_callback)
 	cr_assert_eq(atomic_load(&freed), 5);
 }
 
+/* --- credit -------------------------------------------------------------------------------------------------- */
+
+static size_t weigh_ten(const void *item)
+{
+	(void)item;
+	return 10;
+}
+
+static size_t weigh_one(const void *item)
+{
+	(void)item;
+	return 1;
+}
+
+static size_t weigh_value(const void *item)
+{
+	return (size_t)VAL(item);
+}
+
+static struct lgr_ring *ring_on_credit(
+	size_t capacity, lgr_ring_weigh_fn *weigh, size_t extra_max, size_t credit, struct recorder *drops)
+{
+	struct lgr_ring_conf conf = {
+		.capacity = capacity, .drop = record, .drop_ud = drops, .weigh = weigh, .extra_max = extra_max};
+	struct lgr_ring *r = NULL;
+
+	cr_assert_eq(lgr_ring_new(&conf, &r), LGR_OK);
+	lgr_ring_set_credit(r, credit);
+	return r;
+}
+
+static size_t over_bytes(struct lgr_ring *r)
+{
+	struct lgr_ring_stats st;
+
+	lgr_ring_stats(r, &st);
+	return st.over_bytes;
+}
+
+static void assert_pops(struct lgr_ring *r, size_t max, const uintptr_t *want, size_t n)
+{
+	void *out[64];
+	size_t got = lgr_ring_pop(r, out, max);
+
+	cr_assert_eq(got, n, "popped %zu, want %zu", got, n);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(VAL(out[i]), want[i], "item %zu is %lu, want %lu", i, (unsigned long)VAL(out[i]),
+			(unsigned long)want[i]);
+}
+
+Test(ring, credit_keeps_the_oldest_beyond_capacity_and_they_leave_first)
+{
+	struct recorder drops = {0};
+	struct lgr_ring *r = ring_on_credit(4, weigh_ten, 100, 30, &drops);
+	const uintptr_t all[] = {2, 3, 4, 5, 6, 7, 8};
+
+	for (uintptr_t i = 1; i <= 7; i++)
+		cr_assert_not(lgr_ring_push(r, ITEM(i)), "push %lu dropped within the credit", (unsigned long)i);
+	assert_counts(r, 7, 0, 0, 7);
+	cr_assert_eq(over_bytes(r), 30);
+	/* a fourth item beyond capacity would weigh 40: the oldest goes instead */
+	cr_assert_eq(lgr_ring_push(r, ITEM(8)), 1);
+	cr_assert_eq(drops.n, 1);
+	cr_assert_eq(drops.items[0], 1);
+	assert_counts(r, 8, 0, 1, 7);
+	cr_assert_eq(over_bytes(r), 30);
+	assert_pops(r, 64, all, 7);
+	cr_assert_eq(over_bytes(r), 0);
+	lgr_ring_free(r);
+}
+
+Test(ring, without_credit_or_weigh_a_full_ring_drops_as_before)
+{
+	struct recorder drops = {0};
+	struct lgr_ring *r = ring_on_credit(4, weigh_ten, 100, 0, &drops);
+	struct lgr_ring *plain = ring_with(4, NULL, NULL);
+	const uintptr_t kept[] = {3, 4, 5, 6};
+
+	lgr_ring_set_credit(plain, 1000); /* no weigh: ignored */
+	for (uintptr_t i = 1; i <= 6; i++) {
+		lgr_ring_push(r, ITEM(i));
+		lgr_ring_push(plain, ITEM(i));
+	}
+	assert_counts(r, 6, 0, 2, 4);
+	assert_counts(plain, 6, 0, 2, 4);
+	cr_assert_eq(drops.n, 2);
+	assert_pops(r, 64, kept, 4);
+	assert_pops(plain, 64, kept, 4);
+	/* credit given later takes effect from the next push */
+	lgr_ring_set_credit(r, 10);
+	for (uintptr_t i = 1; i <= 5; i++)
+		lgr_ring_push(r, ITEM(i));
+	assert_counts(r, 11, 4, 2, 5);
+	lgr_ring_free(r);
+	lgr_ring_free(plain);
+}
+
+Test(ring, credit_counts_exactly_what_the_items_beyond_capacity_weigh)
+{
+	struct recorder drops = {0};
+	struct lgr_ring *r = ring_on_credit(2, weigh_value, 10, 100, &drops);
+	const uintptr_t first[] = {30, 40}, rest[] = {50, 60, 70, 80};
+
+	for (uintptr_t v = 10; v <= 60; v += 10)
+		cr_assert_not(lgr_ring_push(r, ITEM(v)));
+	cr_assert_eq(over_bytes(r), 10 + 20 + 30 + 40);
+	/*
+	 * 70: keeping all would put 50 beyond capacity too (150 > 100). The oldest (10) goes, 50 joins those beyond
+	 * (140, still over), so the next oldest (20) goes as well: a shrinking margin is followed.
+	 */
+	cr_assert_eq(lgr_ring_push(r, ITEM(70)), 2);
+	cr_assert_eq(drops.n, 2);
+	cr_assert_eq(drops.items[0], 10);
+	cr_assert_eq(drops.items[1], 20);
+	cr_assert_eq(over_bytes(r), 30 + 40 + 50);
+	assert_counts(r, 7, 0, 2, 5);
+	lgr_ring_set_credit(r, 1000);
+	cr_assert_not(lgr_ring_push(r, ITEM(80)));
+	cr_assert_eq(over_bytes(r), 30 + 40 + 50 + 60);
+	assert_pops(r, 2, first, 2); /* a partial pop takes its items' weight */
+	cr_assert_eq(over_bytes(r), 50 + 60);
+	assert_pops(r, 64, rest, 4);
+	cr_assert_eq(over_bytes(r), 0);
+	for (uintptr_t v = 1; v <= 3; v++)
+		lgr_ring_push(r, ITEM(v));
+	cr_assert_eq(over_bytes(r), 1);
+	lgr_ring_free(r);
+}
+
+Test(ring, credit_grows_the_slots_across_a_wrap_up_to_extra_max)
+{
+	struct recorder drops = {0};
+	struct lgr_ring *r = ring_on_credit(4, weigh_one, 6, 1000, &drops);
+	const uintptr_t first[] = {1, 2}, all[] = {4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+
+	for (uintptr_t i = 1; i <= 3; i++)
+		lgr_ring_push(r, ITEM(i));
+	assert_pops(r, 2, first, 2); /* the oldest now sits past the start of the slots */
+	for (uintptr_t i = 4; i <= 12; i++)
+		cr_assert_not(lgr_ring_push(r, ITEM(i)));
+	assert_counts(r, 12, 2, 0, 10);
+	/* 4 + 6 items held: the credit would take more, extra_max does not */
+	cr_assert_eq(lgr_ring_push(r, ITEM(13)), 1);
+	cr_assert_eq(drops.n, 1);
+	cr_assert_eq(drops.items[0], 3);
+	assert_counts(r, 13, 2, 1, 10);
+	cr_assert_eq(over_bytes(r), 6);
+	assert_pops(r, 64, all, 10);
+	cr_assert_eq(over_bytes(r), 0);
+	lgr_ring_free(r);
+}
+
+Test(ring, new_rejects_an_oversized_extra_max)
+{
+	struct lgr_ring_conf conf = {.capacity = 4, .weigh = weigh_one, .extra_max = (size_t)LGR_RING_MAX_CAPACITY + 1};
+	struct lgr_ring *r = ITEM(1);
+
+	cr_assert_eq(lgr_ring_new(&conf, &r), LGR_EINVAL);
+	cr_assert_null(r);
+}
+
 /* --- many writers --------------------------------------------------------------------------------------------- */
 
 #define WRITERS	 4
 #define PUSHES	 200000
 #define SEQ_BITS 32
+#define CREDIT	 300 /* the most the reader's queue takes, with weigh_one in items */
 
 struct mt {
 	struct lgr_ring *ring;
@@ -465,6 +627,8 @@ struct mt {
 	unsigned long long invariant_errors;
 	unsigned long long samples;
 	int id;
+	size_t extra_max; /* with credit: weigh_one, so over_bytes is exactly the items beyond capacity */
+	size_t most_over; /* the most items beyond capacity the reader found */
 };
 
 struct writer_arg {
@@ -487,8 +651,7 @@ static void *writer(void *arg)
 
 	/* Item = writer id in the high bits, 1-based sequence in the low bits. */
 	for (uintptr_t seq = 1; seq <= PUSHES; seq++)
-		if (lgr_ring_push(w->mt->ring, ITEM((w->id << SEQ_BITS) | seq)))
-			dropped++;
+		dropped += lgr_ring_push(w->mt->ring, ITEM((w->id << SEQ_BITS) | seq));
 	atomic_fetch_add(&w->mt->drops_reported, dropped);
 	atomic_fetch_sub(&w->mt->writers_left, 1);
 	lgr_ring_wake(w->mt->ring);
@@ -517,10 +680,18 @@ static void *reader(void *arg)
 	uintptr_t last[WRITERS] = {0};
 	void *items[64];
 
-	while (atomic_load(&mt->writers_left) > 0) {
+	for (unsigned turn = 0; atomic_load(&mt->writers_left) > 0; turn++) {
 		size_t n = lgr_ring_pop_wait(mt->ring, items, 64, 100);
 
 		consume(mt, items, n, last);
+		if (mt->extra_max > 0) {
+			struct lgr_ring_stats st;
+
+			lgr_ring_stats(mt->ring, &st);
+			if (st.len > st.capacity && st.len - st.capacity > mt->most_over)
+				mt->most_over = st.len - st.capacity;
+			lgr_ring_set_credit(mt->ring, turn % 3 == 0 ? 0 : CREDIT); /* a queue that fills and empties */
+		}
 	}
 	for (;;) {
 		size_t n = lgr_ring_pop(mt->ring, items, 64);
@@ -540,7 +711,8 @@ static void *sampler(void *arg)
 		struct lgr_ring_stats st;
 
 		lgr_ring_stats(mt->ring, &st);
-		if (st.pushed != st.popped + st.dropped + st.len || st.len > st.capacity)
+		if (st.pushed != st.popped + st.dropped + st.len || st.len > st.capacity + mt->extra_max ||
+			st.over_bytes != (st.len > st.capacity ? st.len - st.capacity : 0) || st.over_bytes > CREDIT)
 			mt->invariant_errors++;
 		mt->samples++;
 		sched_yield();
@@ -548,15 +720,17 @@ static void *sampler(void *arg)
 	return NULL;
 }
 
-Test(ring, many_writers_and_one_reader_keep_every_count_exact, .timeout = 300)
+static void run_many(struct lgr_ring_conf *conf, size_t extra_max)
 {
 	struct mt mt = {0};
 	struct writer_arg args[WRITERS];
 	pthread_t w[WRITERS], rd, smp;
-	struct lgr_ring_conf conf = {.capacity = 1024, .drop = count_drop, .drop_ud = &mt};
 	struct lgr_ring_stats st;
 
-	cr_assert_eq(lgr_ring_new(&conf, &mt.ring), LGR_OK);
+	conf->drop = count_drop;
+	conf->drop_ud = &mt;
+	mt.extra_max = extra_max;
+	cr_assert_eq(lgr_ring_new(conf, &mt.ring), LGR_OK);
 	atomic_store(&mt.writers_left, WRITERS);
 	pthread_create(&rd, NULL, reader, &mt);
 	pthread_create(&smp, NULL, sampler, &mt);
@@ -582,6 +756,23 @@ Test(ring, many_writers_and_one_reader_keep_every_count_exact, .timeout = 300)
 	cr_assert_eq(mt.order_errors, 0);
 	cr_assert_eq(
 		mt.invariant_errors, 0, "%llu of %llu snapshots broke the invariant", mt.invariant_errors, mt.samples);
-	cr_log_info("popped %llu dropped %llu snapshots %llu", mt.popped, (unsigned long long)st.dropped, mt.samples);
+	if (extra_max > 0)
+		cr_assert_leq(mt.most_over, CREDIT, "%zu items beyond capacity", mt.most_over);
+	cr_log_info("popped %llu dropped %llu snapshots %llu, at most %zu beyond capacity", mt.popped,
+		(unsigned long long)st.dropped, mt.samples, mt.most_over);
 	lgr_ring_free(mt.ring);
+}
+
+Test(ring, many_writers_and_one_reader_keep_every_count_exact, .timeout = 300)
+{
+	struct lgr_ring_conf conf = {.capacity = 1024};
+
+	run_many(&conf, 0);
+}
+
+Test(ring, many_writers_with_a_changing_credit_keep_order_and_counts, .timeout = 300)
+{
+	struct lgr_ring_conf conf = {.capacity = 256, .weigh = weigh_one, .extra_max = 2048};
+
+	run_many(&conf, conf.extra_max);
 }
