@@ -498,6 +498,17 @@ static void assert_pops(struct lgr_ring *r, size_t max, const uintptr_t *want, s
 			(unsigned long)want[i]);
 }
 
+/* Pushes item into a full ring and checks that exactly victim went to the drop callback. */
+static void assert_push_drops(struct lgr_ring *r, uintptr_t item, struct recorder *drops, uintptr_t victim)
+{
+	size_t before = drops->n;
+
+	cr_assert_eq(lgr_ring_push(r, ITEM(item)), 1);
+	cr_assert_eq(drops->n, before + 1);
+	cr_assert_eq(drops->items[before], victim, "dropped %lu, want %lu", (unsigned long)drops->items[before],
+		(unsigned long)victim);
+}
+
 Test(ring, credit_keeps_the_oldest_beyond_capacity_and_they_leave_first)
 {
 	struct recorder drops = {0};
@@ -509,9 +520,7 @@ Test(ring, credit_keeps_the_oldest_beyond_capacity_and_they_leave_first)
 	assert_counts(r, 7, 0, 0, 7);
 	cr_assert_eq(over_bytes(r), 30);
 	/* a fourth item beyond capacity would weigh 40: the oldest goes instead */
-	cr_assert_eq(lgr_ring_push(r, ITEM(8)), 1);
-	cr_assert_eq(drops.n, 1);
-	cr_assert_eq(drops.items[0], 1);
+	assert_push_drops(r, 8, &drops, 1);
 	assert_counts(r, 8, 0, 1, 7);
 	cr_assert_eq(over_bytes(r), 30);
 	assert_pops(r, 64, all, 7);
@@ -590,9 +599,7 @@ Test(ring, credit_grows_the_slots_across_a_wrap_up_to_extra_max)
 		cr_assert_not(lgr_ring_push(r, ITEM(i)));
 	assert_counts(r, 12, 2, 0, 10);
 	/* 4 + 6 items held: the credit would take more, extra_max does not */
-	cr_assert_eq(lgr_ring_push(r, ITEM(13)), 1);
-	cr_assert_eq(drops.n, 1);
-	cr_assert_eq(drops.items[0], 3);
+	assert_push_drops(r, 13, &drops, 3);
 	assert_counts(r, 13, 2, 1, 10);
 	cr_assert_eq(over_bytes(r), 6);
 	assert_pops(r, 64, all, 10);
