@@ -184,17 +184,17 @@ static uint64_t run(bool has_room, size_t room)
 	return dropped;
 }
 
-Test(egress, a_late_network_thread_loses_nothing_a_sink_with_room_would_take)
+Test(egress, a_late_network_thread_loses_nothing_a_sink_with_room_would_take, .timeout = 60)
 {
 	cr_assert_eq(run(true, 1 << 20), 0);
 }
 
-Test(egress, a_sink_without_room_keeps_only_the_newest_buffer)
+Test(egress, a_sink_without_room_keeps_only_the_newest_buffer, .timeout = 60)
 {
 	cr_assert_eq(run(false, 0), PUBLISHED - BUFFER);
 }
 
-Test(egress, a_sink_with_little_room_keeps_the_buffer_and_what_its_room_holds)
+Test(egress, a_sink_with_little_room_keeps_the_buffer_and_what_its_room_holds, .timeout = 60)
 {
 	const size_t extra = 50;
 
