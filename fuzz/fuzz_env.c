@@ -7,7 +7,8 @@
  * module's submitter uses it), to an equal view. When the input module's straight-from-the-bytes builder
  * (lgr_fjson_build_log_wire) takes an envelope, its tree prints as lgr_fjson_build's of the decoded envelope and the
  * message parts equal the decoded fields, and the outputs' fast path (lgr_fjson_log_measure) takes that tree and writes
- * what the reader reads from it. A mismatch aborts, which libFuzzer and the replay runner report as a crash.
+ * what the reader reads from it; with an agent's rules, its tree is that of the decoded envelope after the agent's
+ * rules. A mismatch aborts, which libFuzzer and the replay runner report as a crash.
  */
 #define FJSON_NATIVE_API_ONLY 1
 #include <libfastjson/json.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lgr_agent.h"
 #include "lgr_env.h"
 #include "lgr_fjson.h"
 
@@ -197,6 +199,56 @@ static void check_wire(const struct lgr_env *env, const uint8_t *data, size_t si
 	fjson_object_put(w.tree);
 }
 
+/*
+ * The agent's builder: with the rules of an agent whose default tags include keys senders use (and "origin"), the
+ * tree and parts must be those of the decoded envelope after lgr_agent_apply.
+ */
+static struct lgr_agent *agent;
+static const char *agent_keys[4], *agent_values[4];
+static struct lgr_fjson_wire_rules agent_rules = {.default_keys = agent_keys, .default_values = agent_values};
+
+static void check_wire_agent(const uint8_t *data, size_t size)
+{
+	static const char *const specs[] = {"deployment:cf", "origin:default", "k:v", "index:0"};
+	struct lgr_agent_conf conf = {.default_tags = specs, .ndefault_tags = 4};
+	struct lgr_fjson_wire_log w;
+	struct lgr_env *env = NULL;
+	struct fjson_object *full = NULL;
+	char *text;
+	int rc;
+
+	if (agent == NULL) {
+		if (lgr_agent_new(&conf, &agent) != LGR_OK)
+			return;
+		agent_rules.ndefaults = lgr_agent_default_tags(agent);
+		for (size_t i = 0; i < agent_rules.ndefaults; i++)
+			lgr_agent_default_tag(agent, i, &agent_keys[i], &agent_values[i]);
+	}
+	rc = lgr_fjson_build_log_wire_rules(data, size, strings, &agent_rules, &w);
+	if (rc == LGR_EUNSUPPORTED || rc == LGR_ENOMEM)
+		return;
+	if (rc != LGR_OK)
+		abort();
+	/* decoded again: the rules edit the envelope */
+	if (lgr_env_decode(data, size, &fuzz_limits, &env) != LGR_OK || lgr_agent_apply(agent, env) != LGR_OK) {
+		lgr_env_unref(env);
+		fjson_object_put(w.tree);
+		return;
+	}
+	if (!same_text(w.source_id, env->pb->source_id) || !same_text(w.instance_id, env->pb->instance_id))
+		abort();
+	if (lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD, &full) == LGR_OK) {
+		text = strdup(fjson_object_to_json_string_ext(w.tree, FJSON_TO_STRING_PLAIN));
+		if (text != NULL && strcmp(text, fjson_object_to_json_string_ext(full, FJSON_TO_STRING_PLAIN)) != 0)
+			abort();
+		free(text);
+		fjson_object_put(full);
+	}
+	check_fast(w.tree, w.payload, w.payload_len);
+	fjson_object_put(w.tree);
+	lgr_env_unref(env);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct lgr_env *env = NULL;
@@ -206,6 +258,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_scratch(env, data, size);
 		check_wire(env, data, size);
 		lgr_env_unref(env);
+		check_wire_agent(data, size);
 	}
 	check_batch(data, size);
 	return 0;

@@ -348,6 +348,17 @@ size_t lgr_agent_counters(const struct lgr_agent *ag)
 	return ag->ncounters;
 }
 
+size_t lgr_agent_default_tags(const struct lgr_agent *ag)
+{
+	return ag->ndefaults;
+}
+
+void lgr_agent_default_tag(const struct lgr_agent *ag, size_t i, const char **key, const char **value)
+{
+	*key = ag->defaults[i].key;
+	*value = ag->defaults[i].value;
+}
+
 /* --- tags ----------------------------------------------------------------------------------------------------- */
 
 /* Rule 1: an empty source_id comes from the origin tag, preferred over the deprecated one. */

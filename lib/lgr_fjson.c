@@ -875,10 +875,20 @@ struct wire_tag {
 struct wire_env {
 	struct lgr_fjson_wire_log *out;
 	struct lgr_fjson_strings *strings;
+	const struct lgr_fjson_wire_rules *rules; /* NULL: none */
 	struct wire_tag tags[MAP_SCAN_MAX];
 	size_t ntags;
 	bool log;
 };
+
+/* The envelope's tag of that key (up to its first NUL), or NULL. */
+static const struct wire_tag *wire_find_tag(const struct wire_env *w, const uint8_t *key, size_t n)
+{
+	for (size_t i = 0; i < w->ntags; i++)
+		if (w->tags[i].key_len == n && (n == 0 || memcmp(w->tags[i].key, key, n) == 0))
+			return &w->tags[i];
+	return NULL;
+}
 
 /* One tags entry: key = 1, value = 2, each once, valid UTF-8 keys. */
 static int wire_tag(const uint8_t *buf, size_t len, struct wire_tag *t)
@@ -942,7 +952,7 @@ static int wire_fields(const uint8_t *buf, size_t len, struct wire_env *w)
 	struct lgr_fjson_wire_log *out = w->out;
 	bool ts = false, sid = false, iid = false;
 	struct lgr_pb_field f;
-	size_t pos = 0, i;
+	size_t pos = 0;
 	int rc;
 
 	while (pos < len) {
@@ -980,11 +990,8 @@ static int wire_fields(const uint8_t *buf, size_t len, struct wire_env *w)
 			rc = wire_tag(f.data, f.len, &w->tags[w->ntags]);
 			if (rc != LGR_OK)
 				return rc;
-			for (i = 0; i < w->ntags; i++)
-				if (w->tags[i].key_len == w->tags[w->ntags].key_len &&
-					(w->tags[i].key_len == 0 ||
-						memcmp(w->tags[i].key, w->tags[w->ntags].key, w->tags[i].key_len) == 0))
-					return LGR_EUNSUPPORTED;
+			if (wire_find_tag(w, w->tags[w->ntags].key, w->tags[w->ntags].key_len) != NULL)
+				return LGR_EUNSUPPORTED;
 			w->ntags++;
 			break;
 		case 3: /* deprecated_tags */
@@ -1021,6 +1028,16 @@ static int wire_put_tags(struct fjson_object *o, const struct wire_env *w)
 		rc = wire_new_text(w->strings, t->val, t->val_len, &val);
 		if (rc == LGR_OK)
 			rc = put_key(map, key, t->key_len, val);
+	}
+	for (i = 0; rc == LGR_OK && w->rules != NULL && i < w->rules->ndefaults; i++) {
+		const char *k = w->rules->default_keys[i], *v = w->rules->default_values[i];
+		size_t n = strlen(k);
+
+		if (wire_find_tag(w, (const uint8_t *)k, n) != NULL)
+			continue; /* the envelope's own tag wins */
+		rc = new_text_shared(w->strings, v, strlen(v), &val);
+		if (rc == LGR_OK)
+			rc = put_key(map, k, n, val);
 	}
 	return rc;
 }
@@ -1060,21 +1077,66 @@ static int wire_build(const struct wire_env *w, struct fjson_object **out)
 	return LGR_OK;
 }
 
-int lgr_fjson_build_log_wire(
-	const uint8_t *buf, size_t len, struct lgr_fjson_strings *strings, struct lgr_fjson_wire_log *out)
+/* Rule 1: an empty source_id from the origin tag (there are no deprecated tags on this path). */
+static int wire_origin(struct wire_env *w)
 {
-	struct wire_env w = {.out = out, .strings = strings};
+	static const char origin[] = "origin";
+	const struct wire_tag *t;
+
+	if (w->out->source_id[0] != '\0')
+		return LGR_OK;
+	t = wire_find_tag(w, (const uint8_t *)origin, sizeof(origin) - 1);
+	if (t == NULL || t->val == NULL || t->val_len == 0)
+		return LGR_OK;
+	if (t->val_len >= sizeof(w->out->source_id))
+		return LGR_EUNSUPPORTED;
+	memcpy(w->out->source_id, t->val, t->val_len);
+	w->out->source_id[t->val_len] = '\0';
+	return LGR_OK;
+}
+
+/* Default keys the builder can put as the full path would: valid UTF-8 (no fixing that could merge two keys), and
+ * short enough for the stack copy. */
+static bool wire_rules_usable(const struct lgr_fjson_wire_rules *r)
+{
+	for (size_t i = 0; i < r->ndefaults; i++) {
+		size_t n;
+
+		if (r->default_keys[i] == NULL || r->default_values[i] == NULL)
+			return false;
+		n = strlen(r->default_keys[i]);
+		if (n >= FIX_STACK || !lgr_text_utf8_valid(r->default_keys[i], n))
+			return false;
+	}
+	return true;
+}
+
+int lgr_fjson_build_log_wire_rules(const uint8_t *buf, size_t len, struct lgr_fjson_strings *strings,
+	const struct lgr_fjson_wire_rules *rules, struct lgr_fjson_wire_log *out)
+{
+	struct wire_env w = {.out = out, .strings = strings, .rules = rules};
 	int rc;
 
 	if (out == NULL)
 		return LGR_EINVAL;
 	memset(out, 0, sizeof(*out));
-	if (buf == NULL && len > 0)
+	if ((buf == NULL && len > 0) || (rules != NULL && rules->ndefaults > 0 &&
+						(rules->default_keys == NULL || rules->default_values == NULL)))
 		return LGR_EINVAL;
+	if (rules != NULL && !wire_rules_usable(rules))
+		return LGR_EUNSUPPORTED;
 	rc = wire_fields(buf, len, &w);
+	if (rc == LGR_OK && rules != NULL)
+		rc = wire_origin(&w);
 	if (rc == LGR_OK)
 		rc = wire_build(&w, &out->tree);
 	return rc;
+}
+
+int lgr_fjson_build_log_wire(
+	const uint8_t *buf, size_t len, struct lgr_fjson_strings *strings, struct lgr_fjson_wire_log *out)
+{
+	return lgr_fjson_build_log_wire_rules(buf, len, strings, NULL, out);
 }
 
 /* --- the reader: values ------------------------------------------------------------------------------------------- */

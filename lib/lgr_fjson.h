@@ -82,6 +82,27 @@ int lgr_fjson_build_log_wire(
 	const uint8_t *buf, size_t len, struct lgr_fjson_strings *strings, struct lgr_fjson_wire_log *out);
 
 /*
+ * The agent's rules for Log envelopes (lgr_agent.h: rule 1, and rule 3 with these default tags; rule 2 has nothing to
+ * do where there are no deprecated tags, and rule 4 is for counters), applied while the tree is built from the bytes.
+ * The strings are the caller's, NUL-terminated, and must outlive the call; a key appears once.
+ */
+struct lgr_fjson_wire_rules {
+	const char *const *default_keys; /* added after the envelope's tags, in this order, where the key is absent */
+	const char *const *default_values;
+	size_t ndefaults;
+};
+
+/*
+ * lgr_fjson_build_log_wire() for an agent: the tree and parts are those lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD)
+ * and the decoded fields give for env = the envelope after lgr_agent_apply() with rules' default tags. An empty
+ * source_id becomes the "origin" tag's value (the tree's and out->source_id), and the default tags are added as rule
+ * 3 adds them. Besides lgr_fjson_build_log_wire()'s cases, LGR_EUNSUPPORTED also when a default key is not valid
+ * UTF-8 or is 256 bytes or longer, and when the origin is too long for out->source_id. rules NULL: no rules.
+ */
+int lgr_fjson_build_log_wire_rules(const uint8_t *buf, size_t len, struct lgr_fjson_strings *strings,
+	const struct lgr_fjson_wire_rules *rules, struct lgr_fjson_wire_log *out);
+
+/*
  * Reads an Envelope from a libfastjson tree in the JSON form (not modified; the caller keeps its reference), with
  * the rules and limits of lgr_json_parse(): the tree's strings, tags and metrics are bounded by lim (NULL: defaults)
  * as text input is. flags: 0 or LGR_JSON_DISCARD_UNKNOWN.

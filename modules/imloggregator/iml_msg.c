@@ -199,7 +199,7 @@ rsRetVal iml_msg_build_wire(struct iml_msg_ctx *ctx, const uint8_t *buf, size_t 
 {
 	struct lgr_fjson_wire_log w;
 	struct parts p;
-	int rc = lgr_fjson_build_log_wire(buf, len, ctx->strings, &w);
+	int rc = lgr_fjson_build_log_wire_rules(buf, len, ctx->strings, ctx->rules, &w);
 
 	if (rc == LGR_EUNSUPPORTED)
 		return RS_RET_NOT_FOUND;

@@ -18,6 +18,7 @@ struct iml_msg_ctx {
 	prop_t *from;	 /* the last sender's address as %fromhost%, reused while it does not change */
 	prop_t *from_ip; /* the same as %fromhost-ip% */
 	struct lgr_fjson_strings *strings; /* the thread's shared string nodes (NULL: none); the caller frees it */
+	const struct lgr_fjson_wire_rules *rules; /* role agent: its rules for iml_msg_build_wire (NULL: router) */
 };
 
 /*
@@ -31,8 +32,10 @@ rsRetVal iml_msg_build(struct iml_msg_ctx *ctx, const struct lgr_env *env, const
 
 /*
  * As iml_msg_build for the envelope encoded in buf[0, len) (checked already), built straight from its bytes: the
- * router role's hot path. Takes the envelopes every sender makes (see lgr_fjson_build_log_wire); RS_RET_NOT_FOUND for
- * any other, which the caller then decodes and gives to iml_msg_build. The message is the same either way.
+ * hot path of both roles. Takes the envelopes every sender makes (see lgr_fjson_build_log_wire; with ctx->rules, the
+ * agent's rules are applied on the way as lgr_fjson_build_log_wire_rules applies them); RS_RET_NOT_FOUND for any
+ * other, which the caller then decodes (and gives to lgr_agent_apply) and to iml_msg_build. The message is the same
+ * either way.
  */
 rsRetVal iml_msg_build_wire(struct iml_msg_ctx *ctx, const uint8_t *buf, size_t len, const char *ip,
 	const struct syslogTime *now, time_t now_tt, smsg_t **out);

@@ -310,6 +310,7 @@ struct instanceConf_s {
 	size_t nsubs;
 	struct lgr_agent *agent; /* role agent: shared by the submitters, under agent_mut */
 	pthread_mutex_t agent_mut;
+	struct lgr_fjson_wire_rules wire_rules; /* role agent: its rules for Log envelopes built from their bytes */
 	const char **permitted; /* tls.permittedpeers, NULL-terminated for lgr_tls_peer_permitted; NULL: any client */
 	char *v1_deployment, *v1_job, *v1_index, *v1_ip;
 	struct lgr_v1_defaults v1_defaults;
@@ -361,6 +362,8 @@ static void inst_free(instanceConf_t *inst)
 		lgr_agent_free(inst->agent);
 		pthread_mutex_destroy(&inst->agent_mut);
 	}
+	free((void *)inst->wire_rules.default_keys);
+	free((void *)inst->wire_rules.default_values);
 	SSL_CTX_free(inst->ssl_ctx);
 	free(inst->permitted);
 	free(inst->v1_deployment);
@@ -497,6 +500,29 @@ finalize_it:
 	RETiRet;
 }
 
+/* The agent's default tags for the submitters' straight-from-the-bytes path (rules 1 and 3 need no lock). */
+static rsRetVal inst_wire_rules(instanceConf_t *inst)
+{
+	size_t n = lgr_agent_default_tags(inst->agent);
+	const char **keys = NULL, **values = NULL;
+	DEFiRet;
+
+	if (n > 0) {
+		CHKmalloc(keys = calloc(n, sizeof(*keys)));
+		CHKmalloc(values = calloc(n, sizeof(*values)));
+		for (size_t i = 0; i < n; i++)
+			lgr_agent_default_tag(inst->agent, i, &keys[i], &values[i]);
+	}
+	inst->wire_rules.default_keys = keys;
+	inst->wire_rules.default_values = values;
+	inst->wire_rules.ndefaults = n;
+	keys = values = NULL; /* the instance's */
+finalize_it:
+	free(keys);
+	free(values);
+	RETiRet;
+}
+
 static rsRetVal inst_activate(instanceConf_t *inst)
 {
 	struct lgr_ring_conf rc = {0};
@@ -532,6 +558,7 @@ static rsRetVal inst_activate(instanceConf_t *inst)
 		if (lgr_agent_new(&ac, &inst->agent) != LGR_OK)
 			ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
 		pthread_mutex_init(&inst->agent_mut, NULL);
+		CHKiRet(inst_wire_rules(inst));
 		CHKiRet(inst_v1_defaults(inst));
 	}
 	CHKiRet(inst_stats_init(inst));
@@ -550,10 +577,11 @@ static bool past(const struct timespec *t)
 }
 
 /*
- * Decodes the item's envelope if it is still encoded, applies the agent's rules, builds its message. The router role
- * only reads the envelope: a Log envelope as senders make it becomes a message straight from its bytes, any other is
- * decoded into the submitter's scratch (no allocation of its own); the agent role edits it, which needs an envelope
- * of its own. NULL when memory ran out (counted in invalid, logged).
+ * Decodes the item's envelope if it is still encoded, applies the agent's rules, builds its message. A Log envelope as
+ * senders make it becomes a message straight from its bytes in both roles (the agent's rules for logs are applied on
+ * the way, without the lock: only counters need the agent's table). The router role only reads any other envelope, so
+ * it is decoded into the submitter's scratch (no allocation of its own); the agent role edits it, which needs an
+ * envelope of its own. NULL when memory ran out (counted in invalid, logged).
  */
 static smsg_t *item_message(instanceConf_t *inst, struct iml_msg_ctx *ctx, struct lgr_env_scratch *scratch,
 	struct iml_item *it, const struct syslogTime *now, time_t now_tt)
@@ -564,7 +592,7 @@ static smsg_t *item_message(instanceConf_t *inst, struct iml_msg_ctx *ctx, struc
 	rsRetVal rs;
 	int rc;
 
-	if (env == NULL && inst->agent == NULL) {
+	if (env == NULL) {
 		rs = iml_msg_build_wire(ctx, it->data, it->len, iml_item_ip(it), now, now_tt, &msg);
 		if (rs == RS_RET_OK)
 			return msg;
@@ -709,6 +737,7 @@ static void *submitter_main(void *arg)
 	smsg_t *msg;
 
 	ctx.ruleset = inst->bind_ruleset;
+	ctx.rules = inst->agent != NULL ? &inst->wire_rules : NULL;
 	ctx.input_name = input_name;
 	ctx.hostname = glblGetLocalHostName();
 	ctx.hostname_len = ctx.hostname != NULL ? (int)strlen((const char *)ctx.hostname) : 0;

@@ -125,6 +125,10 @@ agent = [
     {"timestamp": str(a + 14), "deprecated_tags": {"origin": {"integer": "77"}}, "timer": {"name": "t", "start": "1",
                                                                                          "stop": "2"}},
     {"timestamp": str(a + 15), "tags": {"origin": "events"}, "event": {"title": "e", "body": "b"}},
+    # logs as senders make them (no deprecated tags) take the input's path straight from the bytes
+    {"timestamp": str(a + 17), "tags": {"origin": "fast-origin", "az": "own-az"},
+     "log": {"payload": b64(b"origin from tags, built from the bytes"), "type": "ERR"}},
+    {"timestamp": str(a + 18), "tags": {"origin": ""}, "log": {"payload": b64(b"no source id"), "type": "OUT"}},
 ]
 with open(os.path.join(work, "in-agent.jsonl"), "w") as f:
     for e in agent:

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lgr_agent.h"
 #include "lgr_env.h"
 #include "lgr_fjson.h"
 #include "lgr_json.h"
@@ -1875,6 +1876,185 @@ Test(fjson_wire, every_other_envelope_is_left_to_the_decoding_path)
 	w = (struct wire){.n = 0};
 	wire_str(&w, 2, "a");
 	cr_assert_eq(wire_agrees(w.b, w.n), LGR_EUNSUPPORTED, "no message");
+}
+
+/* --- the agent's rules on the way (lgr_fjson_build_log_wire_rules) -------------------------------------------- */
+
+/*
+ * Builds buf straight from the bytes with an agent's rules for default tags specs[0, n) ("key:value"). LGR_OK: the
+ * tree prints as lgr_fjson_build's of the decoded envelope after lgr_agent_apply (also through a cache of string
+ * nodes) and the parts are its fields. Returns what the builder returned (LGR_OK or LGR_EUNSUPPORTED); *tree_out,
+ * when not NULL, gets the tree on LGR_OK (the caller's).
+ */
+static int wire_agent_agrees(
+	const uint8_t *buf, size_t len, const char *const *specs, size_t n, struct fjson_object **tree_out)
+{
+	struct lgr_agent_conf conf = {.default_tags = specs, .ndefault_tags = n};
+	const char *keys[16], *values[16];
+	struct lgr_fjson_wire_rules rules = {.default_keys = keys, .default_values = values};
+	struct lgr_fjson_strings *strings;
+	struct lgr_fjson_wire_log w, again;
+	struct lgr_agent *ag = NULL;
+	struct lgr_env *env = NULL;
+	const Loggregator__V2__Envelope *pb;
+	struct fjson_object *full;
+	char *got, *want;
+	int rc;
+
+	cr_assert_eq(lgr_agent_new(&conf, &ag), LGR_OK);
+	rules.ndefaults = lgr_agent_default_tags(ag);
+	cr_assert_leq(rules.ndefaults, 16);
+	for (size_t i = 0; i < rules.ndefaults; i++)
+		lgr_agent_default_tag(ag, i, &keys[i], &values[i]);
+	cr_assert_eq(lgr_env_decode(buf, len, NULL, &env), LGR_OK, "the test's bytes do not decode");
+	cr_assert_eq(lgr_agent_apply(ag, env), LGR_OK);
+	pb = env->pb;
+	rc = lgr_fjson_build_log_wire_rules(buf, len, NULL, &rules, &w);
+	cr_assert(rc == LGR_OK || rc == LGR_EUNSUPPORTED, "straight from the bytes: %s", lgr_strerror(rc));
+	if (rc == LGR_OK) {
+		cr_assert_eq(pb->message_case, LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG);
+		cr_assert_eq(w.timestamp, pb->timestamp);
+		cr_assert_str_eq(w.source_id, pb->source_id != NULL ? pb->source_id : "");
+		cr_assert_str_eq(w.instance_id, pb->instance_id != NULL ? pb->instance_id : "");
+		cr_assert_eq(w.payload_len, pb->log->payload.len);
+		cr_assert_eq(w.err, pb->log->type == LOGGREGATOR__V2__LOG__TYPE__ERR);
+		full = built(env, LGR_JSON_NO_PAYLOAD);
+		got = printed(w.tree);
+		want = printed(full);
+		cr_assert_str_eq(got, want);
+		free(got);
+		cr_assert_eq(lgr_fjson_strings_new(&strings), LGR_OK);
+		for (int pass = 0; pass < 2; pass++) { /* the texts new, then found */
+			cr_assert_eq(lgr_fjson_build_log_wire_rules(buf, len, strings, &rules, &again), LGR_OK);
+			got = printed(again.tree);
+			cr_assert_str_eq(got, want, "through a cache, pass %d", pass);
+			free(got);
+			fjson_object_put(again.tree);
+		}
+		lgr_fjson_strings_free(strings);
+		free(want);
+		fjson_object_put(full);
+		if (tree_out != NULL)
+			*tree_out = w.tree;
+		else
+			fjson_object_put(w.tree);
+	} else {
+		cr_assert_null(w.tree);
+	}
+	lgr_env_unref(env);
+	lgr_agent_free(ag);
+	return rc;
+}
+
+static int env_wire_agent_agrees(
+	struct lgr_env *env, const char *const *specs, size_t n, struct fjson_object **tree_out)
+{
+	const uint8_t *buf;
+	size_t len;
+
+	cr_assert_eq(lgr_env_encode(env, &buf, &len), LGR_OK);
+	return wire_agent_agrees(buf, len, specs, n, tree_out);
+}
+
+/* The tags member of tree, printed. */
+static char *tags_printed(struct fjson_object *tree)
+{
+	return printed(member(tree, "tags"));
+}
+
+Test(fjson_wire_agent, default_tags_are_added_after_the_envelopes_own_where_the_key_is_absent)
+{
+	static const char *const specs[] = {"deployment:cf", "gen:default", "job:diego-cell", "index:0", "job:router"};
+	struct fjson_object *tree = NULL;
+	struct lgr_env *env = log_env("hello", 5, LOGGREGATOR__V2__LOG__TYPE__OUT);
+	char *tags;
+
+	cr_assert_eq(env_wire_agent_agrees(env, specs, 5, &tree), LGR_OK);
+	tags = tags_printed(tree);
+	cr_assert_str_eq(tags,
+		"{\"app_name\":\"web\",\"source_type\":\"APP\\/PROC\\/WEB\",\"gen\":\"a1\",\"deployment\":\"cf\","
+		"\"job\":\"router\",\"index\":\"0\"}");
+	free(tags);
+	fjson_object_put(tree);
+	cr_assert_eq(env_wire_agent_agrees(env, NULL, 0, NULL), LGR_OK, "no default tags");
+	lgr_env_unref(env);
+
+	/* no tags of its own: the defaults alone; a default of an empty value */
+	env = new_env();
+	cr_assert_eq(lgr_env_set_log(env, "x", 1, LOGGREGATOR__V2__LOG__TYPE__ERR), LGR_OK);
+	cr_assert_eq(env_wire_agent_agrees(env, (const char *const[]){"a:1", "b:"}, 2, NULL), LGR_OK);
+	lgr_env_unref(env);
+}
+
+Test(fjson_wire_agent, an_empty_source_id_comes_from_the_origin_tag)
+{
+	struct lgr_fjson_wire_rules none = {0};
+	struct lgr_fjson_wire_log w;
+	struct lgr_env *env = log_env("x", 1, LOGGREGATOR__V2__LOG__TYPE__OUT);
+	const uint8_t *buf;
+	size_t len;
+
+	cr_assert_eq(lgr_env_set_source_id(env, ""), LGR_OK);
+	cr_assert_eq(lgr_env_set_tag(env, "origin", "gorouter"), LGR_OK);
+	cr_assert_eq(env_wire_agent_agrees(env, (const char *const[]){"origin:default"}, 1, NULL), LGR_OK);
+	cr_assert_eq(lgr_env_encode(env, &buf, &len), LGR_OK);
+	cr_assert_eq(lgr_fjson_build_log_wire_rules(buf, len, NULL, &none, &w), LGR_OK);
+	cr_assert_str_eq(w.source_id, "gorouter");
+	fjson_object_put(w.tree);
+	cr_assert_eq(lgr_fjson_build_log_wire(buf, len, NULL, &w), LGR_OK);
+	cr_assert_str_eq(w.source_id, "", "the router's path applies no rule");
+	fjson_object_put(w.tree);
+
+	/* an origin that is empty, or not there: the source id stays empty; a source id of its own is kept */
+	cr_assert_eq(lgr_env_set_tag(env, "origin", ""), LGR_OK);
+	cr_assert_eq(env_wire_agent_agrees(env, NULL, 0, NULL), LGR_OK);
+	lgr_env_unref(env);
+	env = log_env("x", 1, LOGGREGATOR__V2__LOG__TYPE__OUT);
+	cr_assert_eq(lgr_env_set_tag(env, "origin", "gorouter"), LGR_OK);
+	cr_assert_eq(env_wire_agent_agrees(env, NULL, 0, NULL), LGR_OK);
+	cr_assert_eq(lgr_env_set_source_id(env, ""), LGR_OK);
+	cr_assert_eq(lgr_env_set_tag(env, "origin", "app\xff\xfe"), LGR_OK); /* copied raw, fixed in the tree */
+	cr_assert_eq(env_wire_agent_agrees(env, NULL, 0, NULL), LGR_OK);
+	lgr_env_unref(env);
+	env = new_env();
+	cr_assert_eq(lgr_env_set_log(env, "x", 1, LOGGREGATOR__V2__LOG__TYPE__OUT), LGR_OK);
+	cr_assert_eq(env_wire_agent_agrees(env, (const char *const[]){"origin:d"}, 1, NULL), LGR_OK,
+		"a default origin is a tag, not the source id");
+	lgr_env_unref(env);
+}
+
+Test(fjson_wire_agent, what_the_decoding_path_must_do_is_left_to_it)
+{
+	char big[LGR_FJSON_WIRE_ID_MAX + 1], spec[300];
+	struct lgr_env *env;
+
+	/* deprecated tags (rule 2), counters (rule 4) and every other type */
+	for (enum lgr_env_type type = LGR_ENV_NONE; type <= LGR_ENV_EVENT; type++) {
+		env = sample(type);
+		cr_assert_eq(env_wire_agent_agrees(env, (const char *const[]){"a:1"}, 1, NULL), LGR_EUNSUPPORTED,
+			"type %d", (int)type);
+		lgr_env_unref(env);
+	}
+	/* an origin too long for the parts' source id */
+	memset(big, 'o', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	env = log_env("x", 1, LOGGREGATOR__V2__LOG__TYPE__OUT);
+	cr_assert_eq(lgr_env_set_source_id(env, ""), LGR_OK);
+	cr_assert_eq(lgr_env_set_tag(env, "origin", big), LGR_OK);
+	cr_assert_eq(env_wire_agent_agrees(env, NULL, 0, NULL), LGR_EUNSUPPORTED);
+	big[sizeof(big) - 2] = '\0';
+	cr_assert_eq(lgr_env_set_tag(env, "origin", big), LGR_OK);
+	cr_assert_eq(env_wire_agent_agrees(env, NULL, 0, NULL), LGR_OK, "the longest origin taken");
+	lgr_env_unref(env);
+	/* default keys the builder could merge (not UTF-8) or not copy (256 bytes) */
+	env = log_env("x", 1, LOGGREGATOR__V2__LOG__TYPE__OUT);
+	cr_assert_eq(env_wire_agent_agrees(env, (const char *const[]){"k\xff:1"}, 1, NULL), LGR_EUNSUPPORTED);
+	memset(spec, 'k', 256);
+	strcpy(spec + 256, ":v");
+	cr_assert_eq(env_wire_agent_agrees(env, (const char *const[]){spec}, 1, NULL), LGR_EUNSUPPORTED);
+	strcpy(spec + 255, ":v");
+	cr_assert_eq(env_wire_agent_agrees(env, (const char *const[]){spec}, 1, NULL), LGR_OK, "255 bytes");
+	lgr_env_unref(env);
 }
 
 /* tree's member key, or with sub that member's member sub. */
