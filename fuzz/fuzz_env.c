@@ -153,6 +153,21 @@ static void check_fast(struct fjson_object *tree, const uint8_t *payload, size_t
 	lgr_env_unref(back);
 }
 
+/* tree prints as lgr_fjson_build's tree of env (without the payload), or the build ran out of memory. */
+static void check_as_built(struct fjson_object *tree, const struct lgr_env *env)
+{
+	struct fjson_object *full = NULL;
+	char *text;
+
+	if (lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD, &full) != LGR_OK)
+		return;
+	text = strdup(fjson_object_to_json_string_ext(tree, FJSON_TO_STRING_PLAIN));
+	if (text != NULL && strcmp(text, fjson_object_to_json_string_ext(full, FJSON_TO_STRING_PLAIN)) != 0)
+		abort();
+	free(text);
+	fjson_object_put(full);
+}
+
 /*
  * The input's builder, through a cache of string nodes kept across inputs (as a submitter thread keeps one across
  * envelopes), so that one input's texts meet the nodes an earlier one left: the tree must be the one built without.
@@ -163,7 +178,6 @@ static void check_wire(const struct lgr_env *env, const uint8_t *data, size_t si
 {
 	const Loggregator__V2__Envelope *pb = env->pb;
 	struct lgr_fjson_wire_log w, plain;
-	struct fjson_object *full = NULL;
 	char *text;
 	int rc;
 
@@ -181,13 +195,7 @@ static void check_wire(const struct lgr_env *env, const uint8_t *data, size_t si
 		w.err != (pb->log->type == LOGGREGATOR__V2__LOG__TYPE__ERR))
 		abort();
 	check_fast(w.tree, w.payload, w.payload_len);
-	if (lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD, &full) == LGR_OK) {
-		text = strdup(fjson_object_to_json_string_ext(w.tree, FJSON_TO_STRING_PLAIN));
-		if (text != NULL && strcmp(text, fjson_object_to_json_string_ext(full, FJSON_TO_STRING_PLAIN)) != 0)
-			abort();
-		free(text);
-		fjson_object_put(full);
-	}
+	check_as_built(w.tree, env);
 	if (lgr_fjson_build_log_wire(data, size, NULL, &plain) == LGR_OK) {
 		text = strdup(fjson_object_to_json_string_ext(w.tree, FJSON_TO_STRING_PLAIN));
 		if (text != NULL &&
@@ -213,8 +221,6 @@ static void check_wire_agent(const uint8_t *data, size_t size)
 	struct lgr_agent_conf conf = {.default_tags = specs, .ndefault_tags = 4};
 	struct lgr_fjson_wire_log w;
 	struct lgr_env *env = NULL;
-	struct fjson_object *full = NULL;
-	char *text;
 	int rc;
 
 	if (agent == NULL) {
@@ -237,13 +243,7 @@ static void check_wire_agent(const uint8_t *data, size_t size)
 	}
 	if (!same_text(w.source_id, env->pb->source_id) || !same_text(w.instance_id, env->pb->instance_id))
 		abort();
-	if (lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD, &full) == LGR_OK) {
-		text = strdup(fjson_object_to_json_string_ext(w.tree, FJSON_TO_STRING_PLAIN));
-		if (text != NULL && strcmp(text, fjson_object_to_json_string_ext(full, FJSON_TO_STRING_PLAIN)) != 0)
-			abort();
-		free(text);
-		fjson_object_put(full);
-	}
+	check_as_built(w.tree, env);
 	check_fast(w.tree, w.payload, w.payload_len);
 	fjson_object_put(w.tree);
 	lgr_env_unref(env);

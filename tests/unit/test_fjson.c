@@ -1687,6 +1687,18 @@ static void wire_shared_agrees(const uint8_t *buf, size_t len, const char *want)
 	fjson_object_put(b.tree);
 }
 
+/* The message parts the builder read are the decoded envelope's fields. */
+static void assert_parts(const struct lgr_fjson_wire_log *w, const Loggregator__V2__Envelope *pb)
+{
+	cr_assert_eq(pb->message_case, LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG);
+	cr_assert_eq(w->timestamp, pb->timestamp);
+	cr_assert_str_eq(w->source_id, pb->source_id != NULL ? pb->source_id : "");
+	cr_assert_str_eq(w->instance_id, pb->instance_id != NULL ? pb->instance_id : "");
+	cr_assert_eq(w->payload_len, pb->log->payload.len);
+	cr_assert(w->payload_len == 0 || memcmp(w->payload, pb->log->payload.data, w->payload_len) == 0);
+	cr_assert_eq(w->err, pb->log->type == LOGGREGATOR__V2__LOG__TYPE__ERR);
+}
+
 /*
  * Builds buf straight from the bytes. LGR_OK: the tree prints as lgr_fjson_build's of the decoded envelope (also
  * through a cache of string nodes) and the message parts are its fields. Returns what the builder returned (LGR_OK
@@ -1706,13 +1718,7 @@ static int wire_agrees(const uint8_t *buf, size_t len)
 	rc = lgr_fjson_build_log_wire(buf, len, NULL, &w);
 	cr_assert(rc == LGR_OK || rc == LGR_EUNSUPPORTED, "straight from the bytes: %s", lgr_strerror(rc));
 	if (rc == LGR_OK) {
-		cr_assert_eq(pb->message_case, LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG);
-		cr_assert_eq(w.timestamp, pb->timestamp);
-		cr_assert_str_eq(w.source_id, pb->source_id != NULL ? pb->source_id : "");
-		cr_assert_str_eq(w.instance_id, pb->instance_id != NULL ? pb->instance_id : "");
-		cr_assert_eq(w.payload_len, pb->log->payload.len);
-		cr_assert(w.payload_len == 0 || memcmp(w.payload, pb->log->payload.data, w.payload_len) == 0);
-		cr_assert_eq(w.err, pb->log->type == LOGGREGATOR__V2__LOG__TYPE__ERR);
+		assert_parts(&w, pb);
 		full = built(env, LGR_JSON_NO_PAYLOAD);
 		got = printed(w.tree);
 		want = printed(full);
@@ -1912,12 +1918,7 @@ static int wire_agent_agrees(
 	rc = lgr_fjson_build_log_wire_rules(buf, len, NULL, &rules, &w);
 	cr_assert(rc == LGR_OK || rc == LGR_EUNSUPPORTED, "straight from the bytes: %s", lgr_strerror(rc));
 	if (rc == LGR_OK) {
-		cr_assert_eq(pb->message_case, LOGGREGATOR__V2__ENVELOPE__MESSAGE_LOG);
-		cr_assert_eq(w.timestamp, pb->timestamp);
-		cr_assert_str_eq(w.source_id, pb->source_id != NULL ? pb->source_id : "");
-		cr_assert_str_eq(w.instance_id, pb->instance_id != NULL ? pb->instance_id : "");
-		cr_assert_eq(w.payload_len, pb->log->payload.len);
-		cr_assert_eq(w.err, pb->log->type == LOGGREGATOR__V2__LOG__TYPE__ERR);
+		assert_parts(&w, pb);
 		full = built(env, LGR_JSON_NO_PAYLOAD);
 		got = printed(w.tree);
 		want = printed(full);
