@@ -212,8 +212,7 @@ static void check_wire(const struct lgr_env *env, const uint8_t *data, size_t si
  * tree and parts must be those of the decoded envelope after lgr_agent_apply.
  */
 static struct lgr_agent *agent;
-static const char *agent_keys[4], *agent_values[4];
-static struct lgr_fjson_wire_rules agent_rules = {.default_keys = agent_keys, .default_values = agent_values};
+static struct lgr_fjson_wire_rules agent_rules;
 
 static void check_wire_agent(const uint8_t *data, size_t size)
 {
@@ -226,9 +225,8 @@ static void check_wire_agent(const uint8_t *data, size_t size)
 	if (agent == NULL) {
 		if (lgr_agent_new(&conf, &agent) != LGR_OK)
 			return;
-		agent_rules.ndefaults = lgr_agent_default_tags(agent);
-		for (size_t i = 0; i < agent_rules.ndefaults; i++)
-			lgr_agent_default_tag(agent, i, &agent_keys[i], &agent_values[i]);
+		agent_rules.ndefaults =
+			lgr_agent_default_tags(agent, &agent_rules.default_keys, &agent_rules.default_values);
 	}
 	rc = lgr_fjson_build_log_wire_rules(data, size, strings, &agent_rules, &w);
 	if (rc == LGR_EUNSUPPORTED || rc == LGR_ENOMEM)

@@ -36,11 +36,6 @@
 #define MIN_BUCKETS 16	       /* a power of two */
 #define MAX_BUCKETS (1u << 24) /* past this, chains grow instead of the bucket array */
 
-struct default_tag {
-	char *key;
-	char *value;
-};
-
 struct counter {
 	struct counter *chain; /* next in the bucket */
 	struct counter *newer; /* LRU list: toward ag->newest */
@@ -57,7 +52,8 @@ struct tag_ref {
 };
 
 struct lgr_agent {
-	struct default_tag *defaults;
+	char **default_keys; /* rule 3, in order; parallel arrays, so callers can read them as they are */
+	char **default_values;
 	size_t ndefaults;
 	size_t max_counters;
 	struct counter **buckets;
@@ -244,16 +240,16 @@ static int defaults_add(struct lgr_agent *ag, const char *spec)
 	if (key == NULL || value == NULL)
 		goto out;
 	for (i = 0; i < ag->ndefaults; i++) {
-		if (strcmp(ag->defaults[i].key, key) == 0) { /* given twice: the later value wins */
-			free(ag->defaults[i].value);
-			ag->defaults[i].value = value;
+		if (strcmp(ag->default_keys[i], key) == 0) { /* given twice: the later value wins */
+			free(ag->default_values[i]);
+			ag->default_values[i] = value;
 			value = NULL; /* ownership transferred */
 			rc = LGR_OK;
 			goto out;
 		}
 	}
-	ag->defaults[ag->ndefaults].key = key;
-	ag->defaults[ag->ndefaults].value = value;
+	ag->default_keys[ag->ndefaults] = key;
+	ag->default_values[ag->ndefaults] = value;
 	ag->ndefaults++;
 	key = value = NULL; /* ownership transferred */
 	rc = LGR_OK;
@@ -292,8 +288,9 @@ int lgr_agent_new(const struct lgr_agent_conf *conf, struct lgr_agent **out)
 	if (ag == NULL)
 		goto out;
 	if (conf->ndefault_tags > 0) {
-		ag->defaults = calloc(conf->ndefault_tags, sizeof(*ag->defaults));
-		if (ag->defaults == NULL)
+		ag->default_keys = calloc(conf->ndefault_tags, sizeof(*ag->default_keys));
+		ag->default_values = calloc(conf->ndefault_tags, sizeof(*ag->default_values));
+		if (ag->default_keys == NULL || ag->default_values == NULL)
 			goto out;
 	}
 	for (i = 0; i < conf->ndefault_tags; i++) {
@@ -332,10 +329,11 @@ void lgr_agent_free(struct lgr_agent *ag)
 		free(c);
 	}
 	for (i = 0; i < ag->ndefaults; i++) {
-		free(ag->defaults[i].key);
-		free(ag->defaults[i].value);
+		free(ag->default_keys[i]);
+		free(ag->default_values[i]);
 	}
-	free(ag->defaults);
+	free(ag->default_keys);
+	free(ag->default_values);
 	free(ag->buckets);
 	free(ag->refs);
 	EVP_MD_CTX_free(ag->md);
@@ -348,15 +346,11 @@ size_t lgr_agent_counters(const struct lgr_agent *ag)
 	return ag->ncounters;
 }
 
-size_t lgr_agent_default_tags(const struct lgr_agent *ag)
+size_t lgr_agent_default_tags(const struct lgr_agent *ag, const char *const **keys, const char *const **values)
 {
+	*keys = (const char *const *)ag->default_keys;
+	*values = (const char *const *)ag->default_values;
 	return ag->ndefaults;
-}
-
-void lgr_agent_default_tag(const struct lgr_agent *ag, size_t i, const char **key, const char **value)
-{
-	*key = ag->defaults[i].key;
-	*value = ag->defaults[i].value;
 }
 
 /* --- tags ----------------------------------------------------------------------------------------------------- */
@@ -406,8 +400,8 @@ static int add_default_tags(const struct lgr_agent *ag, struct lgr_env *env)
 	int rc = LGR_OK;
 
 	for (i = 0; i < ag->ndefaults && rc == LGR_OK; i++)
-		if (lgr_env_tag(env, ag->defaults[i].key) == NULL)
-			rc = lgr_env_set_tag(env, ag->defaults[i].key, ag->defaults[i].value);
+		if (lgr_env_tag(env, ag->default_keys[i]) == NULL)
+			rc = lgr_env_set_tag(env, ag->default_keys[i], ag->default_values[i]);
 	return rc;
 }
 

@@ -60,12 +60,11 @@ void lgr_agent_free(struct lgr_agent *ag); /* NULL is a no-op */
 int lgr_agent_apply(struct lgr_agent *ag, struct lgr_env *env);
 
 /*
- * The default tags as rule 3 adds them (split, a key given twice merged, in order): how many, and the i-th key and
- * value (i below that count), which live as long as ag. A caller that applies rule 3 itself (the input's
- * straight-from-the-bytes builder, lgr_fjson_build_log_wire_rules) reads them here.
+ * The default tags as rule 3 adds them (split, a key given twice merged, in order): returns how many, with *keys and
+ * *values their keys and values side by side (NULL when there are none), which live as long as ag. A caller that
+ * applies rule 3 itself (the input's straight-from-the-bytes builder, lgr_fjson_build_log_wire_rules) reads them here.
  */
-size_t lgr_agent_default_tags(const struct lgr_agent *ag);
-void lgr_agent_default_tag(const struct lgr_agent *ag, size_t i, const char **key, const char **value);
+size_t lgr_agent_default_tags(const struct lgr_agent *ag, const char *const **keys, const char *const **values);
 
 /* Keys in the counter totals table (for tests and counters). */
 size_t lgr_agent_counters(const struct lgr_agent *ag);

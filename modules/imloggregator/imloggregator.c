@@ -362,8 +362,6 @@ static void inst_free(instanceConf_t *inst)
 		lgr_agent_free(inst->agent);
 		pthread_mutex_destroy(&inst->agent_mut);
 	}
-	free((void *)inst->wire_rules.default_keys);
-	free((void *)inst->wire_rules.default_values);
 	SSL_CTX_free(inst->ssl_ctx);
 	free(inst->permitted);
 	free(inst->v1_deployment);
@@ -500,29 +498,6 @@ finalize_it:
 	RETiRet;
 }
 
-/* The agent's default tags for the submitters' straight-from-the-bytes path (rules 1 and 3 need no lock). */
-static rsRetVal inst_wire_rules(instanceConf_t *inst)
-{
-	size_t n = lgr_agent_default_tags(inst->agent);
-	const char **keys = NULL, **values = NULL;
-	DEFiRet;
-
-	if (n > 0) {
-		CHKmalloc(keys = calloc(n, sizeof(*keys)));
-		CHKmalloc(values = calloc(n, sizeof(*values)));
-		for (size_t i = 0; i < n; i++)
-			lgr_agent_default_tag(inst->agent, i, &keys[i], &values[i]);
-	}
-	inst->wire_rules.default_keys = keys;
-	inst->wire_rules.default_values = values;
-	inst->wire_rules.ndefaults = n;
-	keys = values = NULL; /* the instance's */
-finalize_it:
-	free(keys);
-	free(values);
-	RETiRet;
-}
-
 static rsRetVal inst_activate(instanceConf_t *inst)
 {
 	struct lgr_ring_conf rc = {0};
@@ -558,7 +533,9 @@ static rsRetVal inst_activate(instanceConf_t *inst)
 		if (lgr_agent_new(&ac, &inst->agent) != LGR_OK)
 			ABORT_FINALIZE(RS_RET_OUT_OF_MEMORY);
 		pthread_mutex_init(&inst->agent_mut, NULL);
-		CHKiRet(inst_wire_rules(inst));
+		/* the submitters read the default tags for logs built from their bytes (rules 1 and 3: no lock) */
+		inst->wire_rules.ndefaults = lgr_agent_default_tags(
+			inst->agent, &inst->wire_rules.default_keys, &inst->wire_rules.default_values);
 		CHKiRet(inst_v1_defaults(inst));
 	}
 	CHKiRet(inst_stats_init(inst));

@@ -1665,17 +1665,23 @@ static void wire_log(struct wire *w, const void *payload, size_t len, uint64_t t
 
 /*
  * Through a cache of string nodes, twice (the texts new, then found): the same trees as without, whose strings
- * outlive the cache.
+ * outlive the cache. rules: an agent's, or NULL for the router's builder.
  */
-static void wire_shared_agrees(const uint8_t *buf, size_t len, const char *want)
+static void wire_shared_agrees(
+	const uint8_t *buf, size_t len, const struct lgr_fjson_wire_rules *rules, const char *want)
 {
 	struct lgr_fjson_strings *strings;
 	struct lgr_fjson_wire_log a, b;
 	char *got;
 
 	cr_assert_eq(lgr_fjson_strings_new(&strings), LGR_OK);
-	cr_assert_eq(lgr_fjson_build_log_wire(buf, len, strings, &a), LGR_OK);
-	cr_assert_eq(lgr_fjson_build_log_wire(buf, len, strings, &b), LGR_OK);
+	if (rules != NULL) {
+		cr_assert_eq(lgr_fjson_build_log_wire_rules(buf, len, strings, rules, &a), LGR_OK);
+		cr_assert_eq(lgr_fjson_build_log_wire_rules(buf, len, strings, rules, &b), LGR_OK);
+	} else {
+		cr_assert_eq(lgr_fjson_build_log_wire(buf, len, strings, &a), LGR_OK);
+		cr_assert_eq(lgr_fjson_build_log_wire(buf, len, strings, &b), LGR_OK);
+	}
 	lgr_fjson_strings_free(strings);
 	got = printed(a.tree);
 	cr_assert_str_eq(got, want, "through an empty cache");
@@ -1700,39 +1706,57 @@ static void assert_parts(const struct lgr_fjson_wire_log *w, const Loggregator__
 }
 
 /*
- * Builds buf straight from the bytes. LGR_OK: the tree prints as lgr_fjson_build's of the decoded envelope (also
- * through a cache of string nodes) and the message parts are its fields. Returns what the builder returned (LGR_OK
- * or LGR_EUNSUPPORTED).
+ * Builds buf straight from the bytes, with the rules of an agent made with agent_conf (NULL: the router's builder).
+ * LGR_OK: the tree prints as lgr_fjson_build's of the decoded envelope (after lgr_agent_apply with an agent), also
+ * through a cache of string nodes, and the message parts are its fields. Returns what the builder returned (LGR_OK
+ * or LGR_EUNSUPPORTED); *tree_out, when not NULL, gets the tree on LGR_OK (the caller's).
  */
-static int wire_agrees(const uint8_t *buf, size_t len)
+static int wire_agrees_with(
+	const uint8_t *buf, size_t len, const struct lgr_agent_conf *agent_conf, struct fjson_object **tree_out)
 {
+	struct lgr_fjson_wire_rules rules = {0};
 	struct lgr_fjson_wire_log w;
+	struct lgr_agent *ag = NULL;
 	struct lgr_env *env = NULL;
-	const Loggregator__V2__Envelope *pb;
 	struct fjson_object *full;
 	char *got, *want;
 	int rc;
 
 	cr_assert_eq(lgr_env_decode(buf, len, NULL, &env), LGR_OK, "the test's bytes do not decode");
-	pb = env->pb;
-	rc = lgr_fjson_build_log_wire(buf, len, NULL, &w);
+	if (agent_conf != NULL) {
+		cr_assert_eq(lgr_agent_new(agent_conf, &ag), LGR_OK);
+		rules.ndefaults = lgr_agent_default_tags(ag, &rules.default_keys, &rules.default_values);
+		cr_assert_eq(lgr_agent_apply(ag, env), LGR_OK);
+		rc = lgr_fjson_build_log_wire_rules(buf, len, NULL, &rules, &w);
+	} else {
+		rc = lgr_fjson_build_log_wire(buf, len, NULL, &w);
+	}
 	cr_assert(rc == LGR_OK || rc == LGR_EUNSUPPORTED, "straight from the bytes: %s", lgr_strerror(rc));
 	if (rc == LGR_OK) {
-		assert_parts(&w, pb);
+		assert_parts(&w, env->pb);
 		full = built(env, LGR_JSON_NO_PAYLOAD);
 		got = printed(w.tree);
 		want = printed(full);
 		cr_assert_str_eq(got, want);
-		wire_shared_agrees(buf, len, want);
+		wire_shared_agrees(buf, len, ag != NULL ? &rules : NULL, want);
 		free(got);
 		free(want);
 		fjson_object_put(full);
-		fjson_object_put(w.tree);
+		if (tree_out != NULL)
+			*tree_out = w.tree;
+		else
+			fjson_object_put(w.tree);
 	} else {
 		cr_assert_null(w.tree);
 	}
 	lgr_env_unref(env);
+	lgr_agent_free(ag);
 	return rc;
+}
+
+static int wire_agrees(const uint8_t *buf, size_t len)
+{
+	return wire_agrees_with(buf, len, NULL, NULL);
 }
 
 static int env_wire_agrees(struct lgr_env *env)
@@ -1886,65 +1910,13 @@ Test(fjson_wire, every_other_envelope_is_left_to_the_decoding_path)
 
 /* --- the agent's rules on the way (lgr_fjson_build_log_wire_rules) -------------------------------------------- */
 
-/*
- * Builds buf straight from the bytes with an agent's rules for default tags specs[0, n) ("key:value"). LGR_OK: the
- * tree prints as lgr_fjson_build's of the decoded envelope after lgr_agent_apply (also through a cache of string
- * nodes) and the parts are its fields. Returns what the builder returned (LGR_OK or LGR_EUNSUPPORTED); *tree_out,
- * when not NULL, gets the tree on LGR_OK (the caller's).
- */
+/* wire_agrees_with an agent whose default tags are specs[0, n) ("key:value"). */
 static int wire_agent_agrees(
 	const uint8_t *buf, size_t len, const char *const *specs, size_t n, struct fjson_object **tree_out)
 {
 	struct lgr_agent_conf conf = {.default_tags = specs, .ndefault_tags = n};
-	const char *keys[16], *values[16];
-	struct lgr_fjson_wire_rules rules = {.default_keys = keys, .default_values = values};
-	struct lgr_fjson_strings *strings;
-	struct lgr_fjson_wire_log w, again;
-	struct lgr_agent *ag = NULL;
-	struct lgr_env *env = NULL;
-	const Loggregator__V2__Envelope *pb;
-	struct fjson_object *full;
-	char *got, *want;
-	int rc;
 
-	cr_assert_eq(lgr_agent_new(&conf, &ag), LGR_OK);
-	rules.ndefaults = lgr_agent_default_tags(ag);
-	cr_assert_leq(rules.ndefaults, 16);
-	for (size_t i = 0; i < rules.ndefaults; i++)
-		lgr_agent_default_tag(ag, i, &keys[i], &values[i]);
-	cr_assert_eq(lgr_env_decode(buf, len, NULL, &env), LGR_OK, "the test's bytes do not decode");
-	cr_assert_eq(lgr_agent_apply(ag, env), LGR_OK);
-	pb = env->pb;
-	rc = lgr_fjson_build_log_wire_rules(buf, len, NULL, &rules, &w);
-	cr_assert(rc == LGR_OK || rc == LGR_EUNSUPPORTED, "straight from the bytes: %s", lgr_strerror(rc));
-	if (rc == LGR_OK) {
-		assert_parts(&w, pb);
-		full = built(env, LGR_JSON_NO_PAYLOAD);
-		got = printed(w.tree);
-		want = printed(full);
-		cr_assert_str_eq(got, want);
-		free(got);
-		cr_assert_eq(lgr_fjson_strings_new(&strings), LGR_OK);
-		for (int pass = 0; pass < 2; pass++) { /* the texts new, then found */
-			cr_assert_eq(lgr_fjson_build_log_wire_rules(buf, len, strings, &rules, &again), LGR_OK);
-			got = printed(again.tree);
-			cr_assert_str_eq(got, want, "through a cache, pass %d", pass);
-			free(got);
-			fjson_object_put(again.tree);
-		}
-		lgr_fjson_strings_free(strings);
-		free(want);
-		fjson_object_put(full);
-		if (tree_out != NULL)
-			*tree_out = w.tree;
-		else
-			fjson_object_put(w.tree);
-	} else {
-		cr_assert_null(w.tree);
-	}
-	lgr_env_unref(env);
-	lgr_agent_free(ag);
-	return rc;
+	return wire_agrees_with(buf, len, &conf, tree_out);
 }
 
 static int env_wire_agent_agrees(
