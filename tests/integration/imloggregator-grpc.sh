@@ -25,7 +25,8 @@
 #     per (name, source_id, tags) when total is 0;
 #   - 20 clients on their own connections at once (10 Sender, 10 BatchSender), 500 envelopes each: every envelope
 #     arrives exactly once, and nothing else arrives (each record file holds exactly the expected envelopes); the
-#     router input has 3 submitters, and each client's envelopes are written in the order it sent them;
+#     router input has 3 submitters, and each stream's envelopes are written in the order it sent them (unary Send
+#     calls: each call's);
 #   - impstats: each input's ingress equals the envelopes sent to it, dropped.ingress and invalid are 0;
 #   - rsyslogd exits 0 on SIGTERM (valgrind clean under LGR_VALGRIND=1) and the module logged nothing but
 #     connection notices.
@@ -94,7 +95,11 @@ def mixed(tag, base):
 sets = {"sender": 1731000000123456789, "batchsender": 1731000001123456789, "send": 1731000002123456789}
 for tag, base in sets.items():
     with open(os.path.join(work, "in-%s.jsonl" % tag), "w") as f:
-        for e in mixed(tag, base):
+        for i, e in enumerate(mixed(tag, base)):
+            # unary Send: each call (2 envelopes, --batch 2 below) keeps its order, different calls may take
+            # different submitters; a source id per call lets the order check ask for exactly that
+            if tag == "send" and e["source_id"]:
+                e["source_id"] = e["source_id"].replace("app-send", "app-send%d" % (i // 2), 1)
             f.write(json.dumps(e) + "\n")
 # The agent's set, sent in this order on one stream (counter totals depend on it).
 a = 1731000003000000000
