@@ -170,6 +170,11 @@ int lgr_h2_stream_finish(struct lgr_h2_stream *s, int status, const char *messag
 
 size_t lgr_h2_stream_queued(const struct lgr_h2_stream *s); /* bytes waiting in the send queue */
 /*
+ * Bytes the connection has taken from the send queue so far, into DATA frames (gRPC framing included). With
+ * lgr_h2_stream_queued() it places a message: the one queued when taken + queued was E has left once taken >= E.
+ */
+uint64_t lgr_h2_stream_taken(const struct lgr_h2_stream *s);
+/*
  * Asks for one on_drain once the send queue is empty (everything queued handed to the connection), so that a
  * sender that batches while a message is on its way learns when it is not any more. No-op on a finished stream.
  */

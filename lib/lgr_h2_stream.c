@@ -147,6 +147,11 @@ size_t lgr_h2_stream_queued(const struct lgr_h2_stream *s)
 	return lgr_h2__outq_len(&s->q);
 }
 
+uint64_t lgr_h2_stream_taken(const struct lgr_h2_stream *s)
+{
+	return s->q.taken;
+}
+
 void lgr_h2_stream_notify_empty(struct lgr_h2_stream *s)
 {
 	if (s->finished || s->closed)

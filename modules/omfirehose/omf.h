@@ -200,7 +200,17 @@ struct omf_sink {
 	 * subscriber.buffer.
 	 */
 	size_t (*room)(struct omf_sub *sub, void *ud);
+	/*
+	 * A sink with its own queue in front of the connection may count its deliveries itself: with settles set,
+	 * what deliver reports as sent is not counted in egress; the sink calls omf_sub_settle once those envelopes
+	 * have left its queue, and counts those still in it when its stream ends as dropped, so that what a lost
+	 * connection held in the process is counted where it was lost.
+	 */
+	bool settles;
 };
+
+/* For a sink that settles: sent envelopes left its queue (egress), lost ones were in it when it ended (dropped). */
+void omf_sub_settle(struct omf_sub *sub, size_t sent, size_t lost);
 
 /*
  * Subscribes: one subscription per selector of req (shard group and deterministic name as lgr_select says),

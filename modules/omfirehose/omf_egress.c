@@ -587,6 +587,12 @@ static void sub_release(void *item, void *ud)
 	add(&sub->ctr->dropped, 1);
 }
 
+void omf_sub_settle(struct omf_sub *sub, size_t sent, size_t lost)
+{
+	add(&sub->ctr->egress, sent);
+	add(&sub->ctr->dropped, lost);
+}
+
 /* New drops on sub's ring start an episode (counted once) and are reported, rate-limited. */
 static void sub_check_drops(struct omf_sub *sub)
 {
@@ -640,7 +646,8 @@ static int sub_offer(struct omf_sub *sub)
 		omf_env_unref(sub->open[i]);
 	sub->nopen -= taken;
 	memmove(sub->open, sub->open + taken, sub->nopen * sizeof(sub->open[0]));
-	add(&ctr->egress, sent);
+	if (!sub->sink->settles)
+		add(&ctr->egress, sent);
 	add(&ctr->skipped, taken - sent);
 	lgr_pace_count(&sub->pace, taken, sub->batch_max, lgr_now_us());
 	if (rc == LGR_EFULL)
@@ -980,6 +987,12 @@ struct event_base *omf_egress_base(struct omf_egress *eg)
 /* ---- the gRPC sinks --------------------------------------------------------------------------------------------- */
 
 /* One Egress call: before its request it holds a reserved stream slot; after, a subscriber. */
+/* A message on a stream's send queue: where its bytes end (lgr_h2_stream_taken's count), the envelopes it ends. */
+struct inflight {
+	uint64_t end;
+	size_t n;
+};
+
 struct gstream {
 	struct omf_egress *eg;
 	struct lgr_h2_stream *s;
@@ -988,6 +1001,10 @@ struct gstream {
 	struct evbuffer *buf; /* reused to build messages; empty between calls */
 	size_t v1_pos;	      /* Subscribe: records of the head envelope already sent */
 	bool ended;
+	/* the messages queued and not yet taken by the connection, oldest first (a ring of cap) */
+	struct inflight *fl;
+	size_t fl_head, fl_len, fl_cap;
+	bool fl_armed; /* lgr_h2_stream_notify_empty was asked for; cleared by on_drain */
 };
 
 static void ref_done(const void *data, size_t len, void *extra)
@@ -1043,6 +1060,77 @@ static int send_built(struct gstream *g)
 	return rc;
 }
 
+/*
+ * n envelopes end with the message just queued: they count in egress once the connection has taken its bytes
+ * (settle). Without memory to remember the message they count at once, as taken by the stream.
+ */
+static void inflight_add(struct gstream *g, size_t n)
+{
+	const uint64_t end = lgr_h2_stream_taken(g->s) + lgr_h2_stream_queued(g->s);
+	struct inflight *fl;
+	size_t cap, i;
+
+	if (n == 0)
+		return;
+	if (g->fl_len == g->fl_cap) {
+		cap = g->fl_cap > 0 ? 2 * g->fl_cap : 64;
+		fl = malloc(cap * sizeof(*fl));
+		if (fl == NULL) {
+			omf_sub_settle(g->sub, n, 0);
+			return;
+		}
+		for (i = 0; i < g->fl_len; i++)
+			fl[i] = g->fl[(g->fl_head + i) % g->fl_cap];
+		free(g->fl);
+		g->fl = fl;
+		g->fl_cap = cap;
+		g->fl_head = 0;
+	}
+	g->fl[(g->fl_head + g->fl_len) % g->fl_cap] = (struct inflight){.end = end, .n = n};
+	g->fl_len++;
+}
+
+/*
+ * Counts in egress the envelopes whose messages the connection has taken. While some are still queued, asks once
+ * to be told when the queue is empty (on_drain settles again), so that the count never waits for more traffic.
+ */
+static void settle(struct gstream *g)
+{
+	const uint64_t taken = lgr_h2_stream_taken(g->s);
+	size_t n = 0;
+
+	while (g->fl_len > 0 && g->fl[g->fl_head].end <= taken) {
+		n += g->fl[g->fl_head].n;
+		g->fl_head = (g->fl_head + 1) % g->fl_cap;
+		g->fl_len--;
+	}
+	if (n > 0)
+		omf_sub_settle(g->sub, n, 0);
+	if (g->fl_len > 0 && !g->fl_armed && !g->ended) {
+		g->fl_armed = true;
+		lgr_h2_stream_notify_empty(g->s);
+	}
+}
+
+/* The stream is gone: what the connection took counts in egress, what its queue still held in dropped.egress. */
+static void settle_end(struct gstream *g)
+{
+	size_t lost = 0;
+
+	g->ended = true;
+	settle(g);
+	for (; g->fl_len > 0; g->fl_len--) {
+		lost += g->fl[g->fl_head].n;
+		g->fl_head = (g->fl_head + 1) % g->fl_cap;
+	}
+	if (lost == 0)
+		return;
+	omf_sub_settle(g->sub, 0, lost);
+	lgr_logger_say(&g->eg->lg, &g->eg->slow_rl, LGR_LOG_WARNING,
+		"subscriber %s (shard id \"%s\"): its stream ended with %zu envelopes still queued, counted as dropped",
+		omf_sub_peer(g->sub), omf_sub_shard_id(g->sub), lost);
+}
+
 /* BatchedReceiver (EnvelopeBatch) and BatchSubscribe (BatchResponse): one message of field-1 records. */
 static int deliver_batch(struct gstream *g, struct omf_env *const *envs, size_t n, size_t *taken, size_t *sent)
 {
@@ -1088,6 +1176,7 @@ static int deliver_batch(struct gstream *g, struct omf_env *const *envs, size_t 
 		*taken = *sent = 0;
 		return rc == LGR_ENOMEM ? LGR_EFULL : rc; /* out of memory: try again after the next drain */
 	}
+	inflight_add(g, k);
 	*taken = i;
 	*sent = k;
 	return LGR_OK;
@@ -1109,6 +1198,7 @@ static int deliver_single(struct gstream *g, struct omf_env *const *envs, size_t
 			rc = send_built(g);
 		if (rc != LGR_OK)
 			break;
+		inflight_add(g, 1);
 		(*sent)++;
 	}
 	*taken = i;
@@ -1152,6 +1242,7 @@ static int deliver_v1_single(struct gstream *g, struct omf_env *const *envs, siz
 			break;
 		}
 		g->v1_pos = 0;
+		inflight_add(g, 1); /* with its last record */
 		(*sent)++;
 	}
 	*taken = i; /* after a refusal i is the refused envelope, whose position g->v1_pos keeps */
@@ -1168,6 +1259,7 @@ static int grpc_deliver(
 		*taken = *sent = 0;
 		return LGR_EINVAL;
 	}
+	settle(g);
 	switch (g->kind) {
 	case G_BATCHED:
 	case G_V1_BATCH: return deliver_batch(g, envs, n, taken, sent);
@@ -1212,6 +1304,7 @@ static size_t grpc_room(struct omf_sub *sub, void *ud)
 	(void)sub;
 	if (g->ended)
 		return 0;
+	settle(g);
 	queued = lgr_h2_stream_queued(g->s);
 	return queued < OMF_SEND_QUEUE ? OMF_SEND_QUEUE - queued : 0;
 }
@@ -1221,6 +1314,7 @@ static const struct omf_sink grpc_sink = {
 	.room = grpc_room,
 	.deliver = grpc_deliver,
 	.close = grpc_close,
+	.settles = true,
 };
 
 /* ---- the Egress server ------------------------------------------------------------------------------------------ */
@@ -1362,8 +1456,11 @@ static void on_drain(struct lgr_h2_stream *s, void *ud)
 	struct gstream *g = lgr_h2_stream_data(s);
 
 	(void)ud;
-	if (g->sub != NULL)
-		omf_sub_resume(g->sub);
+	g->fl_armed = false;
+	if (g->sub == NULL)
+		return;
+	settle(g);
+	omf_sub_resume(g->sub);
 }
 
 static void on_close(struct lgr_h2_stream *s, bool reset, void *ud)
@@ -1372,11 +1469,14 @@ static void on_close(struct lgr_h2_stream *s, bool reset, void *ud)
 	struct gstream *g = lgr_h2_stream_data(s);
 
 	(void)reset;
-	if (g->sub != NULL)
+	if (g->sub != NULL) {
+		settle_end(g);
 		omf_sub_free(g->sub);
-	else
+	} else {
 		eg->reserved--;
+	}
 	evbuffer_free(g->buf);
+	free(g->fl);
 	free(g);
 	lgr_h2_stream_set_data(s, NULL);
 }
