@@ -986,13 +986,13 @@ struct event_base *omf_egress_base(struct omf_egress *eg)
 
 /* ---- the gRPC sinks --------------------------------------------------------------------------------------------- */
 
-/* One Egress call: before its request it holds a reserved stream slot; after, a subscriber. */
 /* A message on a stream's send queue: where its bytes end (lgr_h2_stream_taken's count), the envelopes it ends. */
 struct inflight {
 	uint64_t end;
 	size_t n;
 };
 
+/* One Egress call: before its request it holds a reserved stream slot; after, a subscriber. */
 struct gstream {
 	struct omf_egress *eg;
 	struct lgr_h2_stream *s;
