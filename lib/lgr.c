@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -231,4 +232,58 @@ int lgr_thread_short_slice(unsigned slice_us)
 	(void)slice_us;
 	return ENOSYS;
 #endif
+}
+
+/* ---- settling what a byte stream carried ---------------------------------------------------------------------------
+ */
+
+int lgr_settle_push(struct lgr_settle *q, uint64_t end, uint64_t items)
+{
+	struct lgr_settle_msg *v;
+	size_t cap;
+
+	if (q->n == q->cap) {
+		cap = q->cap > 0 ? 2 * q->cap : 64;
+		v = malloc(cap * sizeof(*v));
+		if (v == NULL)
+			return LGR_ENOMEM;
+		for (size_t i = 0; i < q->n; i++) /* unwrapped into the new array */
+			v[i] = q->v[(q->head + i) % q->cap];
+		free(q->v);
+		q->v = v;
+		q->cap = cap;
+		q->head = 0;
+	}
+	q->v[(q->head + q->n) % q->cap] = (struct lgr_settle_msg){.end = end, .items = items};
+	q->n++;
+	return LGR_OK;
+}
+
+void lgr_settle_unpush(struct lgr_settle *q)
+{
+	if (q->n > 0)
+		q->n--;
+}
+
+uint64_t lgr_settle_upto(struct lgr_settle *q, uint64_t gone)
+{
+	uint64_t items = 0;
+
+	while (q->n > 0 && q->v[q->head].end <= gone) {
+		items += q->v[q->head].items;
+		q->head = (q->head + 1) % q->cap;
+		q->n--;
+	}
+	return items;
+}
+
+uint64_t lgr_settle_drop(struct lgr_settle *q)
+{
+	return lgr_settle_upto(q, UINT64_MAX);
+}
+
+void lgr_settle_free(struct lgr_settle *q)
+{
+	free(q->v);
+	memset(q, 0, sizeof(*q));
 }

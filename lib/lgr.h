@@ -132,6 +132,29 @@ struct lgr_pace {
 void lgr_pace_count(struct lgr_pace *p, size_t n, size_t batch_max, uint64_t now_us);
 
 /*
+ * What a byte stream carried, settled as its bytes leave: the messages queued on it, oldest first, each as the
+ * stream's byte count where it ends and the items it completes (envelopes, lines). A sender that counts an item once
+ * its bytes left its own queue pushes each message as it queues it, settles up to the count of bytes gone, and drops
+ * the rest when the stream is gone, so a lost connection's items count as lost where they were. Zeroed memory is an
+ * empty queue; one thread at a time.
+ */
+struct lgr_settle_msg {
+	uint64_t end;
+	uint64_t items;
+};
+
+struct lgr_settle {
+	struct lgr_settle_msg *v; /* a ring of cap */
+	size_t cap, head, n;
+};
+
+int lgr_settle_push(struct lgr_settle *q, uint64_t end, uint64_t items); /* LGR_OK; LGR_ENOMEM */
+void lgr_settle_unpush(struct lgr_settle *q);				 /* the newest taken back (it never went out) */
+uint64_t lgr_settle_upto(struct lgr_settle *q, uint64_t gone); /* pops messages ending at or before: their items */
+uint64_t lgr_settle_drop(struct lgr_settle *q);		       /* pops every message: their items */
+void lgr_settle_free(struct lgr_settle *q);		       /* the memory; the queue is empty again */
+
+/*
  * Where one component's own lines go: each prefixed with "name: " and handed to log (NULL: lgr_log). Both strings
  * are borrowed. Thread-safe as far as log is.
  */

@@ -16,8 +16,9 @@
  *  - syslog writers refuse lines (LGR_EFULL) until connected: a line taken while connecting would be lost with a
  *    refused connection, while the caller's ring keeps it. After a failure the writer reconnects by itself only when
  *    a line is waiting (it refused one); an idle drain whose peer went away reconnects on its next line.
- *  - lines queued in the output buffer count as sent once the kernel (or the TLS layer) took them; a line length
- *    queue (struct lenq) maps drained bytes back to lines, so lost counts whole lines, partly written ones included.
+ *  - lines queued in the output buffer count as sent once the kernel (or the TLS layer) took them; a queue of the
+ *    lines' ends (lgr_settle) maps drained bytes back to lines, so lost counts whole lines, partly written ones
+ * included.
  *  - a resolution that takes longer than the dial timeout counts as a resolution failure (cached like one).
  *  - transport errors (refused, reset, TLS, failed POSTs) reach on_error at most once per minute per writer, as the
  *    caller may turn each into a line of the app's own stream; reasons (denied, resolve) always do.
@@ -121,13 +122,6 @@ enum wstate {
 	W_FAILED,     /* for good: denied */
 };
 
-/* Lengths of the framed lines in a syslog writer's output buffer, oldest first, to count what was sent and lost. */
-struct lenq {
-	uint32_t *v;
-	size_t cap, head, n;
-	size_t done; /* bytes of the oldest line already written */
-};
-
 /* One HTTP POST: a line (https) or a batch, with its attempts. */
 struct req {
 	struct req *next;
@@ -172,7 +166,8 @@ struct lgr_dw {
 	/* syslog */
 	SSL_CTX *ssl_ctx;
 	struct bufferevent *bev;
-	struct lenq lines;
+	struct lgr_settle lines;       /* the framed lines in the output buffer: sent and lost are counted from it */
+	uint64_t out_queued, out_gone; /* bytes of lines added to / gone from the current connection's output */
 	struct evdns_getaddrinfo_request *dnsreq;
 	struct sockaddr_storage addrs[MAX_ADDRS];
 	socklen_t addr_len[MAX_ADDRS];
@@ -447,62 +442,6 @@ out:
 	return rc;
 }
 
-/* --- syslog: the line queue ------------------------------------------------------------------------------------- */
-
-static int lenq_push(struct lenq *q, uint32_t len)
-{
-	if (q->n == q->cap) {
-		size_t cap = q->cap == 0 ? 64 : q->cap * 2;
-		uint32_t *v = malloc(cap * sizeof(*v));
-
-		if (v == NULL)
-			return LGR_ENOMEM;
-		/* unwrap the ring into the new array */
-		for (size_t i = 0; i < q->n; i++)
-			v[i] = q->v[(q->head + i) % q->cap];
-		free(q->v);
-		q->v = v;
-		q->cap = cap;
-		q->head = 0;
-	}
-	q->v[(q->head + q->n) % q->cap] = len;
-	q->n++;
-	return LGR_OK;
-}
-
-/* bytes left the output buffer: the lines they complete count as sent. */
-static void lenq_drained(struct lenq *q, size_t bytes, uint64_t *sent)
-{
-	while (bytes > 0 && q->n > 0) {
-		size_t left = q->v[q->head] - q->done;
-
-		if (bytes < left) {
-			q->done += bytes;
-			return;
-		}
-		bytes -= left;
-		q->done = 0;
-		q->head = (q->head + 1) % q->cap;
-		q->n--;
-		(*sent)++;
-	}
-}
-
-/* The connection is gone: the lines still queued (even partly written) are lost. */
-static uint64_t lenq_drop(struct lenq *q)
-{
-	uint64_t n = q->n;
-
-	q->n = 0;
-	q->head = 0;
-	q->done = 0;
-	return n;
-}
-
-/* --- syslog: connections ---------------------------------------------------------------------------------------- */
-
-static void start_connect(struct lgr_dw *w);
-
 /* Waits ms, then connects if a line is waiting for that (see timer_cb). */
 static void wait_then_connect(struct lgr_dw *w, uint64_t ms)
 {
@@ -514,7 +453,8 @@ static void close_bev(struct lgr_dw *w)
 {
 	if (w->bev == NULL)
 		return;
-	w->c.lost += lenq_drop(&w->lines);
+	w->c.lost += lgr_settle_drop(&w->lines);
+	w->out_queued = w->out_gone = 0;
 	bufferevent_free(w->bev);
 	w->bev = NULL;
 }
@@ -547,7 +487,8 @@ static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, vo
 	(void)buf;
 	if (info->n_deleted == 0)
 		return;
-	lenq_drained(&w->lines, info->n_deleted, &w->c.sent);
+	w->out_gone += info->n_deleted;
+	w->c.sent += lgr_settle_upto(&w->lines, w->out_gone);
 	if (!w->carried) {
 		w->carried = true;
 		w->backoff_ms = 0;
@@ -825,11 +766,13 @@ static int syslog_write(struct lgr_dw *w, const void *line, size_t len)
 		w->want_ready = true;
 		return LGR_EFULL;
 	}
-	if (lenq_push(&w->lines, (uint32_t)frame) != LGR_OK)
+	if (lgr_settle_push(&w->lines, w->out_queued + frame, 1) != LGR_OK)
 		return LGR_ENOMEM;
+	w->out_queued += frame;
 	if (evbuffer_add(out, head, (size_t)n) != 0 || (len > 0 && evbuffer_add(out, line, len) != 0)) {
 		/* cannot happen short of memory; the partial frame would corrupt the stream: start afresh */
-		w->lines.n--;
+		lgr_settle_unpush(&w->lines);
+		w->out_queued -= frame;
 		conn_failed(w, "out of memory");
 		return LGR_ENOMEM;
 	}
@@ -1629,7 +1572,7 @@ void lgr_dw_close(struct lgr_dw *w, struct lgr_dw_counters *last)
 	if (w->notify != NULL)
 		event_free(w->notify);
 	SSL_CTX_free(w->ssl_ctx);
-	free(w->lines.v);
+	lgr_settle_free(&w->lines);
 	free(w->batch_buf);
 	free(w->url);
 	free(w->ca);

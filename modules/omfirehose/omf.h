@@ -210,7 +210,7 @@ struct omf_sink {
 };
 
 /* For a sink that settles: sent envelopes left its queue (egress), lost ones were in it when it ended (dropped). */
-void omf_sub_settle(struct omf_sub *sub, size_t sent, size_t lost);
+void omf_sub_settle(struct omf_sub *sub, uint64_t sent, uint64_t lost);
 
 /*
  * Subscribes: one subscription per selector of req (shard group and deterministic name as lgr_select says),

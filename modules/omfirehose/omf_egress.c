@@ -587,7 +587,7 @@ static void sub_release(void *item, void *ud)
 	add(&sub->ctr->dropped, 1);
 }
 
-void omf_sub_settle(struct omf_sub *sub, size_t sent, size_t lost)
+void omf_sub_settle(struct omf_sub *sub, uint64_t sent, uint64_t lost)
 {
 	add(&sub->ctr->egress, sent);
 	add(&sub->ctr->dropped, lost);
@@ -986,12 +986,6 @@ struct event_base *omf_egress_base(struct omf_egress *eg)
 
 /* ---- the gRPC sinks --------------------------------------------------------------------------------------------- */
 
-/* A message on a stream's send queue: where its bytes end (lgr_h2_stream_taken's count), the envelopes it ends. */
-struct inflight {
-	uint64_t end;
-	size_t n;
-};
-
 /* One Egress call: before its request it holds a reserved stream slot; after, a subscriber. */
 struct gstream {
 	struct omf_egress *eg;
@@ -1001,10 +995,8 @@ struct gstream {
 	struct evbuffer *buf; /* reused to build messages; empty between calls */
 	size_t v1_pos;	      /* Subscribe: records of the head envelope already sent */
 	bool ended;
-	/* the messages queued and not yet taken by the connection, oldest first (a ring of cap) */
-	struct inflight *fl;
-	size_t fl_head, fl_len, fl_cap;
-	bool fl_armed; /* lgr_h2_stream_notify_empty was asked for; cleared by on_drain */
+	struct lgr_settle queued; /* messages not yet taken by the connection: lgr_h2_stream_taken's count, envelopes */
+	bool armed;		  /* lgr_h2_stream_notify_empty was asked for; cleared by on_drain */
 };
 
 static void ref_done(const void *data, size_t len, void *extra)
@@ -1064,30 +1056,10 @@ static int send_built(struct gstream *g)
  * n envelopes end with the message just queued: they count in egress once the connection has taken its bytes
  * (settle). Without memory to remember the message they count at once, as taken by the stream.
  */
-static void inflight_add(struct gstream *g, size_t n)
+static void queued_add(struct gstream *g, size_t n)
 {
-	const uint64_t end = lgr_h2_stream_taken(g->s) + lgr_h2_stream_queued(g->s);
-	struct inflight *fl;
-	size_t cap, i;
-
-	if (n == 0)
-		return;
-	if (g->fl_len == g->fl_cap) {
-		cap = g->fl_cap > 0 ? 2 * g->fl_cap : 64;
-		fl = malloc(cap * sizeof(*fl));
-		if (fl == NULL) {
-			omf_sub_settle(g->sub, n, 0);
-			return;
-		}
-		for (i = 0; i < g->fl_len; i++)
-			fl[i] = g->fl[(g->fl_head + i) % g->fl_cap];
-		free(g->fl);
-		g->fl = fl;
-		g->fl_cap = cap;
-		g->fl_head = 0;
-	}
-	g->fl[(g->fl_head + g->fl_len) % g->fl_cap] = (struct inflight){.end = end, .n = n};
-	g->fl_len++;
+	if (n > 0 && lgr_settle_push(&g->queued, lgr_h2_stream_taken(g->s) + lgr_h2_stream_queued(g->s), n) != LGR_OK)
+		omf_sub_settle(g->sub, n, 0);
 }
 
 /*
@@ -1096,18 +1068,12 @@ static void inflight_add(struct gstream *g, size_t n)
  */
 static void settle(struct gstream *g)
 {
-	const uint64_t taken = lgr_h2_stream_taken(g->s);
-	size_t n = 0;
+	const uint64_t sent = lgr_settle_upto(&g->queued, lgr_h2_stream_taken(g->s));
 
-	while (g->fl_len > 0 && g->fl[g->fl_head].end <= taken) {
-		n += g->fl[g->fl_head].n;
-		g->fl_head = (g->fl_head + 1) % g->fl_cap;
-		g->fl_len--;
-	}
-	if (n > 0)
-		omf_sub_settle(g->sub, n, 0);
-	if (g->fl_len > 0 && !g->fl_armed && !g->ended) {
-		g->fl_armed = true;
+	if (sent > 0) /* none before the subscriber is set: omf_sub_new asks for the room */
+		omf_sub_settle(g->sub, sent, 0);
+	if (g->queued.n > 0 && !g->armed && !g->ended) {
+		g->armed = true;
 		lgr_h2_stream_notify_empty(g->s);
 	}
 }
@@ -1115,19 +1081,17 @@ static void settle(struct gstream *g)
 /* The stream is gone: what the connection took counts in egress, what its queue still held in dropped.egress. */
 static void settle_end(struct gstream *g)
 {
-	size_t lost = 0;
+	uint64_t lost;
 
 	g->ended = true;
 	settle(g);
-	for (; g->fl_len > 0; g->fl_len--) {
-		lost += g->fl[g->fl_head].n;
-		g->fl_head = (g->fl_head + 1) % g->fl_cap;
-	}
+	lost = lgr_settle_drop(&g->queued);
 	if (lost == 0)
 		return;
 	omf_sub_settle(g->sub, 0, lost);
 	lgr_logger_say(&g->eg->lg, &g->eg->slow_rl, LGR_LOG_WARNING,
-		"subscriber %s (shard id \"%s\"): its stream ended with %zu envelopes still queued, counted as dropped",
+		"subscriber %s (shard id \"%s\"): its stream ended with %" PRIu64 " envelopes still queued, counted as "
+		"dropped",
 		omf_sub_peer(g->sub), omf_sub_shard_id(g->sub), lost);
 }
 
@@ -1176,7 +1140,7 @@ static int deliver_batch(struct gstream *g, struct omf_env *const *envs, size_t 
 		*taken = *sent = 0;
 		return rc == LGR_ENOMEM ? LGR_EFULL : rc; /* out of memory: try again after the next drain */
 	}
-	inflight_add(g, k);
+	queued_add(g, k);
 	*taken = i;
 	*sent = k;
 	return LGR_OK;
@@ -1198,7 +1162,7 @@ static int deliver_single(struct gstream *g, struct omf_env *const *envs, size_t
 			rc = send_built(g);
 		if (rc != LGR_OK)
 			break;
-		inflight_add(g, 1);
+		queued_add(g, 1);
 		(*sent)++;
 	}
 	*taken = i;
@@ -1242,7 +1206,7 @@ static int deliver_v1_single(struct gstream *g, struct omf_env *const *envs, siz
 			break;
 		}
 		g->v1_pos = 0;
-		inflight_add(g, 1); /* with its last record */
+		queued_add(g, 1); /* with its last record */
 		(*sent)++;
 	}
 	*taken = i; /* after a refusal i is the refused envelope, whose position g->v1_pos keeps */
@@ -1456,7 +1420,7 @@ static void on_drain(struct lgr_h2_stream *s, void *ud)
 	struct gstream *g = lgr_h2_stream_data(s);
 
 	(void)ud;
-	g->fl_armed = false;
+	g->armed = false;
 	if (g->sub == NULL)
 		return;
 	settle(g);
@@ -1476,7 +1440,7 @@ static void on_close(struct lgr_h2_stream *s, bool reset, void *ud)
 		eg->reserved--;
 	}
 	evbuffer_free(g->buf);
-	free(g->fl);
+	lgr_settle_free(&g->queued);
 	free(g);
 	lgr_h2_stream_set_data(s, NULL);
 }

@@ -1,6 +1,7 @@
 /* test_log.c: the log-line limiter (lgr_ratelimit), the components' prefixed, limited lines (lgr_logger), and the
- * batch pace judge (lgr_pace), the computed calendar date and time (lgr_civil_date, lgr_civil_time) and the
- * scheduler slice request (lgr_thread_short_slice) that live beside them in lgr.c. */
+ * batch pace judge (lgr_pace), the byte-stream settling queue (lgr_settle), the computed calendar date and time
+ * (lgr_civil_date, lgr_civil_time) and the scheduler slice request (lgr_thread_short_slice) that live beside them in
+ * lgr.c. */
 #define _GNU_SOURCE /* SCHED_BATCH */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -133,6 +134,52 @@ static void civil_date_agrees(int64_t days)
 	cr_assert(y == tm.tm_year + 1900 && m == tm.tm_mon + 1 && d == tm.tm_mday && w == tm.tm_wday,
 		"day %lld: %d-%d-%d (weekday %d), want %d-%d-%d (%d)", (long long)days, y, m, d, w, tm.tm_year + 1900,
 		tm.tm_mon + 1, tm.tm_mday, tm.tm_wday);
+}
+
+Test(settle, counts_a_message_once_its_last_byte_is_gone_and_drops_the_rest)
+{
+	struct lgr_settle q = {0};
+
+	cr_assert_eq(lgr_settle_upto(&q, 100), 0); /* empty */
+	cr_assert_eq(lgr_settle_push(&q, 10, 1), LGR_OK);
+	cr_assert_eq(lgr_settle_push(&q, 25, 100), LGR_OK);
+	cr_assert_eq(lgr_settle_push(&q, 30, 2), LGR_OK);
+	cr_assert_eq(lgr_settle_upto(&q, 9), 0);
+	cr_assert_eq(lgr_settle_upto(&q, 10), 1);
+	cr_assert_eq(lgr_settle_upto(&q, 29), 100, "the message ending at 25, not the one partly gone");
+	cr_assert_eq(lgr_settle_push(&q, 40, 5), LGR_OK);
+	lgr_settle_unpush(&q); /* never went out */
+	cr_assert_eq(q.n, 1);
+	cr_assert_eq(lgr_settle_drop(&q), 2);
+	cr_assert_eq(lgr_settle_drop(&q), 0);
+	lgr_settle_free(&q);
+	cr_assert_eq(q.v, NULL);
+}
+
+Test(settle, keeps_order_across_growth_while_the_ring_wraps)
+{
+	enum { N = 3000 };
+	static uint64_t ends[N], items[N];
+	struct lgr_settle q = {0};
+	uint64_t end = 0, rest = 0;
+	size_t oldest = 0, i;
+
+	/* three pushes per settle of two: the ring wraps, and grows several times with messages in it */
+	for (i = 0; i < N; i++) {
+		end += i % 7 + 1;
+		ends[i] = end;
+		items[i] = i + 1;
+		cr_assert_eq(lgr_settle_push(&q, end, items[i]), LGR_OK);
+		if (i % 3 == 2) {
+			cr_assert_eq(lgr_settle_upto(&q, ends[oldest + 1]), items[oldest] + items[oldest + 1]);
+			oldest += 2;
+		}
+	}
+	cr_assert_eq(q.n, N - oldest);
+	for (i = oldest; i < N; i++)
+		rest += items[i];
+	cr_assert_eq(lgr_settle_drop(&q), rest);
+	lgr_settle_free(&q);
 }
 
 Test(civil_date, agrees_with_gmtime_r_over_four_thousand_years_and_at_every_edge)
