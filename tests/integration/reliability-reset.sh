@@ -239,7 +239,7 @@ a_queued=$(queued_line | head -n 1 | sed -n 's/.*ended with \([0-9]*\) envelopes
 [ "${a_queued:-0}" -gt 0 ] && [ "$a_queued" -le "$d" ] ||
 	lgr_fail "A's stream ended with ${a_queued:-?} envelopes queued, dropped.egress grew by $d: $(queued_line)"
 # what of A's share left the router's process: the bytes relay S took from it before the reset (the rest of what
-# omfirehose counted in egress for A was in its stream's send queue or in the kernel's socket buffers)
+# omfirehose counted in egress for A was in the connection's output and the kernel's socket buffers)
 a_bytes=$(grep '"event":"close"' "$W/S.relay" | head -n 1 | sed -n 's/.*"down":\([0-9]*\).*/\1/p')
 lgr_say "router -> subscriber: A's share of $N: egress $((e - N)) ($(((e - N) * 2080)) bytes or so), dropped $d ($a_queued of them still in its stream's send queue), received ${a_got:-0}; relay S took ${a_bytes:-0} bytes of A's stream before the reset"
 
