@@ -7,7 +7,10 @@
  * for a log, lgr_fjson_log_measure + lgr_fjson_log_pack straight from the tree). One sample envelope of each type, with
  * the tags the platform sets.
  *
- *   bench_codec [--count N]     (N: operations per figure, default 200000)
+ *   bench_codec [--count N] [--only NAME]
+ *
+ * N: operations per figure, default 200000; NAME: only the rows of that operation (its name as printed, without
+ * the leading blanks), for scripts that need one figure (bench/imloggregator.sh).
  *
  * Prints figures and never judges them: timing depends on the machine. Each measured operation is one function
  * with the signature of measure_fn, listed in the table `ops`, so that other codecs (the JSON form) can be added
@@ -477,7 +480,17 @@ out:
 	return rc;
 }
 
-static int parse_args(int argc, char **argv, unsigned long *count)
+/* The operation's name as printed, without the blanks that indent a variant under the row above it. */
+static const char *op_name(const struct op *op)
+{
+	const char *n = op->name;
+
+	while (*n == ' ')
+		n++;
+	return n;
+}
+
+static int parse_args(int argc, char **argv, unsigned long *count, const char **only)
 {
 	int i;
 
@@ -489,6 +502,8 @@ static int parse_args(int argc, char **argv, unsigned long *count)
 			*count = strtoul(argv[++i], &end, 10);
 			if (errno != 0 || *end != '\0' || *count == 0)
 				return -1;
+		} else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+			*only = argv[++i];
 		} else {
 			return -1;
 		}
@@ -506,12 +521,21 @@ int main(int argc, char **argv)
 	enum { NSAMPLES = sizeof(kinds) / sizeof(kinds[0]) };
 	struct sample samples[NSAMPLES];
 	unsigned long count = 200000;
+	const char *only = NULL;
 	size_t i, j;
 	int rc = 0;
 
-	if (parse_args(argc, argv, &count) != 0) {
-		fprintf(stderr, "usage: %s [--count N]\n", argv[0]);
+	if (parse_args(argc, argv, &count, &only) != 0) {
+		fprintf(stderr, "usage: %s [--count N] [--only NAME]\n", argv[0]);
 		return 2;
+	}
+	if (only != NULL) {
+		for (i = 0; i < sizeof(ops) / sizeof(ops[0]) && strcmp(op_name(&ops[i]), only) != 0; i++)
+			;
+		if (i == sizeof(ops) / sizeof(ops[0])) {
+			fprintf(stderr, "bench_codec: no operation named \"%s\"\n", only);
+			return 2;
+		}
 	}
 	for (j = 0; j < NSAMPLES; j++) {
 		if (sample_init(&samples[j], kinds[j].name, kinds[j].fill) != LGR_OK) {
@@ -523,9 +547,12 @@ int main(int argc, char **argv)
 	for (j = 0; j < NSAMPLES; j++)
 		printf(" %s %zu%s", samples[j].name, samples[j].wire_len, j + 1 < NSAMPLES ? "," : "\n");
 	printf("%-26s %-7s %10s %12s %14s\n", "operation", "type", "envelopes", "ns/envelope", "envelopes/s");
-	for (i = 0; i < sizeof(ops) / sizeof(ops[0]) && rc == 0; i++)
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]) && rc == 0; i++) {
+		if (only != NULL && strcmp(op_name(&ops[i]), only) != 0)
+			continue;
 		for (j = 0; j < NSAMPLES && rc == 0; j++)
 			rc = run(&ops[i], &samples[j], count);
+	}
 	for (j = 0; j < NSAMPLES; j++)
 		sample_cleanup(&samples[j]);
 	return rc == 0 ? 0 : 1;

@@ -6,7 +6,11 @@
 #
 #   bench/imloggregator.sh [--duration S] [--size B] [--streams N] [--batch N] [--types LIST] [--threads N]
 #                          [--plain] [--input-params 'k="v" ...'] [--ruleset-params 'k="v" ...'] [--step PCT]
-#                          [--no-sink] [--keep]
+#                          [--rate R] [--no-ceiling] [--no-sink] [--keep]
+#
+# --rate R measures imloggregator at R envelopes/s only (no flat-out run, no search): what an A/B comparison of two
+# builds needs (LGR_BUILD), with the CPU per envelope at the same load. --no-ceiling and --no-sink skip the imptcp and
+# the transport-only runs.
 #
 # --ruleset-params gives the discarding ruleset (both daemons) its own queue, e.g. 'queue.type="Direct"': then the
 # thread that submits a message also runs the ruleset and frees the message, instead of rsyslog's main queue worker.
@@ -17,6 +21,9 @@
 # imloggregator never slows a sender: when rsyslog cannot keep up its drop-oldest ring drops and counts. A figure
 # with drops is not a throughput, so when the flat-out run drops, runs at fixed rates (--rate) search for the
 # highest without drops, in steps of --step % (see search()); that run's accepted rate is the result.
+#
+# The bound (see "the bound" below) says how far any input could go with these envelopes: rsyslogd spending on each
+# only imptcp's cost per line, plus the $!loggregator tree and the transport's receiving side, beside the generator.
 #
 # Other processes skew every figure on a small machine: the `other` column says how many CPUs' worth they took
 # during each run; only runs where it is near 0 are comparable.
@@ -42,7 +49,10 @@ plain=0
 input_params=
 ruleset_params=
 step=10
+rate=0
+ceiling_run=1
 sink=1
+sink_us=
 keep=0
 
 usage() {
@@ -61,6 +71,8 @@ while [ $# -gt 0 ]; do
 	--input-params) input_params=$2; shift ;;
 	--ruleset-params) ruleset_params=$2; shift ;;
 	--step) step=$2; shift ;;
+	--rate) rate=$2; shift ;;
+	--no-ceiling) ceiling_run=0 ;;
 	--no-sink) sink=0 ;;
 	--keep) keep=1 ;;
 	-h | --help) usage; exit 0 ;;
@@ -271,11 +283,11 @@ search() {
 	local rate=$m_steady
 	[ "$rate" -gt 0 ] || rate=$m_rate
 	if probe "$rate"; then
-		iml_rate=$m_rate
+		took
 		for _ in 1 2 3 4 5 6 7 8; do
 			rate=$((rate * (100 + step) / 100))
 			probe "$rate" || return 0
-			iml_rate=$m_rate
+			took
 		done
 		return 0
 	fi
@@ -283,7 +295,7 @@ search() {
 		rate=$((rate * (100 - step) / 100))
 		[ "$rate" -gt 0 ] || break
 		if probe "$rate"; then
-			iml_rate=$m_rate
+			took
 			return 0
 		fi
 	done
@@ -296,6 +308,12 @@ row() { rows+=("$(printf '%-34s %12s %12s %10s %10s %10s %8s' "$@")"); }
 # ---- imloggregator ---------------------------------------------------------------------------------------------
 
 iml_rate=0
+iml_gen_us=
+# took: the run just measured gives the figure (its accepted rate, and the generator's CPU per envelope for the bound).
+took() {
+	iml_rate=$m_rate
+	iml_gen_us=$m_gen_us
+}
 iml_note=
 if [ ! -f "$module" ]; then
 	iml_note="module not built ($module)"
@@ -316,19 +334,24 @@ EOF
 		iml_note="no listener: the input wrote no port file"
 	else
 		sel='"origin": "imloggregator"'
-		say "imloggregator: flat out for $duration s ($streams streams, batch $batch, $size-byte payloads, $types)"
-		measure "$sel" ingress "$sel" dropped.ingress -- --addr "127.0.0.1:$rs_port" "${client_tls[@]}" \
-			"${gen_opts[@]}" --duration "$duration"
-		acked=$(field "$m_gen" acked)
-		failed=$(field "$m_gen" failed_streams)
-		if [ "${acked:-0}" = 0 ] || [ "${failed:-1}" != 0 ]; then
-			iml_note="the calls failed: $m_gen"
-		fi
-		row "imloggregator flat out" "$m_rate" "$m_steady" "$m_drops" "$m_rs_us" "$m_gen_us" "$m_other"
-		if [ -z "$iml_note" ] && [ "$m_drops" = 0 ]; then
-			iml_rate=$m_rate
-		elif [ -z "$iml_note" ]; then
-			search
+		if [ "$rate" -gt 0 ]; then
+			probe "$rate" && took
+		else
+			say "imloggregator: flat out for $duration s ($streams streams, batch $batch, $size-byte payloads," \
+				"$types)"
+			measure "$sel" ingress "$sel" dropped.ingress -- --addr "127.0.0.1:$rs_port" "${client_tls[@]}" \
+				"${gen_opts[@]}" --duration "$duration"
+			acked=$(field "$m_gen" acked)
+			failed=$(field "$m_gen" failed_streams)
+			if [ "${acked:-0}" = 0 ] || [ "${failed:-1}" != 0 ]; then
+				iml_note="the calls failed: $m_gen"
+			fi
+			row "imloggregator flat out" "$m_rate" "$m_steady" "$m_drops" "$m_rs_us" "$m_gen_us" "$m_other"
+			if [ -z "$iml_note" ] && [ "$m_drops" = 0 ]; then
+				took
+			elif [ -z "$iml_note" ]; then
+				search
+			fi
 		fi
 		rs_stop
 	fi
@@ -337,19 +360,23 @@ fi
 
 # ---- rsyslog's ceiling: imptcp -----------------------------------------------------------------------------------
 
-conf=$work/tcp.conf
-conf_write "$conf" tcp <<EOF
-module(load="imptcp")
-input(type="imptcp" address="127.0.0.1" port="0" listenPortFileName="$work/tcp/tcp.port" ruleset="discard")
-EOF
-say "imptcp: starting rsyslogd"
-rs_start "$conf" "$work/tcp/tcp.port" || die "rsyslogd with imptcp did not start"
-say "imptcp: octet-counted RFC 5424 lines flat out for $duration s ($streams connections, $size-byte messages)"
-measure '"name": "imptcp(' submitted '' '' -- --syslog --addr "127.0.0.1:$rs_port" --streams "$streams" \
-	--size "$size" --duration "$duration"
-ceiling=$m_rate
-row "imptcp (rsyslog's ceiling)" "$m_rate" "$m_steady" "$m_qfull" "$m_rs_us" "$m_gen_us" "$m_other"
-rs_stop
+ceiling=0
+if [ "$ceiling_run" = 1 ]; then
+	conf=$work/tcp.conf
+	conf_write "$conf" tcp <<-EOF
+	module(load="imptcp")
+	input(type="imptcp" address="127.0.0.1" port="0" listenPortFileName="$work/tcp/tcp.port" ruleset="discard")
+	EOF
+	say "imptcp: starting rsyslogd"
+	rs_start "$conf" "$work/tcp/tcp.port" || die "rsyslogd with imptcp did not start"
+	say "imptcp: octet-counted RFC 5424 lines flat out for $duration s ($streams connections, $size-byte messages)"
+	measure '"name": "imptcp(' submitted '' '' -- --syslog --addr "127.0.0.1:$rs_port" --streams "$streams" \
+		--size "$size" --duration "$duration"
+	ceiling=$m_rate
+	ceiling_us=$m_rs_us
+	row "imptcp (rsyslog's ceiling)" "$m_rate" "$m_steady" "$m_qfull" "$m_rs_us" "$m_gen_us" "$m_other"
+	rs_stop
+fi
 
 # ---- the transport alone ---------------------------------------------------------------------------------------
 
@@ -369,8 +396,28 @@ if [ "$sink" = 1 ]; then
 	sk=$(grep '^mode=sink' "$work/sink.out" || true)
 	say "  generator: $gen"
 	say "  sink: $sk"
-	row "transport only (lgr-load --sink)" "$(field "$gen" envelopes_per_s)" - 0 \
-		"$(field "$sk" cpu_us_per_envelope)" "$(field "$gen" cpu_us_per_envelope)" -
+	sink_us=$(field "$sk" cpu_us_per_envelope)
+	row "transport only (lgr-load --sink)" "$(field "$gen" envelopes_per_s)" - 0 "$sink_us" \
+		"$(field "$gen" cpu_us_per_envelope)" -
+fi
+
+# ---- the bound ---------------------------------------------------------------------------------------------------
+# What no input carrying these envelopes could beat on this machine: rsyslogd spending on each envelope only what it
+# spent on each imptcp line (reading, parsing, the message, the queue, the ruleset: the work that the envelope's
+# mapping replaces, and more), plus the $!loggregator tree that config.md's mapping requires (bench_codec: built
+# from the wire with shared strings, and released; one log envelope with five tags), plus the receiving side of the
+# transport (the sink above), while the generator spends what it spent per envelope in the run that gave the figure.
+# The machine's CPUs divided by that sum is the bound.
+
+bound_rate=0
+if [ "$ceiling" -gt 0 ] && [ -n "$sink_us" ] && [ -n "$iml_gen_us" ] && [ -x "$build/bench/bench_codec" ]; then
+	tree_ns=$("$build/bench/bench_codec" --only "with shared strings" | awk '$4 == "log" { print $6 }')
+	if [ -n "$tree_ns" ]; then
+		bound_us=$(awk -v c="$ceiling_us" -v t="$tree_ns" -v s="$sink_us" \
+			'BEGIN { printf "%.2f", c + t / 1000 + s }')
+		bound_rate=$(awk -v b="$bound_us" -v g="$iml_gen_us" -v n="$(nproc)" 'BEGIN { printf "%d", n * 1e6 / (b + g) }')
+		row "bound (imptcp + tree + transport)" "$bound_rate" - - "$bound_us" "$iml_gen_us" -
+	fi
 fi
 
 # ---- report ------------------------------------------------------------------------------------------------------
@@ -386,6 +433,15 @@ if [ "$iml_rate" -gt 0 ] && [ "$ceiling" -gt 0 ]; then
 	verdict() { if [ "$1" -ge "$2" ]; then echo met; else echo "NOT met"; fi; }
 	echo "target >= 300000 envelopes/s: $(verdict "$iml_rate" 300000); target >= 70 % of the ceiling:" \
 		"$(verdict "$pct" 70)"
+	if [ "$bound_rate" -gt 0 ]; then
+		echo "bound: $bound_rate envelopes/s = $(awk -v a="$bound_rate" -v c="$ceiling" \
+			'BEGIN { printf "%.0f", 100 * a / c }') % of the ceiling for any input that spent no more than imptcp" \
+			"per line plus the tree and the transport; imloggregator reached" \
+			"$(awk -v a="$iml_rate" -v b="$bound_rate" 'BEGIN { printf "%.0f", 100 * a / b }') % of the bound"
+	fi
+elif [ "$iml_rate" -gt 0 ]; then
+	echo "imloggregator without drops: $iml_rate envelopes/s (no ceiling measured)"
 else
+	[ "$rate" -gt 0 ] && [ -z "$iml_note" ] && iml_note="drops at --rate $rate"
 	echo "imloggregator: no valid figure (${iml_note:-none}); imptcp ceiling: $ceiling lines/s"
 fi
