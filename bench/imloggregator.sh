@@ -431,8 +431,12 @@ if [ "$iml_rate" -gt 0 ] && [ "$ceiling" -gt 0 ]; then
 	pct=$(awk -v a="$iml_rate" -v c="$ceiling" 'BEGIN { printf "%.0f", 100 * a / c }')
 	echo "imloggregator without drops: $iml_rate envelopes/s = $pct % of the imptcp ceiling ($ceiling lines/s)"
 	verdict() { if [ "$1" -ge "$2" ]; then echo met; else echo "NOT met"; fi; }
-	echo "target >= 300000 envelopes/s: $(verdict "$iml_rate" 300000); target >= 70 % of the ceiling:" \
-		"$(verdict "$pct" 70)"
+	if [ "$rate" -gt 0 ]; then
+		echo "(a run at --rate $rate, not a throughput: the targets are judged without --rate)"
+	else
+		echo "target >= 300000 envelopes/s: $(verdict "$iml_rate" 300000); target >= 70 % of the ceiling:" \
+			"$(verdict "$pct" 70)"
+	fi
 	if [ "$bound_rate" -gt 0 ]; then
 		echo "bound: $bound_rate envelopes/s = $(awk -v a="$bound_rate" -v c="$ceiling" \
 			'BEGIN { printf "%.0f", 100 * a / c }') % of the ceiling for any input that spent no more than imptcp" \
