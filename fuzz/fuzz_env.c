@@ -227,6 +227,8 @@ static void check_wire_agent(const uint8_t *data, size_t size)
 			return;
 		agent_rules.ndefaults =
 			lgr_agent_default_tags(agent, &agent_rules.default_keys, &agent_rules.default_values);
+		if (lgr_fjson_wire_rules_check(&agent_rules) != LGR_OK) /* as the input module does */
+			abort();
 	}
 	rc = lgr_fjson_build_log_wire_rules(data, size, strings, &agent_rules, &w);
 	if (rc == LGR_EUNSUPPORTED || rc == LGR_ENOMEM)

@@ -234,8 +234,7 @@ int lgr_thread_short_slice(unsigned slice_us)
 #endif
 }
 
-/* ---- settling what a byte stream carried ---------------------------------------------------------------------------
- */
+/* ---- settling what a byte stream carried ------------------------------------------------------------------- */
 
 int lgr_settle_push(struct lgr_settle *q, uint64_t end, uint64_t items)
 {

@@ -17,8 +17,7 @@
  *    refused connection, while the caller's ring keeps it. After a failure the writer reconnects by itself only when
  *    a line is waiting (it refused one); an idle drain whose peer went away reconnects on its next line.
  *  - lines queued in the output buffer count as sent once the kernel (or the TLS layer) took them; a queue of the
- *    lines' ends (lgr_settle) maps drained bytes back to lines, so lost counts whole lines, partly written ones
- * included.
+ *    lines' ends (lgr_settle) maps drained bytes back to lines, so lost counts whole lines, partly written ones too.
  *  - a resolution that takes longer than the dial timeout counts as a resolution failure (cached like one).
  *  - transport errors (refused, reset, TLS, failed POSTs) reach on_error at most once per minute per writer, as the
  *    caller may turn each into a line of the app's own stream; reasons (denied, resolve) always do.

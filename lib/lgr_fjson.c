@@ -1111,6 +1111,14 @@ static bool wire_rules_usable(const struct lgr_fjson_wire_rules *r)
 	return true;
 }
 
+int lgr_fjson_wire_rules_check(struct lgr_fjson_wire_rules *r)
+{
+	if (r == NULL || (r->ndefaults > 0 && (r->default_keys == NULL || r->default_values == NULL)))
+		return LGR_EINVAL;
+	r->checked = wire_rules_usable(r);
+	return r->checked ? LGR_OK : LGR_EUNSUPPORTED;
+}
+
 int lgr_fjson_build_log_wire_rules(const uint8_t *buf, size_t len, struct lgr_fjson_strings *strings,
 	const struct lgr_fjson_wire_rules *rules, struct lgr_fjson_wire_log *out)
 {
@@ -1123,7 +1131,7 @@ int lgr_fjson_build_log_wire_rules(const uint8_t *buf, size_t len, struct lgr_fj
 	if ((buf == NULL && len > 0) || (rules != NULL && rules->ndefaults > 0 &&
 						(rules->default_keys == NULL || rules->default_values == NULL)))
 		return LGR_EINVAL;
-	if (rules != NULL && !wire_rules_usable(rules))
+	if (rules != NULL && !rules->checked && !wire_rules_usable(rules))
 		return LGR_EUNSUPPORTED;
 	rc = wire_fields(buf, len, &w);
 	if (rc == LGR_OK && rules != NULL)

@@ -90,7 +90,15 @@ struct lgr_fjson_wire_rules {
 	const char *const *default_keys; /* added after the envelope's tags, in this order, where the key is absent */
 	const char *const *default_values;
 	size_t ndefaults;
+	bool checked; /* set by lgr_fjson_wire_rules_check: the builder need not look at the keys again */
 };
+
+/*
+ * Checks once what lgr_fjson_build_log_wire_rules() would otherwise check for every envelope (the default keys below)
+ * and marks the rules checked when the builder can apply them: LGR_OK; LGR_EUNSUPPORTED (the builder then refuses
+ * every envelope, as it does with unchecked rules); LGR_EINVAL. Checked rules must not change afterwards.
+ */
+int lgr_fjson_wire_rules_check(struct lgr_fjson_wire_rules *r);
 
 /*
  * lgr_fjson_build_log_wire() for an agent: the tree and parts are those lgr_fjson_build(env, LGR_JSON_NO_PAYLOAD)

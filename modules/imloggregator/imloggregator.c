@@ -536,6 +536,8 @@ static rsRetVal inst_activate(instanceConf_t *inst)
 		/* the submitters read the default tags for logs built from their bytes (rules 1 and 3: no lock) */
 		inst->wire_rules.ndefaults = lgr_agent_default_tags(
 			inst->agent, &inst->wire_rules.default_keys, &inst->wire_rules.default_values);
+		/* once, not per envelope; keys the builder cannot take send every envelope down the decoding path */
+		(void)lgr_fjson_wire_rules_check(&inst->wire_rules);
 		CHKiRet(inst_v1_defaults(inst));
 	}
 	CHKiRet(inst_stats_init(inst));

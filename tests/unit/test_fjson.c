@@ -1720,14 +1720,21 @@ static int wire_agrees_with(
 	struct lgr_env *env = NULL;
 	struct fjson_object *full;
 	char *got, *want;
-	int rc;
+	int rc, check_rc;
 
 	cr_assert_eq(lgr_env_decode(buf, len, NULL, &env), LGR_OK, "the test's bytes do not decode");
 	if (agent_conf != NULL) {
 		cr_assert_eq(lgr_agent_new(agent_conf, &ag), LGR_OK);
 		rules.ndefaults = lgr_agent_default_tags(ag, &rules.default_keys, &rules.default_values);
 		cr_assert_eq(lgr_agent_apply(ag, env), LGR_OK);
+		/* unchecked rules are checked by the builder, checked ones are not looked at again: the same answers */
 		rc = lgr_fjson_build_log_wire_rules(buf, len, NULL, &rules, &w);
+		if (rc == LGR_OK)
+			fjson_object_put(w.tree);
+		check_rc = lgr_fjson_wire_rules_check(&rules);
+		cr_assert(check_rc == LGR_OK || rc == LGR_EUNSUPPORTED, "rules the check refused were taken");
+		cr_assert_eq(rules.checked, check_rc == LGR_OK);
+		cr_assert_eq(lgr_fjson_build_log_wire_rules(buf, len, NULL, &rules, &w), rc, "checked and unchecked");
 	} else {
 		rc = lgr_fjson_build_log_wire(buf, len, NULL, &w);
 	}
